@@ -1,0 +1,126 @@
+"""The Typer application: one root group whose ``main`` owns errors and exit codes.
+
+Commands raise :class:`ActionHostError` (or ``typer.Exit``); only this module
+turns them into a one-line message on stderr and a documented exit code, so
+the codes are the same under a shell and under ``CliRunner``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+try:  # recent Typer vendors Click
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:  # pragma: no cover - Typer with Click as a dependency
+    from click.exceptions import ClickException, UsageError
+from typer import Abort
+
+from .. import __version__
+from ..errors import EXIT_CODE_HELP, ActionHostError, ExitCode
+from ..redact import install_log_scrubber, scrub
+
+_OPTIONS = {"debug": False}
+
+
+def debug_enabled() -> bool:
+    return _OPTIONS["debug"]
+
+
+class RootGroup(TyperGroup):
+    """Maps every failure to one scrubbed line and an exit code."""
+
+    def main(
+        self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra: Any
+    ):
+        _OPTIONS["debug"] = False
+        try:
+            result = super().main(
+                args=args,
+                prog_name=prog_name,
+                complete_var=complete_var,
+                standalone_mode=False,
+                **extra,
+            )
+            code = result if isinstance(result, int) else ExitCode.OK
+        except UsageError as exc:
+            message = exc.format_message().replace("\n", " ")
+            print(f"error: {scrub(message)} (see --help)", file=sys.stderr)
+            code = ExitCode.BAD_INPUT
+        except ClickException as exc:
+            print(f"error: {scrub(exc.format_message())}", file=sys.stderr)
+            code = ExitCode.BAD_INPUT
+        except Abort:
+            print("aborted", file=sys.stderr)
+            code = ExitCode.PARTIAL
+        except ActionHostError as exc:
+            if _OPTIONS["debug"]:
+                print(scrub(traceback.format_exc()), file=sys.stderr)
+            print(f"error: {scrub(str(exc))}", file=sys.stderr)
+            code = exc.exit_code
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            code = ExitCode.PARTIAL
+        except Exception as exc:  # a bug: still one line, never a password
+            if _OPTIONS["debug"]:
+                print(scrub(traceback.format_exc()), file=sys.stderr)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            print(
+                f"error: internal error {type(exc).__name__}: {scrub(first)} "
+                "(run again with --debug for the traceback, and please report it)",
+                file=sys.stderr,
+            )
+            code = ExitCode.INTERVENE
+        if standalone_mode:
+            sys.exit(int(code))
+        return int(code)
+
+
+app = typer.Typer(
+    cls=RootGroup,
+    name="actionhost-backfill",
+    help=(
+        "Fill instance_actions_events.host in OpenStack Nova cell databases: "
+        "schema revisions, a resumable backfill, and operator reports.\n\n"
+        "Typical order: schema status -> schema upgrade -> backfill --dry-run -> "
+        "backfill -> verify.\n\n" + EXIT_CODE_HELP
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"actionhost-backfill {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", help="Show tracebacks (passwords still masked) and debug logs."),
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Fill instance_actions_events.host in Nova cell databases."""
+    _OPTIONS["debug"] = debug
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    install_log_scrubber()

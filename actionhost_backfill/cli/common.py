@@ -1,0 +1,70 @@
+"""Options and output helpers shared by every command."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy.engine import URL
+
+from ..db import parse_url
+from ..redact import scrub
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        envvar="ACTIONHOST_DB_URL",
+        show_envvar=True,
+        help="Cell database URL, e.g. mysql+pymysql://nova:PASS@db/nova (password never printed).",
+    ),
+]
+StateSchemaOption = Annotated[
+    str | None,
+    typer.Option(
+        "--state-schema",
+        envvar="ACTIONHOST_STATE_SCHEMA",
+        show_envvar=True,
+        help=(
+            "Where the toolkit's own tables live, outside the Nova schema: a PostgreSQL schema "
+            "(default actionhost), a MySQL database (default <cell db>_actionhost) or the name "
+            "of the SQLite state file <cell stem>.<name>.sqlite (default actionhost)."
+        ),
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+LockTimeoutOption = Annotated[
+    float,
+    typer.Option(
+        "--lock-timeout",
+        envvar="ACTIONHOST_LOCK_TIMEOUT",
+        help="Seconds a statement may wait for a table lock before giving up (never queue forever).",
+    ),
+]
+
+
+def resolve_db(db: str | None) -> URL:
+    return parse_url(db)
+
+
+def echo(text: str = "") -> None:
+    """Results to stdout, secrets scrubbed."""
+    sys.stdout.write(scrub(text) + "\n")
+    sys.stdout.flush()
+
+
+def note(text: str) -> None:
+    """Progress and hints to stderr, secrets scrubbed."""
+    sys.stderr.write(scrub(text) + "\n")
+    sys.stderr.flush()
+
+
+def emit_json(payload: Any) -> None:
+    echo(json.dumps(payload, indent=2, sort_keys=True, default=str))
+
+
+def stderr_is_terminal() -> bool:
+    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"

@@ -1,0 +1,202 @@
+"""``actionhost-backfill schema status | upgrade | downgrade | sql``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .. import schema
+from ..errors import EXIT_CODE_HELP, ExitCode
+from ..schema_settings import DEFAULT_LOCK_TIMEOUT, parse_lock_timeout
+from .app import app
+from .common import (
+    DbOption,
+    JsonOption,
+    LockTimeoutOption,
+    StateSchemaOption,
+    echo,
+    emit_json,
+    resolve_db,
+)
+
+schema_app = typer.Typer(
+    help=(
+        "Ensure the event host column and its index exist (Alembic revisions, online DDL).\n\n"
+        "The toolkit's version table is <state schema>.actionhost_version, never Nova's "
+        "alembic_version.\n\n" + EXIT_CODE_HELP
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(schema_app, name="schema")
+
+
+@schema_app.command("status")
+def status_command(
+    db: DbOption = None,
+    state_schema: StateSchemaOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show what the database holds and what `schema upgrade` would do; changes nothing.
+
+    Exit code 0 when at head, 1 when an upgrade is pending, 127 when this is not a
+    usable Nova cell database.
+
+    Example: actionhost-backfill schema status --db mysql+pymysql://nova:PASS@db/nova
+    """
+    result = schema.status(resolve_db(db), state_schema=state_schema)
+    if json_output:
+        emit_json(result.to_dict())
+    else:
+        _print_status(result)
+    if not result.is_nova or any(line.startswith("blocked") for line in result.plan):
+        raise typer.Exit(ExitCode.BAD_INPUT)
+    raise typer.Exit(
+        ExitCode.OK if result.current_revision == result.head_revision else ExitCode.PARTIAL
+    )
+
+
+def _print_status(result: schema.SchemaStatus) -> None:
+    echo(f"database:        {result.database} ({result.backend} {result.server_version})")
+    if result.is_nova:
+        echo(f"nova cell db:    yes (found {', '.join(result.tables_found)})")
+    else:
+        echo(f"nova cell db:    NO (missing {', '.join(result.tables_missing)})")
+    if result.tables_missing and result.is_nova:
+        echo(f"missing tables:  {', '.join(result.tables_missing)} (the backfill needs them)")
+    echo(
+        f"nova revision:   {result.nova_alembic_version or '(no alembic_version table)'} in alembic_version (never touched)"
+    )
+    for column in result.host_columns:
+        if not column["present"]:
+            state = "missing"
+        elif column["problem"]:
+            state = f"INCOMPATIBLE: {column['problem']}"
+        else:
+            state = f"present, {column['type']}{'' if column['nullable'] else ' NOT NULL'}"
+        echo(f"column:          {column['table']}.host {state}")
+    if result.host_indexes:
+        for index in result.host_indexes:
+            flags = ", ".join(
+                f
+                for f in (
+                    "the toolkit's" if index["ours"] else "not the toolkit's",
+                    "valid" if index["valid"] else "INVALID",
+                )
+                if f
+            )
+            echo(f"index:           {index['name']} ({', '.join(index['columns'])}) [{flags}]")
+    else:
+        echo("index:           none led by host")
+    echo(
+        f"state schema:    {result.state_location} ({'exists' if result.state_exists else 'not created yet'})"
+    )
+    echo(f"version table:   {result.version_table}")
+    echo(
+        f"revision:        {result.current_revision or '(none applied)'}; head is {result.head_revision}"
+    )
+    echo("upgrade would:")
+    for line in result.plan:
+        echo(f"  - {line}")
+    for line in result.notes:
+        echo(f"note: {line}")
+
+
+@schema_app.command("upgrade")
+def upgrade_command(
+    db: DbOption = None,
+    state_schema: StateSchemaOption = None,
+    to: Annotated[str, typer.Option("--to", help="Target revision (default: head).")] = "head",
+    lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
+    json_output: JsonOption = False,
+) -> None:
+    """Apply the revisions: ensure events.host (and its shadow copy) and its index.
+
+    Idempotent and online: MySQL/MariaDB use ALGORITHM=INSTANT or INPLACE with
+    LOCK=NONE, PostgreSQL CREATE INDEX CONCURRENTLY under lock_timeout.  Changes
+    the Nova tables instance_actions_events (index; column only if missing) and
+    shadow_instance_actions_events (column only if missing), and creates the
+    state schema with the version table and ledger.
+
+    Example: actionhost-backfill schema upgrade --db postgresql://nova@db/nova
+    """
+    timeout = parse_lock_timeout(lock_timeout)
+    result = schema.upgrade(
+        resolve_db(db), state_schema=state_schema, target=to, lock_timeout=timeout
+    )
+    _print_result(result, json_output, "upgrade")
+
+
+@schema_app.command("downgrade")
+def downgrade_command(
+    target: Annotated[
+        str,
+        typer.Argument(help="Revision to go down to: 0001_host_column, base, or -1."),
+    ],
+    db: DbOption = None,
+    state_schema: StateSchemaOption = None,
+    lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
+    json_output: JsonOption = False,
+) -> None:
+    """Undo revisions, removing only what the toolkit itself created.
+
+    Drops the toolkit's index, and the host column only where the ledger says
+    the toolkit added it; Nova's own host column and its data are never dropped.
+
+    Example: actionhost-backfill schema downgrade base --db sqlite:///nova.sqlite
+    """
+    timeout = parse_lock_timeout(lock_timeout)
+    result = schema.downgrade(
+        resolve_db(db), target=target, state_schema=state_schema, lock_timeout=timeout
+    )
+    _print_result(result, json_output, "downgrade")
+
+
+def _print_result(result: schema.SchemaResult, json_output: bool, verb: str) -> None:
+    if json_output:
+        emit_json(result.to_dict())
+        return
+    echo(f"{verb}: {result.database}")
+    for line in result.actions:
+        echo(f"  - {line}")
+    echo(f"revision: {result.before or '(none)'} -> {result.after or '(none)'}")
+    echo(f"state schema: {result.state_location}")
+
+
+@schema_app.command("sql")
+def sql_command(
+    db: DbOption = None,
+    dialect: Annotated[
+        str | None,
+        typer.Option(
+            "--dialect",
+            help="Render for postgresql, mysql (MySQL 8), mariadb or sqlite without a URL.",
+        ),
+    ] = None,
+    state_schema: StateSchemaOption = None,
+    from_revision: Annotated[str | None, typer.Option("--from", help="Start revision.")] = None,
+    to_revision: Annotated[str | None, typer.Option("--to", help="End revision.")] = None,
+    downgrade_sql: Annotated[
+        bool, typer.Option("--downgrade", help="Render the downgrade (head to base by default).")
+    ] = False,
+    lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
+) -> None:
+    """Print the SQL the revisions would run, for review; never connects.
+
+    Guarded statements where the dialect has them (PostgreSQL DO blocks and
+    IF NOT EXISTS, MariaDB IF NOT EXISTS); comments where it does not (MySQL 8,
+    SQLite).  A mariadb+pymysql:// URL or --dialect mariadb selects MariaDB syntax.
+
+    Example: actionhost-backfill schema sql --dialect postgresql > upgrade.sql
+    """
+    timeout = parse_lock_timeout(lock_timeout)
+    url = schema.offline_url(dialect) if dialect and not db else resolve_db(db)
+    text = schema.offline_sql(
+        url,
+        state_schema=state_schema,
+        from_revision=from_revision,
+        to_revision=to_revision,
+        downgrade_sql=downgrade_sql,
+        lock_timeout=timeout,
+    )
+    echo(text.rstrip("\n"))

@@ -1,0 +1,276 @@
+"""Connections: URL checks, engines per backend, and driver errors made plain.
+
+Three backends over real drivers: PostgreSQL (psycopg 3), MySQL/MariaDB
+(PyMySQL) and SQLite.  URLs written for Nova (``mysql+pymysql://``,
+``postgresql://``) are accepted as they are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import NullPool
+
+from .errors import ActionHostError, BadInput, DatabaseUnavailable, PrivilegeError
+from .redact import mask_url, remember_secret, scrub
+from .state import StateLocation, backend_of
+
+CONNECT_TIMEOUT = 10
+_DRIVERS = {
+    "postgresql": "psycopg",
+    "mysql": "pymysql",
+    "mariadb": "pymysql",
+    "sqlite": "pysqlite",
+}
+_URL_HINT = "postgresql://user:password@host/nova, mysql+pymysql://user:password@host/nova or sqlite:///path/nova.sqlite"
+
+Attach = Literal["create", "if-exists", "never"]
+
+
+def parse_url(raw: str | URL | None, *, option: str = "--db") -> URL:
+    """Parse and normalise a database URL, or raise :class:`BadInput`."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        raise BadInput(
+            f"no database given: pass {option} URL, set ACTIONHOST_DB_URL, or pass "
+            "--nova-conf /etc/nova/nova.conf"
+        )
+    try:
+        url = raw if isinstance(raw, URL) else make_url(raw.strip())
+    except (sa.exc.ArgumentError, ValueError):
+        raise BadInput(
+            f"{option} {mask_url(str(raw))} is not a database URL: expected {_URL_HINT}"
+        ) from None
+    remember_secret(url.password)
+    backend = url.get_backend_name()
+    if backend not in _DRIVERS:
+        raise BadInput(
+            f"{option} {mask_url(url)}: unsupported database {backend!r}: expected {_URL_HINT}"
+        )
+    driver = url.get_driver_name()
+    if backend == "postgresql" and driver in ("psycopg2", "psycopg2cffi", "pg8000", "asyncpg"):
+        driver = "psycopg"  # Nova's psycopg2 URLs: same server, our driver
+    if backend in ("mysql", "mariadb") and driver in (
+        "mysqldb",
+        "mysqlconnector",
+        "mariadbconnector",
+    ):
+        driver = "pymysql"
+    if driver != _DRIVERS[backend] and not (backend == "sqlite" and driver == "pysqlite"):
+        expected = _DRIVERS[backend]
+        raise BadInput(
+            f"{option} {mask_url(url)}: driver {driver!r} is not installed with the toolkit: "
+            f"use {backend}+{expected}://"
+        )
+    url = url.set(drivername=f"{backend}+{driver}")
+    if backend in ("mysql", "mariadb") and not url.database:
+        raise BadInput(f"{option} {mask_url(url)} names no database: add /nova (the cell database)")
+    if backend == "postgresql" and not url.database:
+        raise BadInput(f"{option} {mask_url(url)} names no database: add /nova (the cell database)")
+    return url
+
+
+def create_engine(
+    url: URL,
+    location: StateLocation | None = None,
+    *,
+    attach: Attach = "if-exists",
+    must_exist: bool = True,
+    lock_timeout: float | None = None,
+) -> sa.Engine:
+    """An engine for the cell database, with the SQLite state file attached.
+
+    ``attach`` controls the SQLite state file: ``create`` attaches it (creating
+    the file), ``if-exists`` attaches only an existing file (read-only commands
+    must not create one), ``never`` leaves it out.  ``must_exist`` refuses to
+    create a missing SQLite cell file (a typo must not make an empty database).
+    """
+    backend = backend_of(url)
+    kwargs: dict = {"poolclass": NullPool}
+    if backend == "postgresql":
+        kwargs["connect_args"] = {
+            "connect_timeout": CONNECT_TIMEOUT,
+            "application_name": "actionhost-backfill",
+        }
+    elif backend == "mysql":
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT, "charset": "utf8mb4"}
+    elif backend == "sqlite":
+        database = url.database or ""
+        if must_exist and not Path(database).is_file():
+            raise BadInput(
+                f"SQLite file {database} does not exist: check the path in --db "
+                "(the toolkit never creates a cell database)"
+            )
+        timeout = lock_timeout if lock_timeout is not None else 30.0
+        kwargs["connect_args"] = {"timeout": timeout}
+    engine = sa.create_engine(url, **kwargs)
+    if backend == "sqlite":
+        _configure_sqlite(engine, location, attach)
+    return engine
+
+
+def _configure_sqlite(engine: sa.Engine, location: StateLocation | None, attach: Attach) -> None:
+    """Real transactions on pysqlite, and the state file attached on connect.
+
+    pysqlite's legacy transaction handling issues BEGIN only before DML, so a
+    batch's reads would sit outside its transaction; take control of BEGIN
+    (the recipe from SQLAlchemy's SQLite dialect documentation).
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None
+        if location is None or attach == "never":
+            return
+        path = location.sqlite_path
+        if attach == "if-exists" and not (path and os.path.exists(path)):
+            return
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute(f'ATTACH DATABASE ? AS "{location.schema}"', (path,))
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        mode = conn.get_execution_options().get("sqlite_begin", "")
+        conn.exec_driver_sql(f"BEGIN {mode}".strip())
+
+
+@contextlib.contextmanager
+def connect(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """Open a connection, turning driver failures into toolkit errors."""
+    try:
+        conn = engine.connect()
+    except sa.exc.DBAPIError as exc:
+        raise translate_error(exc, engine.url) from None
+    try:
+        yield conn
+    finally:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
+def translate_error(exc: BaseException, url: URL | None = None) -> ActionHostError:
+    """Map a driver error to a one-line toolkit error (password never included)."""
+    if isinstance(exc, ActionHostError):
+        return exc
+    where = mask_url(url) if url is not None else "the database"
+    orig = getattr(exc, "orig", exc)
+    code = _mysql_errno(orig)
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(
+        getattr(orig, "diag", None), "sqlstate", None
+    )
+    raw = " ".join(str(orig).split())
+    if "FATAL:" in raw:  # libpq: keep the server's reason, not the connection preamble
+        raw = raw.rsplit("FATAL:", 1)[1].strip()
+    text = scrub(raw or type(orig).__name__)
+    lowered = raw.lower()
+
+    if (
+        code in (1045,)
+        or sqlstate in ("28P01", "28000")
+        or "password authentication failed" in lowered
+    ):
+        return BadInput(
+            f"cannot log in to {where}: {text}: check the user name and password in the URL"
+        )
+    if ("role" in lowered and "does not exist" in lowered) or "no password supplied" in lowered:
+        return BadInput(
+            f"cannot log in to {where}: {text}: check the user name and password in the URL"
+        )
+    if (
+        code == 1049
+        or sqlstate == "3D000"
+        or ("database" in lowered and "does not exist" in lowered)
+    ):
+        return BadInput(
+            f"database in {where} does not exist ({text}): check the database name in the URL"
+        )
+    if code in (1044, 1142, 1227) or sqlstate == "42501":
+        return PrivilegeError(
+            f"permission denied on {where}: {text}: grant the privilege named, or use a user that has it"
+        )
+    if (
+        code in (2002, 2003, 2005, 2006, 2013, 2055)
+        or isinstance(orig, ConnectionError)
+        or any(
+            marker in lowered
+            for marker in (
+                "connection refused",
+                "could not connect",
+                "could not translate host name",
+                "name or service not known",
+                "timeout expired",
+                "timed out",
+                "no route to host",
+                "server closed the connection",
+                "terminating connection",
+                "connection is closed",
+                "the connection is lost",
+                "consuming input failed",
+                "connection not open",
+                "ssl syscall error",
+                "admin shutdown",
+                "lost connection",
+                "can't connect",
+                "server has gone away",
+            )
+        )
+    ):
+        return DatabaseUnavailable(
+            f"cannot reach {where}: {text}: check that the server is up and reachable, then run the command again"
+        )
+    if "unable to open database file" in lowered:
+        return BadInput(
+            f"cannot open {where}: {text}: check the path and its directory's permissions"
+        )
+    if "readonly database" in lowered or "read-only" in lowered:
+        return PrivilegeError(f"{where} is read-only ({text}): use a user or file that can write")
+    return ActionHostError(f"database error on {where}: {text}")
+
+
+def _mysql_errno(orig: BaseException) -> int | None:
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):
+        return args[0]
+    return None
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Deadlock, lock wait timeout, serialization failure, Galera conflict."""
+    orig = getattr(exc, "orig", exc)
+    code = _mysql_errno(orig)
+    if code in (1213, 1205, 1614, 1637):  # deadlock/Galera cert. failure, lock wait timeout
+        return True
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate in ("40001", "40P01", "55P03"):  # serialization, deadlock, lock_not_available
+        return True
+    message = str(orig).lower()
+    return "database is locked" in message or "deadlock" in message
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    """Whether a failure means the server went away (restart, network)."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(translate_error(exc), DatabaseUnavailable)
+
+
+def server_version(conn: sa.Connection) -> str:
+    backend = backend_of(conn.dialect.name)
+    if backend == "postgresql":
+        return str(conn.exec_driver_sql("SHOW server_version").scalar())
+    if backend == "mysql":
+        return str(conn.exec_driver_sql("SELECT VERSION()").scalar())
+    return str(conn.exec_driver_sql("SELECT sqlite_version()").scalar())
+
+
+def is_mariadb(conn: sa.Connection) -> bool:
+    return bool(getattr(conn.dialect, "is_mariadb", False))

@@ -1,0 +1,74 @@
+"""The toolkit's one exception family and the exit codes it maps to.
+
+Only the CLI catches :class:`ActionHostError`: it prints ``str(error)`` as one
+line on stderr and exits with ``error.exit_code``.  Messages name the thing
+that is wrong and the option, GRANT or command that fixes it.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """Exit codes, in the spirit of ``nova-manage db online_data_migrations``."""
+
+    OK = 0
+    """Done: nothing (more) to do."""
+    PARTIAL = 1
+    """Progress made, more to do: run the same command again."""
+    INTERVENE = 2
+    """Errors that need a person: database down, lost connection, retries exhausted."""
+    BUSY = 3
+    """Another backfill or revert holds this database's runner lock: try later."""
+    DRIFT = 4
+    """``verify`` found audited values that no longer match the table."""
+    BAD_INPUT = 127
+    """Bad flag, URL, credentials, privileges or not a Nova database; nothing was changed."""
+
+
+EXIT_CODE_HELP = (
+    "Exit codes: 0 done; 1 partial, more to do (run again); 2 error, intervene "
+    "(database unreachable or failing); 3 busy, another runner holds the lock; "
+    "4 verify found drift; 127 bad input, nothing changed."
+)
+
+
+class ActionHostError(Exception):
+    """Root of every error the toolkit reports to an operator."""
+
+    exit_code: ExitCode = ExitCode.INTERVENE
+
+
+class BadInput(ActionHostError):
+    """The invocation cannot work as given (flag, URL, credentials, privileges)."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class NotANovaDatabase(BadInput):
+    """Required Nova cell tables are missing."""
+
+
+class IncompatibleSchema(BadInput):
+    """An existing object has a shape the toolkit cannot safely use."""
+
+
+class PrivilegeError(BadInput):
+    """The database user lacks a privilege; the message names the GRANT."""
+
+
+class DatabaseUnavailable(ActionHostError):
+    """The server could not be reached or went away."""
+
+    exit_code = ExitCode.INTERVENE
+
+
+class RunnerBusy(ActionHostError):
+    """Another runner holds this database's lock."""
+
+    exit_code = ExitCode.BUSY
+
+
+class SchemaNotReady(BadInput):
+    """The toolkit's revisions are not applied yet."""

@@ -83,6 +83,7 @@ def create_engine(
     attach: Attach = "if-exists",
     must_exist: bool = True,
     lock_timeout: float | None = None,
+    sqlite_begin: Literal["DEFERRED", "IMMEDIATE"] = "DEFERRED",
 ) -> sa.Engine:
     """An engine for the cell database, with the SQLite state file attached.
 
@@ -90,6 +91,9 @@ def create_engine(
     the file), ``if-exists`` attaches only an existing file (read-only commands
     must not create one), ``never`` leaves it out.  ``must_exist`` refuses to
     create a missing SQLite cell file (a typo must not make an empty database).
+    ``sqlite_begin="IMMEDIATE"`` makes every transaction take SQLite's write
+    lock up front, for engines that write: a deferred transaction that reads,
+    then writes, fails at once (no waiting) when another writer got in between.
     """
     backend = backend_of(url)
     kwargs: dict = {"poolclass": NullPool}
@@ -111,16 +115,20 @@ def create_engine(
         kwargs["connect_args"] = {"timeout": timeout}
     engine = sa.create_engine(url, **kwargs)
     if backend == "sqlite":
-        _configure_sqlite(engine, location, attach)
+        _configure_sqlite(engine, location, attach, sqlite_begin)
     return engine
 
 
-def _configure_sqlite(engine: sa.Engine, location: StateLocation | None, attach: Attach) -> None:
+def _configure_sqlite(
+    engine: sa.Engine, location: StateLocation | None, attach: Attach, begin_mode: str
+) -> None:
     """Real transactions on pysqlite, and the state file attached on connect.
 
     pysqlite's legacy transaction handling issues BEGIN only before DML, so a
-    batch's reads would sit outside its transaction; take control of BEGIN
-    (the recipe from SQLAlchemy's SQLite dialect documentation).
+    batch's reads would sit outside its transaction; take control of BEGIN.
+    It is emitted from the dialect's ``do_begin`` rather than the usual
+    ``begin`` event: a BEGIN that fails (SQLITE_BUSY) inside that event leaves
+    the SQLAlchemy connection unable to begin again, silently autocommitting.
     """
 
     @event.listens_for(engine, "connect")
@@ -137,10 +145,10 @@ def _configure_sqlite(engine: sa.Engine, location: StateLocation | None, attach:
         finally:
             cursor.close()
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn):
-        mode = conn.get_execution_options().get("sqlite_begin", "")
-        conn.exec_driver_sql(f"BEGIN {mode}".strip())
+    def _do_begin(dbapi_conn) -> None:
+        dbapi_conn.execute(f"BEGIN {begin_mode}")
+
+    engine.dialect.do_begin = _do_begin
 
 
 @contextlib.contextmanager
@@ -263,6 +271,21 @@ def is_connection_lost(exc: BaseException) -> bool:
     return isinstance(translate_error(exc), DatabaseUnavailable)
 
 
+def rollback_hard(conn: sa.Connection) -> None:
+    """Roll back, down to the driver.
+
+    After a failed COMMIT, SQLAlchemy considers the transaction over, but the
+    driver's may still be open (SQLite keeps it after SQLITE_BUSY): end it too,
+    or the next attempt would run inside the failed one.
+    """
+    with contextlib.suppress(Exception):
+        conn.rollback()
+    with contextlib.suppress(Exception):
+        raw = conn.connection.dbapi_connection
+        if raw is not None and getattr(raw, "in_transaction", True):
+            raw.rollback()
+
+
 def server_version(conn: sa.Connection) -> str:
     backend = backend_of(conn.dialect.name)
     if backend == "postgresql":
@@ -270,6 +293,20 @@ def server_version(conn: sa.Connection) -> str:
     if backend == "mysql":
         return str(conn.exec_driver_sql("SELECT VERSION()").scalar())
     return str(conn.exec_driver_sql("SELECT sqlite_version()").scalar())
+
+
+def mysql_can_read_committed(conn: sa.Connection) -> bool:
+    """Whether READ COMMITTED is safe here (not with statement-based binary logging)."""
+    log_bin, binlog_format = conn.exec_driver_sql("SELECT @@log_bin, @@binlog_format").first()
+    return not int(log_bin or 0) or str(binlog_format).upper() != "STATEMENT"
+
+
+def mysql_isolation(conn: sa.Connection) -> str:
+    row = (
+        conn.exec_driver_sql("SHOW VARIABLES LIKE 'tx_isolation'").first()
+        or conn.exec_driver_sql("SHOW VARIABLES LIKE 'transaction_isolation'").first()
+    )
+    return str(row[1]).upper().replace("_", "-") if row else "REPEATABLE-READ"
 
 
 def is_mariadb(conn: sa.Connection) -> bool:

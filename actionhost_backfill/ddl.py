@@ -454,6 +454,92 @@ def drop_host_index_if_ours() -> None:
     _forget(conn, settings, "index", EVENTS)
 
 
+# --------------------------------------------------------------------------- backfill state
+
+BACKFILL_TABLES = ("audit", "run_counts", "checkpoints", "runs", "runner_lease")
+
+
+def create_backfill_state() -> None:
+    """Runs, checkpoints, audit, per-rule counts and the runner lease."""
+    schema = current_settings().location.schema
+    mysql = {"mysql_engine": "InnoDB"}
+    op.create_table(
+        "runs",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("target_run_id", sa.Integer),
+        sa.Column("options", sa.Text),
+        sa.Column("started_at", sa.DateTime, nullable=False),
+        sa.Column("updated_at", sa.DateTime, nullable=False),
+        sa.Column("finished_at", sa.DateTime),
+        sa.Column("runner", sa.String(255)),
+        sa.Column("toolkit_version", sa.String(32)),
+        sa.Column("message", sa.Text),
+        schema=schema,
+        **mysql,
+    )
+    op.create_table(
+        "checkpoints",
+        sa.Column("run_id", sa.Integer, primary_key=True),
+        sa.Column("event_table", sa.String(64), primary_key=True),
+        sa.Column("last_id", sa.BigInteger, nullable=False),
+        sa.Column("horizon", sa.BigInteger, nullable=False),
+        sa.Column("done", sa.Boolean, nullable=False),
+        sa.Column("batches", sa.Integer, nullable=False),
+        sa.Column("examined", sa.BigInteger, nullable=False),
+        sa.Column("retries", sa.Integer, nullable=False),
+        sa.Column("seconds", sa.Float, nullable=False),
+        sa.Column("updated_at", sa.DateTime, nullable=False),
+        schema=schema,
+        **mysql,
+    )
+    op.create_table(
+        "audit",
+        sa.Column("run_id", sa.Integer, primary_key=True),
+        sa.Column("event_table", sa.String(64), primary_key=True),
+        sa.Column("event_id", sa.BigInteger, primary_key=True),
+        sa.Column("host", sa.String(255)),
+        sa.Column("rule", sa.String(32), nullable=False),
+        sa.Column("outcome", sa.String(16), nullable=False),
+        sa.Column("batch", sa.Integer, nullable=False),
+        sa.Column("reverted_by", sa.Integer),
+        sa.Index("audit_event_idx", "event_id"),
+        schema=schema,
+        **mysql,
+    )
+    op.create_table(
+        "run_counts",
+        sa.Column("run_id", sa.Integer, primary_key=True),
+        sa.Column("event_table", sa.String(64), primary_key=True),
+        sa.Column("outcome", sa.String(16), primary_key=True),
+        sa.Column("rule", sa.String(32), primary_key=True),
+        sa.Column("row_count", sa.BigInteger, nullable=False),
+        schema=schema,
+        **mysql,
+    )
+    op.create_table(
+        "runner_lease",
+        sa.Column("name", sa.String(32), primary_key=True),
+        sa.Column("run_id", sa.Integer),
+        sa.Column("holder", sa.String(255)),
+        sa.Column("hostname", sa.String(255)),
+        sa.Column("pid", sa.Integer),
+        sa.Column("token", sa.String(64)),
+        sa.Column("acquired_at", sa.DateTime),
+        sa.Column("heartbeat_at", sa.DateTime),
+        sa.Column("expires_at", sa.DateTime),
+        schema=schema,
+        **mysql,
+    )
+
+
+def drop_backfill_state() -> None:
+    schema = current_settings().location.schema
+    for table in BACKFILL_TABLES:
+        op.drop_table(table, schema=schema)
+
+
 # --------------------------------------------------------------------------- helpers
 
 

@@ -176,6 +176,23 @@ def build_metadata(*, with_host: bool = True, with_shadow: bool = True) -> sa.Me
         ),
         **_MYSQL,
     )
+    sa.Table(
+        "services",
+        meta,
+        *_timestamps(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("uuid", sa.String(36), nullable=True),
+        sa.Column("host", sa.String(255)),
+        sa.Column("binary", sa.String(255)),
+        sa.Column("topic", sa.String(255)),
+        sa.Column("report_count", sa.Integer, nullable=False, default=0),
+        sa.Column("disabled", sa.Boolean(create_constraint=False), default=False),
+        sa.Column("deleted", sa.Integer),
+        sa.Column("version", sa.Integer, default=0),
+        sa.Index("services_uuid_idx", "uuid", unique=True),
+        sa.UniqueConstraint("host", "binary", "deleted", name="uniq_services0host0binary0deleted"),
+        **_MYSQL,
+    )
     if with_shadow:
         for name in list(meta.tables):
             _add_shadow(meta, meta.tables[name])

@@ -30,10 +30,10 @@ def test_status_before_and_after_upgrade(cell):
     result = cli("schema", "status", "--db", cell.url, "--json")
     assert result.exit_code == 0, result.output
     status = json.loads(result.stdout)
-    assert status["current_revision"] == status["head_revision"] == "0002_host_index"
+    assert status["current_revision"] == status["head_revision"] == "0003_backfill_state"
     assert status["is_nova"] is True
     assert [ix["name"] for ix in status["host_indexes"]] == [HOST_INDEX]
-    assert status["plan"] == ["nothing: already at head (0002_host_index)"]
+    assert status["plan"] == ["nothing: already at head (0003_backfill_state)"]
     assert status["version_table"].endswith(".actionhost_version")
 
 
@@ -41,7 +41,7 @@ def test_upgrade_json_and_env_var(cell):
     result = cli("schema", "upgrade", "--json", env={"ACTIONHOST_DB_URL": cell.url})
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert payload["before"] is None and payload["after"] == "0002_host_index"
+    assert payload["before"] is None and payload["after"] == "0003_backfill_state"
 
 
 def test_downgrade_cli(cell):

@@ -11,7 +11,7 @@ from actionhost_backfill.errors import IncompatibleSchema, NotANovaDatabase
 from actionhost_backfill.novadb import HOST_INDEX
 from actionhost_backfill.novamodel import NOVA_HEAD_REVISION
 
-REVISIONS = ["0001_host_column", "0002_host_index"]
+REVISIONS = ["0001_host_column", "0002_host_index", "0003_backfill_state"]
 
 
 def _upgrade(cell, target="head", **kw):
@@ -36,7 +36,7 @@ def _current(cell):
 
 def test_single_head_and_base():
     script = schema.script_directory()
-    assert script.get_heads() == ["0002_host_index"]
+    assert script.get_heads() == ["0003_backfill_state"]
     assert script.get_bases() == ["0001_host_column"]
     assert schema.revision_ids() == REVISIONS
 
@@ -65,6 +65,17 @@ def test_walk_revisions_one_at_a_time(cell):
     assert _current(cell) == "0002_host_index"
     assert HOST_INDEX in cell.index_names()
     assert _ledger(cell) == [("index", "instance_actions_events", HOST_INDEX)]
+    assert "runs" not in cell.state_table_names()
+
+    _upgrade(cell, "0003_backfill_state")
+    assert _current(cell) == "0003_backfill_state"
+    assert {
+        "runs",
+        "checkpoints",
+        "audit",
+        "run_counts",
+        "runner_lease",
+    } <= cell.state_table_names()
 
     # Nothing of ours leaked into the cell schema; Nova's history untouched.
     assert cell.table_names() == nova_tables
@@ -76,7 +87,7 @@ def test_upgrade_twice_is_a_no_op(cell):
     first = cell.fingerprint()
     ledger = _ledger(cell)
     result = _upgrade(cell)
-    assert result.before == result.after == "0002_host_index"
+    assert result.before == result.after == "0003_backfill_state"
     assert cell.fingerprint() == first
     assert _ledger(cell) == ledger
 
@@ -104,6 +115,9 @@ def test_downgrade_one_step_keeps_nova_column_and_data(cell):
         "VALUES (1, 'compute__do_build_and_run_instance', 1, 'cmp1', 0)"
     )
     _upgrade(cell)
+    _downgrade(cell, "-1")
+    assert _current(cell) == "0002_host_index"
+    assert "runs" not in cell.state_table_names()
     _downgrade(cell, "-1")
     assert _current(cell) == "0001_host_column"
     assert HOST_INDEX not in cell.index_names()
@@ -210,7 +224,7 @@ def test_state_schema_is_configurable(cell):
     assert cell.state_table_names() == set()
     with cell.engine("ahb_other").connect() as conn:
         location = schema.resolve_state_location(parse_url(cell.url), "ahb_other")
-        assert schema.current_revision(conn, location) == "0002_host_index"
+        assert schema.current_revision(conn, location) == "0003_backfill_state"
 
 
 @pytest.mark.backends("postgresql")

@@ -30,7 +30,7 @@ def test_stock_alembic_commands(cell, backend):
     assert HOST_INDEX in cell.index_names()
     done = alembic("current", env={"ACTIONHOST_DB_URL": cell.url})
     assert done.returncode == 0, done.stderr
-    assert "0002_host_index (head)" in done.stdout
+    assert "0003_backfill_state (head)" in done.stdout
     done = alembic("-x", f"db={cell.url}", "history")
     assert "<base> -> 0001_host_column" in done.stdout
     assert cell.nova_version() == "ab450ba04102"

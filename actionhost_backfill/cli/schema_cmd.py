@@ -31,7 +31,7 @@ schema_app = typer.Typer(
 app.add_typer(schema_app, name="schema")
 
 
-@schema_app.command("status")
+@schema_app.command("status", epilog=EXIT_CODE_HELP)
 def status_command(
     db: DbOption = None,
     state_schema: StateSchemaOption = None,
@@ -102,7 +102,7 @@ def _print_status(result: schema.SchemaStatus) -> None:
         echo(f"note: {line}")
 
 
-@schema_app.command("upgrade")
+@schema_app.command("upgrade", epilog=EXIT_CODE_HELP)
 def upgrade_command(
     db: DbOption = None,
     state_schema: StateSchemaOption = None,
@@ -127,7 +127,7 @@ def upgrade_command(
     _print_result(result, json_output, "upgrade")
 
 
-@schema_app.command("downgrade")
+@schema_app.command("downgrade", epilog=EXIT_CODE_HELP)
 def downgrade_command(
     target: Annotated[
         str,
@@ -163,7 +163,7 @@ def _print_result(result: schema.SchemaResult, json_output: bool, verb: str) -> 
     echo(f"state schema: {result.state_location}")
 
 
-@schema_app.command("sql")
+@schema_app.command("sql", epilog=EXIT_CODE_HELP)
 def sql_command(
     db: DbOption = None,
     dialect: Annotated[

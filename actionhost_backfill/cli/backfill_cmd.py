@@ -1,0 +1,384 @@
+"""``backfill``, ``status``, ``verify`` and ``revert``."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Annotated
+
+import typer
+
+from .. import audit
+from ..backfill import BackfillOptions, BackfillResult, run_backfill
+from ..errors import EXIT_CODE_HELP
+from ..progress import bar
+from ..schema_settings import DEFAULT_LOCK_TIMEOUT
+from .app import app
+from .common import (
+    DbOption,
+    JsonOption,
+    LockTimeoutOption,
+    StateSchemaOption,
+    echo,
+    emit_json,
+    note,
+    resolve_db,
+    stderr_is_terminal,
+)
+
+NoProgressOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-progress", help="No progress bar (it is also off when stderr is not a terminal)."
+    ),
+]
+
+
+@contextlib.contextmanager
+def graceful_stop() -> Iterator[threading.Event]:
+    """First Ctrl-C / SIGTERM: finish the batch in flight, then stop; second Ctrl-C: abort it."""
+    stop = threading.Event()
+
+    def handler(signum, _frame):
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+        name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        note(
+            f"\n{name}: stopping after the batch in flight (Ctrl-C again aborts it; both are safe)"
+        )
+
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def progress_factory(no_progress: bool):
+    enabled = not no_progress and stderr_is_terminal()
+    return lambda total, description: bar(total, description, enabled=enabled)
+
+
+def _table(rows: list[tuple[str, str]], headers: tuple[str, str]) -> list[str]:
+    width = max([len(headers[0])] + [len(r[0]) for r in rows])
+    count_width = max([len(headers[1])] + [len(r[1]) for r in rows])
+    line = f"+-{'-' * width}-+-{'-' * count_width}-+"
+    out = [line, f"| {headers[0]:<{width}} | {headers[1]:>{count_width}} |", line]
+    out += [f"| {name:<{width}} | {value:>{count_width}} |" for name, value in rows]
+    out.append(line)
+    return out
+
+
+def print_summary(result: BackfillResult) -> None:
+    verb = "would fill" if result.dry_run else "filled"
+    title = (
+        "dry run (nothing written)"
+        if result.dry_run
+        else f"run {result.run_id}" + (" (resumed)" if result.resumed else "")
+    )
+    echo(f"{title}: {result.database}")
+    filled = sorted(result.filled_by_rule.items(), key=lambda kv: (-kv[1], kv[0]))
+    left = sorted(result.null_by_reason.items(), key=lambda kv: (-kv[1], kv[0]))
+    for line in _table(
+        [(k, f"{v:,}") for k, v in filled] + [("total", f"{result.filled:,}")],
+        ("Rule", verb.capitalize()),
+    ):
+        echo(line)
+    for line in _table(
+        [(k, f"{v:,}") for k, v in left] + [("total", f"{result.left_null:,}")],
+        ("Left NULL because", "Rows"),
+    ):
+        echo(line)
+    if result.skipped:
+        echo(
+            f"skipped {result.skipped:,} rows whose host Nova recorded meanwhile (never overwritten)"
+        )
+    echo(
+        f"examined {result.examined:,} events in {result.batches:,} batches, {result.retries} retries, "
+        f"{result.elapsed:.1f}s, {result.rows_per_second:,.0f} rows/s"
+    )
+    if result.snapshot is not None:
+        s = result.snapshot
+        echo(
+            f"evidence: {s.migrations:,} migrations, {s.named_events:,} destination/build events, "
+            f"{s.recorded_actions:,} actions with recorded hosts, {s.compute_hosts:,} compute hosts "
+            f"(snapshot {s.seconds:.1f}s)"
+        )
+    if result.samples:
+        echo("sample:")
+        for sample in result.samples:
+            echo(
+                f"  {sample['table']} id {sample['event_id']} {sample['event']} "
+                f"(instance {sample['instance_uuid']}, {sample['request_id']}): "
+                f"{sample['host'] or 'NULL'} [{sample['rule']}]"
+            )
+    state = {
+        "complete": "complete",
+        "partial": "partial: more to do",
+        "interrupted": "interrupted",
+    }[result.outcome]
+    echo(
+        f"result: {state}"
+        + (f"; {result.remaining:,} NULL-host events not examined yet" if result.remaining else "")
+    )
+    if result.message:
+        echo(result.message)
+
+
+@app.command("backfill", epilog=EXIT_CODE_HELP)
+def backfill_command(
+    db: DbOption = None,
+    state_schema: StateSchemaOption = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Compute and report everything; write nothing (state schema included).",
+        ),
+    ] = False,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size", help="Events per batch (the first batch, with --target-batch-seconds)."
+        ),
+    ] = 1000,
+    target_batch_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--target-batch-seconds",
+            help="Size batches toward this duration, like pt-online-schema-change --chunk-time.",
+        ),
+    ] = None,
+    sleep: Annotated[
+        float, typer.Option("--sleep", help="Seconds to pause between batches (throttle).")
+    ] = 0.0,
+    max_rows: Annotated[
+        int | None,
+        typer.Option(
+            "--max-rows", help="Examine at most this many events now; exit 1 if more remain."
+        ),
+    ] = None,
+    until_complete: Annotated[
+        bool,
+        typer.Option(
+            "--until-complete",
+            help="Keep going past the run's starting horizon until no NULL-host event is left (events written meanwhile).",
+        ),
+    ] = False,
+    include_shadow: Annotated[
+        bool,
+        typer.Option(
+            "--include-shadow",
+            help="Also backfill shadow_instance_actions_events (archived history).",
+        ),
+    ] = False,
+    new_run: Annotated[
+        bool,
+        typer.Option(
+            "--new-run", help="Start a new run instead of resuming the latest unfinished one."
+        ),
+    ] = False,
+    lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
+    max_retries: Annotated[
+        int,
+        typer.Option(
+            "--max-retries",
+            help="Retries of a batch on deadlock, lock wait timeout or serialization failure.",
+        ),
+    ] = 5,
+    no_progress: NoProgressOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Infer and write the host of historical events, in resumable batches.
+
+    Writes only rows whose host is NULL, with an audit row per event (the rule
+    that produced its value, or why it stays NULL) in the state schema.
+    Resumes the latest unfinished run unless --new-run.  Ctrl-C or SIGTERM
+    finishes the batch in flight and exits 1; run again to resume.
+
+    Example: actionhost-backfill backfill --db mysql+pymysql://nova:PASS@db/nova --dry-run
+    """
+    options = BackfillOptions(
+        batch_size=batch_size,
+        target_batch_seconds=target_batch_seconds,
+        sleep=sleep,
+        max_rows=max_rows,
+        until_complete=until_complete,
+        include_shadow=include_shadow,
+        dry_run=dry_run,
+        new_run=new_run,
+        lock_timeout=lock_timeout,
+        max_retries=max_retries,
+        sample=5 if dry_run else 0,
+    )
+    url = resolve_db(db)
+    with graceful_stop() as stop:
+        result = run_backfill(
+            url,
+            options,
+            state_schema=state_schema,
+            stop=stop,
+            progress=progress_factory(no_progress),
+        )
+    if json_output:
+        emit_json(result.to_dict())
+    else:
+        print_summary(result)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command("status", epilog=EXIT_CODE_HELP)
+def status_command(
+    db: DbOption = None,
+    state_schema: StateSchemaOption = None,
+    limit: Annotated[
+        int, typer.Option("--limit", help="How many runs to list, newest first.")
+    ] = 20,
+    json_output: JsonOption = False,
+) -> None:
+    """List backfill and revert runs and count the NULL-host events left.
+
+    Exit code 0, or 1 when a run is unfinished (run the backfill again to resume it).
+
+    Example: actionhost-backfill status --db postgresql://nova@db/nova
+    """
+    report = audit.status(resolve_db(db), state_schema=state_schema, limit=limit)
+    if json_output:
+        emit_json(report.to_dict())
+        raise typer.Exit(report.exit_code)
+    echo(f"database: {report.database}")
+    for table, count in report.null_hosts.items():
+        echo(f"NULL host: {count:,} rows in {table}")
+    if not report.state_ready:
+        echo(
+            f"no backfill state yet in {report.state_location} (run `schema upgrade`, then `backfill`)"
+        )
+    elif not report.runs:
+        echo("no runs yet")
+    for run in report.runs:
+        checkpoints = ", ".join(
+            f"{t} at id {c['last_id']:,}/{c['horizon']:,}{' done' if c['done'] else ''}"
+            for t, c in run["checkpoints"].items()
+        )
+        target = f" of run {run['target_run_id']}" if run["target_run_id"] else ""
+        echo(
+            f"run {run['id']}: {run['kind']}{target}, {run['state']}, started {run['started_at']:%Y-%m-%d %H:%M:%S}; {checkpoints}"
+        )
+        if run["filled_by_rule"]:
+            echo("  filled: " + ", ".join(f"{k} {v:,}" for k, v in run["filled_by_rule"].items()))
+        if run["null_by_reason"]:
+            echo(
+                "  left NULL: " + ", ".join(f"{k} {v:,}" for k, v in run["null_by_reason"].items())
+            )
+        if run["message"]:
+            echo(f"  note: {run['message']}")
+    if report.unfinished_run:
+        echo(f"run {report.unfinished_run} is unfinished: run the backfill again to resume it")
+    raise typer.Exit(report.exit_code)
+
+
+@app.command("verify", epilog=EXIT_CODE_HELP)
+def verify_command(
+    db: DbOption = None,
+    state_schema: StateSchemaOption = None,
+    run: Annotated[
+        int | None, typer.Option("--run", help="Verify one run (default: every backfill run).")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Check that every value the backfill wrote is still in the table.
+
+    Exit code 0 when everything matches, 4 when some audited value changed
+    since (drift), 127 on bad input.  Rows archived to the shadow table since
+    still count as matching; rows purged since are counted as missing.
+
+    Example: actionhost-backfill verify --db sqlite:///nova.sqlite
+    """
+    report = audit.verify(resolve_db(db), state_schema=state_schema, run_id=run)
+    if json_output:
+        emit_json(report.to_dict())
+        raise typer.Exit(report.exit_code)
+    echo(f"verify: {report.database} (runs {', '.join(map(str, report.runs)) or 'none'})")
+    echo(
+        f"checked {report.checked:,} written values: {report.matching:,} match "
+        f"({report.archived:,} archived since), {report.drift:,} changed, {report.missing:,} purged"
+    )
+    if report.filled_by_rule:
+        echo(
+            "filled by rule: "
+            + ", ".join(f"{k} {v:,}" for k, v in sorted(report.filled_by_rule.items()))
+        )
+    if report.null_by_reason:
+        echo(
+            "left NULL: "
+            + ", ".join(f"{k} {v:,}" for k, v in sorted(report.null_by_reason.items()))
+        )
+    for example in report.drift_examples:
+        echo(
+            f"drift: run {example['run_id']} wrote {example['written']} to {example['table']} id "
+            f"{example['event_id']} ({example['rule']}); it is now {example['now'] or 'NULL'}"
+        )
+    raise typer.Exit(report.exit_code)
+
+
+@app.command("revert", epilog=EXIT_CODE_HELP)
+def revert_command(
+    run: Annotated[int, typer.Option("--run", help="The backfill run to undo (see `status`).")],
+    db: DbOption = None,
+    state_schema: StateSchemaOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be reverted; change nothing.")
+    ] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Audited rows per batch.")] = 1000,
+    sleep: Annotated[
+        float, typer.Option("--sleep", help="Seconds to pause between batches.")
+    ] = 0.0,
+    max_rows: Annotated[
+        int | None,
+        typer.Option(
+            "--max-rows", help="Revert at most this many rows now; exit 1 if more remain."
+        ),
+    ] = None,
+    no_progress: NoProgressOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Set back to NULL the rows a backfill run filled, where the host is still its value.
+
+    Rows whose host changed since are left alone and counted.  Batched and
+    resumable like the backfill, under the same one-runner lock.
+
+    Example: actionhost-backfill revert --run 3 --db mysql+pymysql://nova:PASS@db/nova --dry-run
+    """
+    with graceful_stop() as stop:
+        result = audit.revert(
+            resolve_db(db),
+            run,
+            state_schema=state_schema,
+            dry_run=dry_run,
+            batch_size=batch_size,
+            sleep=sleep,
+            max_rows=max_rows,
+            stop=stop,
+            progress=progress_factory(no_progress),
+        )
+    if json_output:
+        emit_json(result.to_dict())
+        raise typer.Exit(result.exit_code)
+    title = "dry run (nothing changed)" if dry_run else f"revert run {result.run_id}"
+    verb = "would revert" if dry_run else "reverted"
+    echo(f"{title} of backfill run {run}: {result.database}")
+    echo(
+        f"{verb} {result.reverted:,} rows to NULL; kept {result.kept_changed:,} whose host changed since; "
+        f"{result.missing:,} purged; {result.batches:,} batches in {result.elapsed:.1f}s"
+    )
+    echo(f"result: {'complete' if result.outcome == 'complete' else 'partial: more to do'}")
+    if result.message:
+        echo(result.message)
+    raise typer.Exit(result.exit_code)

@@ -1,0 +1,499 @@
+"""Runs: resume, interruption, concurrency, one runner, retries, revert, verify."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from actionhost_backfill import schema
+from actionhost_backfill.backfill import BackfillOptions, run_backfill
+from actionhost_backfill.db import create_engine, parse_url
+from actionhost_backfill.errors import RunnerBusy
+from actionhost_backfill.evidence import EvidenceSnapshot
+from actionhost_backfill.history import HistoryBuilder
+from actionhost_backfill.locking import RunnerLock
+from tests import scenarios
+from tests.harness import Cell, cli
+
+
+def _prepare(cell: Cell, copies: int = 1) -> dict:
+    builder = HistoryBuilder()
+    expect = scenarios.build_all(builder, copies=copies)
+    with cell.engine().begin() as conn:
+        builder.write(conn)
+    schema.upgrade(parse_url(cell.url))
+    return expect
+
+
+def _table_state(cell: Cell) -> list[tuple]:
+    return cell.rows(
+        "SELECT id, host FROM instance_actions_events UNION ALL SELECT id, host FROM shadow_instance_actions_events ORDER BY 1"
+    )
+
+
+def _audit_state(cell: Cell) -> list[tuple]:
+    return cell.rows(
+        f"SELECT run_id, event_table, event_id, host, rule, outcome, reverted_by FROM {cell.location.schema}.audit "
+        "ORDER BY run_id, event_table, event_id"
+    )
+
+
+def _run_state(cell: Cell) -> list[tuple]:
+    schema_name = cell.location.schema
+    return (
+        cell.rows(f"SELECT id, kind, state FROM {schema_name}.runs ORDER BY id")
+        + cell.rows(
+            f"SELECT run_id, event_table, last_id, horizon, done, examined FROM {schema_name}.checkpoints ORDER BY 1, 2"
+        )
+        + cell.rows(
+            f"SELECT run_id, event_table, outcome, rule, row_count FROM {schema_name}.run_counts ORDER BY 1, 2, 3, 4"
+        )
+    )
+
+
+def test_stopped_after_n_rows_then_resumed_equals_uninterrupted(backend, server_url, tmp_path):
+    """Two identical databases: one run straight through, one in --max-rows slices."""
+    from tests import harness
+
+    cells = []
+    for name in ("straight", "sliced"):
+        if backend == "sqlite":
+            path = tmp_path / f"{name}.sqlite"
+            sa.create_engine(f"sqlite:///{path}").connect().close()
+            url = f"sqlite:///{path}"
+        else:
+            db_name = f"ahb_{name}_{os.getpid()}_{time.monotonic_ns() % 100000}"
+            harness.create_database(backend, db_name)
+            url = (
+                sa.engine.make_url(server_url)
+                .set(database=db_name)
+                .render_as_string(hide_password=False)
+            )
+        cell = Cell(url)
+        cell.build()
+        _prepare(cell, copies=3)
+        cells.append(cell)
+    straight, sliced = cells
+    try:
+        full = run_backfill(
+            parse_url(straight.url), BackfillOptions(include_shadow=True, batch_size=50)
+        )
+        assert full.outcome == "complete"
+        slices = 0
+        while True:
+            part = run_backfill(
+                parse_url(sliced.url),
+                BackfillOptions(include_shadow=True, batch_size=50, max_rows=37),
+            )
+            slices += 1
+            if part.outcome == "complete":
+                break
+            assert part.outcome == "partial" and part.exit_code == 1
+            assert part.run_id == 1 and (slices == 1 or part.resumed)
+        assert slices > 3
+        assert _table_state(sliced) == _table_state(straight)
+        assert _audit_state(sliced) == _audit_state(straight)
+        # Same run, same checkpoints and counts; only batch boundaries differ.
+        assert _run_state(sliced) == _run_state(straight)
+    finally:
+        for cell in cells:
+            cell.dispose()
+            if backend != "sqlite":
+                harness.drop_database(backend, cell.sa_url.database)
+
+
+def test_stop_request_finishes_the_batch_and_resumes(cell):
+    _prepare(cell)
+    stop = threading.Event()
+    original = EvidenceSnapshot.load
+    calls = []
+
+    def load_then_stop(self, events, table):
+        calls.append(len(events))
+        if len(calls) == 2:
+            stop.set()  # as Ctrl-C would, in the middle of the second batch
+        return original(self, events, table)
+
+    try:
+        EvidenceSnapshot.load = load_then_stop
+        result = run_backfill(parse_url(cell.url), BackfillOptions(batch_size=10), stop=stop)
+    finally:
+        EvidenceSnapshot.load = original
+    assert result.outcome == "interrupted" and result.exit_code == 1
+    assert result.batches == 2, "the batch in flight is finished, then the run stops"
+    assert "run the same command again" in result.message
+    assert cell.scalar(f"SELECT state FROM {cell.location.schema}.runs") == "interrupted"
+    assert cell.scalar(f"SELECT last_id FROM {cell.location.schema}.checkpoints") > 0
+    resumed = run_backfill(parse_url(cell.url), BackfillOptions(batch_size=10))
+    assert resumed.resumed and resumed.run_id == result.run_id and resumed.outcome == "complete"
+
+
+@pytest.mark.backends("postgresql", "mysql")
+def test_host_recorded_concurrently_is_never_overwritten(cell, backend):
+    expect = _prepare(cell)
+    target = min(i for i, (host, _) in expect.items() if host)
+    writer = sa.create_engine(cell.url, isolation_level="AUTOCOMMIT")
+    original = EvidenceSnapshot.load
+
+    def load_while_nova_writes(self, events, table):
+        if any(e.id == target for e in events):
+            with writer.connect() as conn:  # Nova records the host between our read and our write
+                conn.execute(
+                    sa.text(
+                        "UPDATE instance_actions_events SET host = 'nova-recorded' WHERE id = :i"
+                    ),
+                    {"i": target},
+                )
+        return original(self, events, table)
+
+    try:
+        EvidenceSnapshot.load = load_while_nova_writes
+        result = run_backfill(parse_url(cell.url), BackfillOptions(batch_size=10))
+    finally:
+        EvidenceSnapshot.load = original
+        writer.dispose()
+    assert result.skipped == 1
+    assert (
+        cell.scalar("SELECT host FROM instance_actions_events WHERE id = :i", {"i": target})
+        == "nova-recorded"
+    )
+    row = cell.rows(
+        f"SELECT host, rule, outcome FROM {cell.location.schema}.audit WHERE event_id = :i",
+        {"i": target},
+    )
+    assert row == [(None, "recorded-meanwhile", "skipped")]
+
+
+@pytest.mark.backends("sqlite")
+def test_sqlite_writers_cannot_interleave_and_recorded_rows_are_skipped(cell, backend):
+    """SQLite has one writer: a host recorded before a batch is simply not selected."""
+    expect = _prepare(cell)
+    target = max(i for i, (host, _) in expect.items() if host and i < 60)
+    cell.execute(
+        "UPDATE instance_actions_events SET host = 'nova-recorded' WHERE id = :i", {"i": target}
+    )
+    run_backfill(parse_url(cell.url), BackfillOptions(batch_size=10))
+    assert (
+        cell.scalar("SELECT host FROM instance_actions_events WHERE id = :i", {"i": target})
+        == "nova-recorded"
+    )
+    assert not cell.rows(
+        f"SELECT 1 FROM {cell.location.schema}.audit WHERE event_id = :i", {"i": target}
+    )
+
+
+def test_second_runner_is_refused_naming_the_first(cell):
+    _prepare(cell)
+    url = parse_url(cell.url)
+    engine = create_engine(url, cell.location, attach="if-exists")
+    lock = RunnerLock(engine, cell.location)
+    lock.acquire(42)
+    try:
+        with pytest.raises(RunnerBusy, match="run 42"):
+            run_backfill(url, BackfillOptions())
+        result = cli("backfill", "--db", cell.url)
+        assert result.exit_code == 3, result.output
+        assert "another backfill or revert is running" in result.stderr
+        result = cli("revert", "--run", "1", "--db", cell.url)
+        assert result.exit_code in (3, 127), result.output
+        # A dry run writes nothing and needs no lock.
+        assert run_backfill(url, BackfillOptions(dry_run=True)).outcome == "complete"
+    finally:
+        lock.release()
+        engine.dispose()
+    assert run_backfill(url, BackfillOptions()).outcome == "complete"
+
+
+@pytest.mark.backends("sqlite", "mysql")
+def test_lease_of_a_dead_process_is_taken_over(cell, backend):
+    _prepare(cell)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    url = parse_url(cell.url)
+    engine = create_engine(url, cell.location, attach="if-exists")
+    lock = RunnerLock(engine, cell.location)
+    lock.pid = dead.pid  # as if a runner with that pid had been killed -9
+    lock.acquire(7)
+    lock._stop.set()  # stop heartbeating without releasing: the lease stays
+    engine.dispose()
+    result = run_backfill(url, BackfillOptions())
+    assert result.outcome == "complete"
+
+
+@pytest.mark.backends("postgresql", "mysql")
+def test_lock_wait_is_retried(cell, backend):
+    expect = _prepare(cell)
+    target = min(i for i, (host, _) in expect.items() if host)
+    holder = sa.create_engine(cell.url)
+    held = threading.Event()
+
+    def hold_row_lock():
+        with holder.begin() as conn:
+            conn.execute(
+                sa.text("SELECT id FROM instance_actions_events WHERE id = :i FOR UPDATE"),
+                {"i": target},
+            )
+            held.set()
+            time.sleep(2.5)
+
+    thread = threading.Thread(target=hold_row_lock)
+    thread.start()
+    held.wait(10)
+    try:
+        result = run_backfill(parse_url(cell.url), BackfillOptions(lock_timeout=1, max_retries=5))
+    finally:
+        thread.join()
+        holder.dispose()
+    assert result.outcome == "complete"
+    assert result.retries >= 1
+    assert (
+        cell.scalar("SELECT host FROM instance_actions_events WHERE id = :i", {"i": target})
+        == expect[target][0]
+    )
+
+
+@pytest.mark.backends("sqlite")
+def test_sqlite_busy_database_is_retried(cell, backend):
+    """Another writer takes the database between two batches and keeps it 2s."""
+    _prepare(cell)
+    holder = sa.create_engine(cell.url, connect_args={"isolation_level": None, "timeout": 30})
+    threads = []
+    original = EvidenceSnapshot.load
+
+    def hold_write_lock():
+        with holder.connect() as conn:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # waits for our batch to commit
+            time.sleep(2.0)
+            conn.exec_driver_sql("COMMIT")
+
+    def load_and_start_holder(self, events, table):
+        if not threads:
+            threads.append(threading.Thread(target=hold_write_lock))
+            threads[0].start()
+        return original(self, events, table)
+
+    try:
+        EvidenceSnapshot.load = load_and_start_holder
+        result = run_backfill(
+            parse_url(cell.url),
+            BackfillOptions(batch_size=10, sleep=0.3, lock_timeout=0.5, max_retries=10),
+        )
+    finally:
+        EvidenceSnapshot.load = original
+        for thread in threads:
+            thread.join()
+        holder.dispose()
+    assert result.outcome == "complete"
+    assert result.retries >= 1
+
+
+def test_revert_restores_nulls_and_leaves_foreign_values_alone(cell):
+    expect = _prepare(cell)
+    run = run_backfill(parse_url(cell.url), BackfillOptions(include_shadow=True))
+    filled = [i for i, (host, _) in expect.items() if host]
+    live_filled = [
+        i
+        for i in filled
+        if cell.rows("SELECT 1 FROM instance_actions_events WHERE id = :i", {"i": i})
+    ]
+    changed, archived = live_filled[0], live_filled[1]
+    cell.execute(
+        "UPDATE instance_actions_events SET host = 'fixed-by-operator' WHERE id = :i",
+        {"i": changed},
+    )
+    # The archiver moved one filled event to the shadow table since.
+    row = cell.rows(
+        "SELECT id, event, action_id, host, deleted FROM instance_actions_events WHERE id = :i",
+        {"i": archived},
+    )[0]
+    cell.execute(
+        "INSERT INTO shadow_instance_actions_events (id, event, action_id, host, deleted) VALUES (:i, :e, :a, :h, :d)",
+        dict(zip("ieahd", row, strict=True)),
+    )
+    cell.execute("DELETE FROM instance_actions_events WHERE id = :i", {"i": archived})
+
+    report = cli("verify", "--db", cell.url, "--json")
+    assert report.exit_code == 4, report.output
+    verified = json.loads(report.stdout)
+    assert verified["drift"] == 1 and verified["archived_and_matching"] == 1
+    assert verified["drift_examples"][0]["event_id"] == changed
+
+    dry = cli("revert", "--run", str(run.run_id), "--db", cell.url, "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert json.loads(dry.stdout)["reverted"] == len(filled) - 1
+    result = cli(
+        "revert", "--run", str(run.run_id), "--db", cell.url, "--batch-size", "7", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["reverted"] == len(filled) - 1 and payload["kept_changed"] == 1
+    assert (
+        cell.scalar("SELECT host FROM instance_actions_events WHERE id = :i", {"i": changed})
+        == "fixed-by-operator"
+    )
+    assert (
+        cell.scalar(
+            "SELECT host FROM shadow_instance_actions_events WHERE id = :i", {"i": archived}
+        )
+        is None
+    )
+    others = [i for i in live_filled if i not in (changed, archived)]
+    assert all(
+        cell.scalar("SELECT host FROM instance_actions_events WHERE id = :i", {"i": i}) is None
+        for i in others
+    )
+    assert (
+        cell.scalar(
+            f"SELECT state FROM {cell.location.schema}.runs WHERE id = :i", {"i": run.run_id}
+        )
+        == "reverted"
+    )
+    again = cli("revert", "--run", str(run.run_id), "--db", cell.url, "--json")
+    assert json.loads(again.stdout)["reverted"] == 0
+
+
+def test_cli_exit_codes_and_messages(cell):
+    _prepare(cell)
+    for args, message in (
+        (["--batch-size", "0"], "--batch-size must be between 1 and 100000 (got 0)"),
+        (["--sleep", "-1"], "--sleep must be between 0 and 3600 seconds (got -1.0)"),
+        (["--max-rows", "0"], "--max-rows must be at least 1 (got 0)"),
+        (["--batch-size", "many"], "Invalid value for '--batch-size'"),
+    ):
+        result = cli("backfill", "--db", cell.url, *args)
+        assert result.exit_code == 127, result.output
+        assert message in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    result = cli("revert", "--run", "999", "--db", cell.url)
+    assert result.exit_code == 127 and "no backfill run with that id" in result.stderr
+
+    result = cli("backfill", "--db", cell.url, "--max-rows", "20")
+    assert result.exit_code == 1, result.output
+    assert "run the same command again to resume" in result.stdout
+    status = cli("status", "--db", cell.url, "--json")
+    assert status.exit_code == 1 and json.loads(status.stdout)["unfinished_run"] == 1
+    result = cli("backfill", "--db", cell.url, "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["resumed"] is True and payload["outcome"] == "complete"
+    assert cli("status", "--db", cell.url).exit_code == 0
+    assert cli("verify", "--db", cell.url).exit_code == 0
+
+
+def test_backfill_before_upgrade_is_bad_input(cell):
+    result = cli("backfill", "--db", cell.url)
+    assert result.exit_code == 127
+    assert "run `actionhost-backfill schema upgrade` first" in result.stderr
+
+
+@pytest.mark.backends("sqlite")
+def test_sigterm_finishes_the_batch_and_exits_partial(cell, backend):
+    _prepare(cell, copies=2)
+    command = [
+        sys.executable,
+        "-m",
+        "actionhost_backfill",
+        "backfill",
+        "--db",
+        cell.url,
+        "--batch-size",
+        "5",
+        "--sleep",
+        "0.3",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 1, (out, err)
+    assert "SIGTERM: stopping after the batch in flight" in err
+    assert "run the same command again to resume" in out
+    done = subprocess.run(command[:-2], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "(resumed)" in done.stdout
+
+
+@pytest.mark.parametrize("until_complete", [False, True])
+def test_until_complete_takes_in_events_written_during_the_run(cell, until_complete):
+    _prepare(cell)
+    original = EvidenceSnapshot.load
+    added: list[int] = []
+    writers: list[threading.Thread] = []
+
+    def write_late_events():
+        # A compute not yet upgraded (rolling upgrade) still records no host.
+        builder = HistoryBuilder()
+        builder.next_event = iter(range(10_000, 10_100))
+        builder.next_action = iter(range(10_000, 10_100))
+        builder.next_instance = iter(range(10_000, 10_100))
+        builder.next_fault = iter(range(10_000, 10_100))
+        builder.next_migration = iter(range(10_000, 10_100))
+        late = scenarios.never_moved(builder, scenarios.datetime(2026, 1, 1))
+        writer = create_engine(
+            parse_url(cell.url), attach="never", lock_timeout=30, sqlite_begin="IMMEDIATE"
+        )
+        with writer.begin() as conn:  # on SQLite this waits for the batch in flight
+            builder.write(conn)
+        writer.dispose()
+        added.extend(late.items())
+
+    def load_while_old_computes_write(self, events, table):
+        if not writers:
+            writers.append(threading.Thread(target=write_late_events))
+            writers[0].start()
+        return original(self, events, table)
+
+    try:
+        EvidenceSnapshot.load = load_while_old_computes_write
+        result = run_backfill(
+            parse_url(cell.url),
+            BackfillOptions(batch_size=25, sleep=0.3, until_complete=until_complete),
+        )
+    finally:
+        EvidenceSnapshot.load = original
+        for thread in writers:
+            thread.join()
+    assert added, "the late events were written during the run"
+    assert result.outcome == "complete"
+    late_hosts = [
+        cell.scalar("SELECT host FROM instance_actions_events WHERE id = :i", {"i": i})
+        for i, _ in added
+    ]
+    if until_complete:
+        assert late_hosts == [host for _, (host, _) in added]
+        assert any(late_hosts)
+    else:
+        assert not any(late_hosts), "without --until-complete the run stops at its starting horizon"
+
+
+@pytest.mark.backends("mysql")
+def test_mysql_statement_binlog_snapshot_copies_through_the_client(cell, backend, monkeypatch):
+    """Under statement-based binlog READ COMMITTED is unsafe; the snapshot must not lock rows."""
+    from actionhost_backfill import db as ahb_db
+
+    expect = _prepare(cell)
+    monkeypatch.setattr(ahb_db, "mysql_can_read_committed", lambda conn: False)
+    copied = []
+    original = EvidenceSnapshot._copy_through_client
+
+    def spy(self, name, select):
+        copied.append(name)
+        return original(self, name, select)
+
+    monkeypatch.setattr(EvidenceSnapshot, "_copy_through_client", spy)
+    result = run_backfill(parse_url(cell.url), BackfillOptions(include_shadow=True))
+    assert {"ah_mig", "ah_named", "ah_rec"} <= set(copied)
+    audit = {
+        r[0]: (r[1], r[2])
+        for r in cell.rows(f"SELECT event_id, host, rule FROM {cell.location.schema}.audit")
+    }
+    assert audit == expect
+    assert result.outcome == "complete"

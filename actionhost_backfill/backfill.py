@@ -117,6 +117,17 @@ class BackfillResult:
     def exit_code(self) -> int:
         return 0 if self.outcome == "complete" else 1
 
+    def batch_percentiles(self) -> dict[str, float] | None:
+        """p50 / p99 / max of batch durations in seconds (what a lock holder waits)."""
+        if not self.batch_seconds:
+            return None
+        ordered = sorted(self.batch_seconds)
+
+        def pick(q: float) -> float:
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 4)
+
+        return {"p50": pick(0.50), "p99": pick(0.99), "max": round(ordered[-1], 4)}
+
     def to_dict(self) -> dict:
         return {
             "database": self.database,
@@ -135,6 +146,7 @@ class BackfillResult:
             "elapsed_seconds": round(self.elapsed, 3),
             "rows_per_second": round(self.rows_per_second, 1),
             "remaining": self.remaining,
+            "batch_seconds": self.batch_percentiles(),
             "snapshot": None
             if self.snapshot is None
             else {
@@ -325,7 +337,9 @@ class _Runner:
         self, snapshot: EvidenceSnapshot, table: str, events: list[EventRow]
     ) -> list[Decision]:
         evidence = snapshot.load(events, table)
-        decisions = infer(events, evidence.actions, evidence.histories, evidence.hosts)
+        decisions = infer(
+            events, evidence.actions, evidence.histories, evidence.hosts, evidence.timelines
+        )
         if self.options.dry_run and self.options.sample:
             self._sample(table, events, decisions, evidence)
         return decisions

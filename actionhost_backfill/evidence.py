@@ -24,7 +24,7 @@ that happens during a long run is seen.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -48,6 +48,8 @@ from .state import StateLocation, backend_of
 from .tables import FILLED, nova, state
 
 CHUNK = 2000
+#: Instances whose evidence stays cached between batches (a few MB per thousand).
+HISTORY_CACHE = 5000
 #: Margin for clock skew when overlaying migrations changed since the snapshot.
 SNAPSHOT_MARGIN = timedelta(minutes=10)
 
@@ -75,6 +77,8 @@ class BatchEvidence:
     actions: dict[int, ActionRow]
     histories: dict[str, InstanceHistory]
     hosts: KnownHosts
+    timelines: dict = field(default_factory=dict)
+    """Timelines built from ``histories``, kept with the history cache."""
 
 
 @dataclass
@@ -93,7 +97,12 @@ class EvidenceSnapshot:
     """Temporary evidence tables on one connection, and per-batch loading."""
 
     def __init__(
-        self, conn: sa.Connection, location: StateLocation | None, *, audit_available: bool
+        self,
+        conn: sa.Connection,
+        location: StateLocation | None,
+        *,
+        audit_available: bool,
+        cache_size: int = HISTORY_CACHE,
     ):
         self.conn = conn
         self.backend = backend_of(conn.dialect.name)
@@ -118,6 +127,9 @@ class EvidenceSnapshot:
             self.backend == "mysql" and "READ-COMMITTED" not in db.mysql_isolation(conn)
         )
         self.stats = SnapshotStats()
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, InstanceHistory] = OrderedDict()
+        self._timelines: dict[str, object] = {}
         self.taken_at: datetime | None = None
         self.hosts = KnownHosts()
         meta = sa.MetaData()
@@ -183,6 +195,8 @@ class EvidenceSnapshot:
     def take(self) -> SnapshotStats:
         """Build (or rebuild) the temporary evidence tables."""
         started = time.monotonic()
+        self._cache.clear()
+        self._timelines.clear()
         self.taken_at = datetime.utcnow().replace(microsecond=0)
         conn = self.conn
         m = nova("migrations")
@@ -371,8 +385,14 @@ class EvidenceSnapshot:
     # ------------------------------------------------------------------ per batch
 
     def load(self, events: list[EventRow], events_table: str) -> BatchEvidence:
-        """Everything inference needs for these events' instances."""
-        conn = self.conn
+        """Everything inference needs for these events' instances.
+
+        An instance's history is cached between batches (ids grow with time,
+        so consecutive batches share most instances) and reused only while
+        nothing live says it changed: its ``instances`` row is the same and
+        no migration of it was updated since the snapshot.  The snapshot
+        tables themselves never change between ``take()`` calls.
+        """
         action_ids = sorted({e.action_id for e in events if e.action_id is not None})
         batch_actions = self._actions_by_id(
             action_ids, prefer_shadow=events_table.startswith("shadow_")
@@ -382,7 +402,66 @@ class EvidenceSnapshot:
         # Instances first, then actions and the migration overlay: a move or
         # unshelve that changed instances.host before this read is then seen.
         instances = self._instances(uuids)
-        all_actions: dict[int, ActionRow] = dict(batch_actions)
+        overlay = self._recent_migrations(set(uuids))
+        histories: dict[str, InstanceHistory] = {}
+        stale: list[str] = []
+        for uuid in uuids:
+            cached = self._cache.get(uuid)
+            if (
+                cached is not None
+                and cached.instance == instances.get(uuid)
+                and uuid not in overlay
+            ):
+                self._cache.move_to_end(uuid)
+                histories[uuid] = cached
+            else:
+                stale.append(uuid)
+        fresh = self._load_histories(stale, instances, batch_actions, overlay)
+        for uuid, history in fresh.items():
+            histories[uuid] = history
+            self._cache[uuid] = history
+            self._timelines.pop(uuid, None)
+        while len(self._cache) > self.cache_size:
+            old, _ = self._cache.popitem(last=False)
+            self._timelines.pop(old, None)
+        return BatchEvidence(batch_actions, histories, self.hosts, self._timelines)
+
+    def _recent_migrations(self, uuids: set[str]) -> dict[str, list[MigrationRow]]:
+        """Migrations updated since the snapshot (Nova keeps moving instances meanwhile)."""
+        live = nova("migrations")
+        since = (self.taken_at or datetime.utcnow()) - SNAPSHOT_MARGIN
+        found: dict[str, list[MigrationRow]] = defaultdict(list)
+        for r in self.conn.execute(
+            sa.select(
+                live.c.id,
+                live.c.instance_uuid,
+                live.c.source_compute,
+                live.c.dest_compute,
+                live.c.status,
+                sa.cast(live.c.migration_type, sa.String(32)).label("migration_type"),
+                live.c.old_instance_type_id,
+                live.c.new_instance_type_id,
+                live.c.created_at,
+                live.c.updated_at,
+            ).where(live.c.updated_at >= since)
+        ):
+            if r.instance_uuid in uuids:
+                found[r.instance_uuid].append(_migration(r))
+        return found
+
+    def _load_histories(
+        self,
+        uuids: list[str],
+        instances: dict[str, InstanceRow],
+        batch_actions: dict[int, ActionRow],
+        overlay: dict[str, list[MigrationRow]],
+    ) -> dict[str, InstanceHistory]:
+        if not uuids:
+            return {}
+        conn = self.conn
+        all_actions: dict[int, ActionRow] = {
+            i: a for i, a in batch_actions.items() if a.instance_uuid in set(uuids)
+        }
         ia = nova("instance_actions")
         for chunk in chunks(uuids):
             for r in conn.execute(
@@ -415,25 +494,9 @@ class EvidenceSnapshot:
         for chunk in chunks(uuids):
             for r in conn.execute(sa.select(m).where(m.c.instance_uuid.in_(chunk))):
                 migrations[r.id] = _migration(r)
-        live = nova("migrations")
-        uuid_set = set(uuids)
-        since = (self.taken_at or datetime.utcnow()) - SNAPSHOT_MARGIN
-        for r in conn.execute(
-            sa.select(
-                live.c.id,
-                live.c.instance_uuid,
-                live.c.source_compute,
-                live.c.dest_compute,
-                live.c.status,
-                sa.cast(live.c.migration_type, sa.String(32)).label("migration_type"),
-                live.c.old_instance_type_id,
-                live.c.new_instance_type_id,
-                live.c.created_at,
-                live.c.updated_at,
-            ).where(live.c.updated_at >= since)
-        ):
-            if r.instance_uuid in uuid_set:
-                migrations[r.id] = _migration(r)
+        for uuid in uuids:
+            for migration in overlay.get(uuid, ()):
+                migrations[migration.id] = migration
 
         faults: dict[str, list[FaultRow]] = defaultdict(list)
         f = nova("instance_faults")
@@ -487,7 +550,7 @@ class EvidenceSnapshot:
                 points={a.id: points[a.id] for a in actions if a.id in points},
                 named={a.id: named[a.id] for a in actions if a.id in named},
             )
-        return BatchEvidence(batch_actions, histories, self.hosts)
+        return histories
 
     def _actions_by_id(self, ids: list[int], *, prefer_shadow: bool) -> dict[int, ActionRow]:
         conn = self.conn

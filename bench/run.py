@@ -1,0 +1,344 @@
+"""Benchmark the backfill against the database's own limit and a naive loop, side by side.
+
+One command, per backend and per size, in the same run on the same data:
+
+* **toolkit**: ``actionhost-backfill backfill --include-shadow --json`` with default
+  settings, end to end, in a child process (its peak RSS read from ``wait4``);
+* **limit**: one set-based ``UPDATE`` writing the same hosts to the same rows from a
+  precomputed id -> host table (no batching, no resumability, no inference);
+* **naive**: a per-row loop on a sample (select the event, look up its instance's
+  migrations and host, update it, commit), reported per row.
+
+Between measurements the written rows are set back to NULL, so each starts from
+the same table.  Prints a Markdown table (and ``--json``) for docs/benchmarks.md.
+
+    python bench/run.py --events 1000000 --backend postgresql --backend mysql
+    python bench/run.py --events 2000 --backend sqlite --naive-sample 50   # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from actionhost_backfill import schema  # noqa: E402
+from actionhost_backfill.db import create_engine, parse_url  # noqa: E402
+from actionhost_backfill.simulate import SimulationOptions, simulate  # noqa: E402
+from actionhost_backfill.state import resolve_state_location  # noqa: E402
+
+SERVERS = {
+    "postgresql": os.environ.get(
+        "ACTIONHOST_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    ),
+    "mysql": os.environ.get(
+        "ACTIONHOST_BENCH_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/mysql"
+    ),
+}
+
+
+def fresh_database(backend: str, workdir: Path) -> tuple[str, callable]:
+    """A new empty database; returns its URL and a function that drops it."""
+    if backend == "sqlite":
+        path = workdir / f"bench-{uuid.uuid4().hex[:8]}.sqlite"
+
+        def drop() -> None:
+            for p in workdir.glob(f"{path.stem}*"):
+                p.unlink()
+
+        return f"sqlite:///{path}", drop
+    name = f"ahbench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(SERVERS[backend], isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    url = sa.engine.make_url(SERVERS[backend]).set(database=name)
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            if backend == "postgresql":
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            else:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}_actionhost")
+        admin.dispose()
+
+    return url.render_as_string(hide_password=False), drop
+
+
+#: Runs a command and prints its peak RSS (KiB) as the last line of stderr: the
+#: wrapper's only child is the command, so RUSAGE_CHILDREN is exactly its own.
+_RSS_WRAPPER = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.call(sys.argv[1:])\n"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
+    "sys.exit(code)\n"
+)
+
+
+def run_toolkit(url: str) -> dict:
+    """The CLI as an operator runs it; returns its JSON and its peak RSS."""
+    command = [sys.executable, "-m", "actionhost_backfill", "backfill", "--db", url]
+    command += ["--include-shadow", "--json", "--no-progress"]
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", _RSS_WRAPPER, *command], capture_output=True, cwd=ROOT
+    )
+    seconds = time.perf_counter() - started
+    err = done.stderr.decode().strip().splitlines()
+    if done.returncode != 0:
+        raise SystemExit(f"backfill failed ({done.returncode}): {' '.join(err[-3:])}")
+    result = json.loads(done.stdout)
+    result["wall_seconds"] = seconds
+    result["peak_rss_mb"] = round(int(err[-1]) / 1024, 1)
+    return result
+
+
+def _q(conn: sa.Connection, name: str) -> str:
+    return f"`{name}`" if conn.dialect.name == "mysql" else f'"{name}"'
+
+
+def written_table(conn: sa.Connection, state: str) -> str:
+    """id -> host for every row the toolkit wrote in the live table (the limit's input)."""
+    table = f"{state}.bench_written"
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+    conn.exec_driver_sql(
+        f"CREATE TABLE {table} AS SELECT event_id AS id, host FROM {state}.audit "
+        "WHERE outcome = 'filled' AND event_table = 'instance_actions_events'"
+    )
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(f"CREATE UNIQUE INDEX {state}.bench_written_id ON bench_written (id)")
+    else:
+        conn.exec_driver_sql(f"CREATE UNIQUE INDEX bench_written_id ON {table} (id)")
+    conn.commit()
+    return table
+
+
+def reset(conn: sa.Connection, written: str) -> int:
+    """Set the written rows back to NULL (each measurement starts from the same table)."""
+    if conn.dialect.name == "mysql":
+        sql = f"UPDATE instance_actions_events e JOIN {written} w ON w.id = e.id SET e.host = NULL"
+    else:
+        sql = (
+            f"UPDATE instance_actions_events SET host = NULL WHERE id IN (SELECT id FROM {written})"
+        )
+    rows = conn.exec_driver_sql(sql).rowcount
+    conn.commit()
+    return rows
+
+
+def run_limit(conn: sa.Connection, written: str) -> dict:
+    if conn.dialect.name == "mysql":
+        sql = (
+            f"UPDATE instance_actions_events e JOIN {written} w ON w.id = e.id SET e.host = w.host"
+        )
+    elif conn.dialect.name == "postgresql":
+        sql = (
+            f"UPDATE instance_actions_events e SET host = w.host FROM {written} w WHERE w.id = e.id"
+        )
+    else:
+        sql = (
+            f"UPDATE instance_actions_events AS e SET host = w.host FROM {written} AS w "
+            "WHERE w.id = e.id"
+        )
+    started = time.perf_counter()
+    rows = conn.exec_driver_sql(sql).rowcount
+    conn.commit()
+    return {"rows": rows, "seconds": time.perf_counter() - started}
+
+
+def run_naive(conn: sa.Connection, written: str, sample: int) -> dict:
+    """select event -> its action -> the instance's migrations and host -> update -> commit."""
+    ids = [
+        r[0]
+        for r in conn.exec_driver_sql(f"SELECT id FROM {written} ORDER BY id LIMIT {int(sample)}")
+    ]
+    conn.commit()
+    mark = "%s" if conn.dialect.name in ("mysql", "postgresql") else "?"
+    raw = conn.connection.driver_connection
+    started = time.perf_counter()
+    for event_id in ids:
+        cur = raw.cursor()
+        cur.execute(
+            "SELECT e.id, e.event, a.instance_uuid, e.start_time FROM instance_actions_events e "
+            f"JOIN instance_actions a ON a.id = e.action_id WHERE e.id = {mark}",
+            (event_id,),
+        )
+        _, _, instance, start = cur.fetchone()
+        cur.execute(
+            "SELECT source_compute, dest_compute, status, created_at FROM migrations "
+            f"WHERE instance_uuid = {mark} ORDER BY created_at",
+            (instance,),
+        )
+        migrations = cur.fetchall()
+        cur.execute(f"SELECT host FROM instances WHERE uuid = {mark}", (instance,))
+        row = cur.fetchone()
+        host = row[0] if row else None
+        for source, dest, status, created in migrations:
+            if created and start and created > start:
+                host = source
+                break
+            if status in ("confirmed", "completed", "done"):
+                host = dest
+        cur.execute(
+            f"UPDATE instance_actions_events SET host = {mark} WHERE id = {mark} AND host IS NULL",
+            (host or "unknown", event_id),
+        )
+        raw.commit()
+        cur.close()
+    seconds = time.perf_counter() - started
+    return {"rows": len(ids), "seconds": seconds}
+
+
+def bench_one(backend: str, events: int, naive_sample: int, workdir: Path, keep: bool) -> dict:
+    url, drop = fresh_database(backend, workdir)
+    try:
+        started = time.perf_counter()
+        sim = simulate(
+            parse_url(url), SimulationOptions(events=events, hosts=max(40, events // 5000))
+        )
+        sim_seconds = time.perf_counter() - started
+        schema.upgrade(parse_url(url))
+        toolkit = run_toolkit(url)
+        location = resolve_state_location(parse_url(url))
+        state = location.schema
+        engine = create_engine(parse_url(url), location)
+        with engine.connect() as conn:
+            written = written_table(conn, state)
+            reset(conn, written)
+            limit = run_limit(conn, written)
+            reset(conn, written)
+            naive = run_naive(conn, written, naive_sample)
+        engine.dispose()
+        examined = toolkit["examined"]
+        toolkit_rate = examined / toolkit["elapsed_seconds"]
+        limit_rate = limit["rows"] / limit["seconds"] if limit["seconds"] else 0.0
+        naive_rate = naive["rows"] / naive["seconds"] if naive["seconds"] else 0.0
+        return {
+            "backend": backend,
+            "events": sim.events,
+            "simulate_seconds": round(sim_seconds, 1),
+            "null_events_examined": examined,
+            "filled": toolkit["filled"],
+            "toolkit_seconds": toolkit["elapsed_seconds"],
+            "toolkit_wall_seconds": round(toolkit["wall_seconds"], 2),
+            "toolkit_events_per_s": round(toolkit_rate),
+            "limit_rows": limit["rows"],
+            "limit_seconds": round(limit["seconds"], 3),
+            "limit_rows_per_s": round(limit_rate),
+            "naive_rows": naive["rows"],
+            "naive_ms_per_row": round(1000 * naive["seconds"] / max(naive["rows"], 1), 2),
+            "naive_rows_per_s": round(naive_rate, 1),
+            "ratio_toolkit_to_limit": round(toolkit_rate / limit_rate, 3) if limit_rate else None,
+            "ratio_toolkit_to_naive": round(toolkit_rate / naive_rate, 1) if naive_rate else None,
+            "batch_p50_ms": round(1000 * toolkit["batch_seconds"]["p50"], 1),
+            "batch_p99_ms": round(1000 * toolkit["batch_seconds"]["p99"], 1),
+            "batches": toolkit["batches"],
+            "peak_rss_mb": toolkit["peak_rss_mb"],
+        }
+    finally:
+        if not keep:
+            drop()
+
+
+def machine() -> str:
+    cpus = os.cpu_count()
+    memory = ""
+    try:
+        with open("/proc/meminfo") as f:
+            memory = f"{int(f.readline().split()[1]) / 1024 / 1024:.0f} GiB RAM"
+    except OSError:
+        pass
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if "model name" in ln), "")
+    except OSError:
+        pass
+    return f"{platform.system()} {platform.machine()}, {cpus} CPUs ({model}), {memory}, Python {platform.python_version()}"
+
+
+COLUMNS = (
+    ("backend", "backend"),
+    ("events", "events"),
+    ("null_events_examined", "NULL examined"),
+    ("toolkit_seconds", "toolkit s"),
+    ("toolkit_events_per_s", "toolkit ev/s"),
+    ("limit_rows_per_s", "limit rows/s"),
+    ("ratio_toolkit_to_limit", "toolkit/limit"),
+    ("naive_ms_per_row", "naive ms/row"),
+    ("ratio_toolkit_to_naive", "toolkit/naive"),
+    ("batch_p50_ms", "batch p50 ms"),
+    ("batch_p99_ms", "batch p99 ms"),
+    ("peak_rss_mb", "peak RSS MB"),
+)
+
+
+def table(results: list[dict]) -> str:
+    lines = [
+        "| " + " | ".join(title for _, title in COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    for r in results:
+        lines.append(
+            "| "
+            + " | ".join(
+                f"{r[key]:,}" if isinstance(r[key], int) else str(r[key]) for key, _ in COLUMNS
+            )
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def scaling(results: list[dict]) -> list[str]:
+    out = []
+    for backend in sorted({r["backend"] for r in results}):
+        runs = sorted((r for r in results if r["backend"] == backend), key=lambda r: r["events"])
+        for small, big in itertools.pairwise(runs):
+            out.append(
+                f"{backend}: {big['events']:,} / {small['events']:,} events: time ratio "
+                f"{big['toolkit_seconds'] / small['toolkit_seconds']:.2f} for "
+                f"{big['null_events_examined'] / small['null_events_examined']:.2f}x the rows"
+            )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", action="append", choices=("postgresql", "mysql", "sqlite"))
+    parser.add_argument("--events", action="append", type=int, help="Sizes (repeatable).")
+    parser.add_argument("--naive-sample", type=int, default=2000)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp"))
+    parser.add_argument("--keep", action="store_true", help="Keep the databases afterwards.")
+    parser.add_argument("--json", type=Path, help="Also write the results here.")
+    args = parser.parse_args(argv)
+    backends = args.backend or ["postgresql", "mysql"]
+    sizes = args.events or [1_000_000]
+    results = []
+    for backend in backends:
+        for size in sizes:
+            print(f"[bench] {backend}, {size:,} events ...", file=sys.stderr, flush=True)
+            results.append(bench_one(backend, size, args.naive_sample, args.workdir, args.keep))
+            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    print(f"Machine: {machine()}\n")
+    print(table(results))
+    for line in scaling(results):
+        print(f"\n{line}")
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -6,7 +6,7 @@ them, prints results and maps errors to exit codes (see ``app.RootGroup``).
 
 from __future__ import annotations
 
-from . import backfill_cmd, schema_cmd, sim_cmd  # noqa: F401  (register their commands)
+from . import backfill_cmd, schema_cmd, sim_cmd, views_cmd  # noqa: F401  (register their commands)
 from .app import app
 
 

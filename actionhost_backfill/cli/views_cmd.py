@@ -1,0 +1,218 @@
+"""``events show | list`` (the 2.62 event view) and ``failures`` (which hosts are failing)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Annotated
+
+import typer
+
+from .. import views
+from ..errors import EXIT_CODE_HELP, BadInput
+from .app import app
+from .common import DbOption, JsonOption, echo, emit_json, resolve_db
+
+events_app = typer.Typer(
+    help="Instance actions and their events as Nova's API shows them (microversion 2.62).",
+    no_args_is_help=True,
+)
+app.add_typer(events_app, name="events")
+
+AsOption = Annotated[
+    str,
+    typer.Option(
+        "--as",
+        help="admin: host and traceback shown; member: neither (hostId only), as Nova's policy.",
+    ),
+]
+
+
+def _grid(headers: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    out = [line, "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |"]
+    out.append(line)
+    for row in rows:
+        out.append("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
+    out.append(line)
+    return out
+
+
+@events_app.command("show", epilog=EXIT_CODE_HELP)
+def show_command(
+    instance: Annotated[str, typer.Argument(help="Instance UUID.")],
+    request_id: Annotated[str, typer.Argument(help="Request id of the action (req-...).")],
+    db: DbOption = None,
+    role: AsOption = "admin",
+    json_output: Annotated[
+        bool,
+        typer.Option("--json", help="Print exactly the 2.62 API body (instanceAction)."),
+    ] = False,
+) -> None:
+    """One action and its events, with host (admins) and hostId (everyone).
+
+    Example: actionhost-backfill events show 9f2c... req-4c1d... --as member --json
+    """
+    if role not in views.ROLES:
+        raise BadInput(f"--as must be admin or member (got {role!r})")
+    found = views.load_actions(resolve_db(db), instance, request_id=request_id)
+    action = found.actions[0]
+    body = views.action_body(
+        action, found.events.get(action["id"], []), role, instance_project_id=found.project_id
+    )
+    if json_output:
+        emit_json(body)
+        return
+    shown = body["instanceAction"]
+    echo(
+        f"action {shown['action']} of instance {shown['instance_uuid']}"
+        + (" (archived)" if found.archived else "")
+        + f": request {shown['request_id']}, project {shown['project_id']}, "
+        f"started {shown['start_time']}"
+        + (f", message {shown['message']}" if shown["message"] else "")
+    )
+    headers = ["Event", "Result", "Start Time", "Finish Time"]
+    headers += ["Host", "hostId"] if role == "admin" else ["hostId"]
+    rows = []
+    for event in shown["events"]:
+        row = [
+            event["event"] or "",
+            event["result"] or "",
+            event["start_time"] or "",
+            event["finish_time"] or "",
+        ]
+        if role == "admin":
+            row.append(event["host"] or "(unknown)")
+        row.append(event["hostId"] or '""')
+        rows.append(row)
+    for line in _grid(headers, rows):
+        echo(line)
+    if role == "admin":
+        for event in shown["events"]:
+            if event.get("traceback"):
+                echo(f"traceback of {event['event']}:")
+                echo(event["traceback"])
+
+
+@events_app.command("list", epilog=EXIT_CODE_HELP)
+def list_command(
+    instance: Annotated[str, typer.Argument(help="Instance UUID.")],
+    db: DbOption = None,
+    json_output: Annotated[
+        bool,
+        typer.Option("--json", help="Print exactly the 2.62 API body (instanceActions)."),
+    ] = False,
+) -> None:
+    """An instance's actions, newest first, like `nova instance-action-list`.
+
+    Example: actionhost-backfill events list 9f2c...
+    """
+    found = views.load_actions(resolve_db(db), instance)
+    body = views.actions_body(found.actions)
+    if json_output:
+        emit_json(body)
+        return
+    rows = [
+        [a["action"] or "", a["request_id"] or "", a["message"] or "", a["start_time"] or ""]
+        for a in body["instanceActions"]
+    ]
+    for line in _grid(["Action", "Request_ID", "Message", "Start_Time"], rows):
+        echo(line)
+
+
+_RELATIVE = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_moment(value: str | None, option: str, now: datetime | None = None) -> datetime | None:
+    """``7d``, ``12h``, ``30m`` (ago, UTC) or an ISO date/time (UTC, as Nova stores it)."""
+    if value is None:
+        return None
+    match = _RELATIVE.match(value.strip())
+    if match:
+        now = now or datetime.utcnow()
+        return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        return datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise BadInput(
+            f"{option} {value!r} is neither a duration (7d, 12h, 30m) nor an ISO time "
+            "(2024-05-01 or 2024-05-01T10:00:00, UTC)"
+        ) from None
+
+
+@app.command("failures", epilog=EXIT_CODE_HELP)
+def failures_command(
+    db: DbOption = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Start: 7d, 12h, 30m ago, or an ISO time (UTC).")
+    ] = "7d",
+    until: Annotated[
+        str | None, typer.Option("--until", help="End (exclusive), same forms; default now.")
+    ] = None,
+    host: Annotated[str | None, typer.Option("--host", help="Only this host.")] = None,
+    event: Annotated[
+        str | None, typer.Option("--event", help="Only this event name, e.g. compute_prep_resize.")
+    ] = None,
+    top: Annotated[int, typer.Option("--top", help="How many hosts to show.")] = 10,
+    all_time: Annotated[
+        bool, typer.Option("--all-time", help="No start: every failed event on record.")
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Which hosts are failing: hosts ranked by failed events in the window.
+
+    Per host: failed events by name, first and last seen, a few request ids to
+    look up with `events show`.  Failed events whose host is still unknown are
+    counted on their own line.  Reads only; uses the host index.
+
+    Example: actionhost-backfill failures --since 7d --top 5
+    """
+    report = views.failures(
+        resolve_db(db),
+        since=None if all_time else parse_moment(since, "--since"),
+        until=parse_moment(until, "--until"),
+        host=host,
+        event=event,
+        top=top,
+    )
+    if json_output:
+        emit_json(report.to_dict())
+        return
+    window = f"since {views.api_time(report.since) or 'the beginning'}" + (
+        f" until {views.api_time(report.until)}" if report.until else ""
+    )
+    echo(f"failed events by host, {window}: {report.database}")
+    rows = []
+    for entry in report.hosts:
+        top_events = ", ".join(f"{name} {n}" for name, n in entry.events.most_common(3))
+        rows.append(
+            [
+                entry.host or "",
+                f"{entry.failed:,}",
+                top_events,
+                views.api_time(entry.first_seen) or "",
+                views.api_time(entry.last_seen) or "",
+                " ".join(entry.request_ids),
+            ]
+        )
+    if rows:
+        for line in _grid(
+            ["Host", "Failed", "Events", "First seen", "Last seen", "Recent requests"], rows
+        ):
+            echo(line)
+    else:
+        echo("no failed events with a known host")
+    if report.total_hosts > len(report.hosts):
+        echo(f"({report.total_hosts - len(report.hosts)} more hosts; raise --top)")
+    unknown = report.unknown
+    echo(
+        f"host unknown: {unknown.failed:,} failed events"
+        + (
+            " (" + ", ".join(f"{n} {c}" for n, c in unknown.events.most_common(3)) + ")"
+            if unknown.failed
+            else ""
+        )
+        + ("; run the backfill to attribute them" if unknown.failed else "")
+    )

@@ -1,0 +1,350 @@
+"""What operators read: the microversion 2.62 event view, and which hosts are failing.
+
+``action_body`` / ``actions_body`` render exactly the bodies of Nova's
+``GET /servers/{id}/os-instance-actions/{request_id}`` and
+``GET /servers/{id}/os-instance-actions`` at microversion 2.62 (with 2.58's
+``updated_at``), from rows of the cell database, for other tools to import.
+Admins see ``host`` and ``traceback``; every caller sees ``hostId``
+(``sha224(project_id + host)``, ``""`` when the host is unknown), the
+action's project falling back to the instance's, as Nova does.
+
+``failures`` ranks hosts by failed events in a time window; it reads through
+the host index (``host`` leads it, so a ``--host`` filter is an index range
+scan) and counts events whose host is still unknown on their own line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from . import db, novadb
+from .errors import BadInput
+from .redact import mask_url
+from .state import resolve_state_location
+from .tables import nova
+
+Role = Literal["admin", "member"]
+ROLES = ("admin", "member")
+#: Nova's API time format (no zone).
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
+ACTION_KEYS = (
+    "action",
+    "instance_uuid",
+    "request_id",
+    "user_id",
+    "project_id",
+    "start_time",
+    "message",
+    "updated_at",
+)
+EVENT_KEYS = ("event", "start_time", "finish_time", "result", "traceback")
+FAILED = "Error"
+
+
+def host_id(host: str | None, project_id: str | None) -> str:
+    """Nova's ``hostId``: sha224 of project id + host, ``""`` when the host is unknown."""
+    if not host:
+        return ""
+    return hashlib.sha224(((project_id or "") + host).encode("utf-8")).hexdigest()
+
+
+def api_time(value: datetime | None) -> str | None:
+    return value.strftime(TIME_FORMAT) if value is not None else None
+
+
+def event_body(event: dict, project_id: str | None, role: Role) -> dict:
+    """One event as the 2.62 API shows it to ``role``."""
+    if role not in ROLES:
+        raise BadInput(f"--as must be admin or member (got {role!r})")
+    body: dict = {}
+    for key in EVENT_KEYS:
+        if key == "traceback" and role != "admin":
+            continue
+        value = event.get(key)
+        body[key] = api_time(value) if isinstance(value, datetime) else value
+    if role == "admin":
+        body["host"] = event.get("host")
+    body["hostId"] = host_id(event.get("host"), project_id)
+    return body
+
+
+def _action_fields(action: dict) -> dict:
+    return {
+        key: api_time(action.get(key)) if isinstance(action.get(key), datetime) else action.get(key)
+        for key in ACTION_KEYS
+    }
+
+
+def action_body(
+    action: dict, events: list[dict], role: Role, instance_project_id: str | None = None
+) -> dict:
+    """``{"instanceAction": {...}}`` for one action and its events (newest first)."""
+    project_id = action.get("project_id") or instance_project_id
+    body = _action_fields(action)
+    body["events"] = [event_body(e, project_id, role) for e in events]
+    return {"instanceAction": body}
+
+
+def actions_body(actions: list[dict]) -> dict:
+    """``{"instanceActions": [...]}``: the list view (no events)."""
+    return {"instanceActions": [_action_fields(a) for a in actions]}
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class InstanceActions:
+    instance_uuid: str
+    project_id: str | None
+    archived: bool
+    actions: list[dict] = field(default_factory=list)
+    events: dict[int, list[dict]] = field(default_factory=dict)
+
+
+def _engine(url: URL) -> sa.Engine:
+    return db.create_engine(url, resolve_state_location(url), attach="never")
+
+
+def _find_instance(conn: sa.Connection, uuid: str) -> tuple[str | None, bool]:
+    names = set(sa.inspect(conn).get_table_names())
+    for table, archived in (("instances", False), ("shadow_instances", True)):
+        if table not in names:
+            continue
+        t = nova(table)
+        row = conn.execute(sa.select(t.c.project_id).where(t.c.uuid == uuid)).first()
+        if row is not None:
+            return row[0], archived
+    raise BadInput(
+        f"no instance {uuid} in this cell database (live or archived): check the UUID, "
+        "or the --db of the cell it lives in"
+    )
+
+
+def load_actions(url: URL, instance_uuid: str, *, request_id: str | None = None) -> InstanceActions:
+    """An instance's actions (newest first) and, for ``request_id``, its events."""
+    engine = _engine(url)
+    try:
+        with db.connect(engine) as conn:
+            try:
+                novadb.require_nova(conn, (novadb.INSTANCES, novadb.ACTIONS, novadb.EVENTS))
+                project_id, archived = _find_instance(conn, instance_uuid)
+                prefix = "shadow_" if archived else ""
+                actions_t = nova(f"{prefix}instance_actions")
+                events_t = nova(f"{prefix}instance_actions_events")
+                query = sa.select(actions_t).where(actions_t.c.instance_uuid == instance_uuid)
+                if request_id is not None:
+                    query = query.where(actions_t.c.request_id == request_id)
+                query = query.order_by(actions_t.c.start_time.desc(), actions_t.c.id.desc())
+                result = InstanceActions(instance_uuid, project_id, archived)
+                result.actions = [dict(r) for r in conn.execute(query).mappings()]
+                if request_id is not None:
+                    if not result.actions:
+                        raise BadInput(
+                            f"instance {instance_uuid} has no action with request id "
+                            f"{request_id}: list them with `events list {instance_uuid}`"
+                        )
+                    ids = [a["id"] for a in result.actions]
+                    events = conn.execute(
+                        sa.select(events_t)
+                        .where(events_t.c.action_id.in_(ids))
+                        .order_by(events_t.c.start_time.desc(), events_t.c.id.desc())
+                    ).mappings()
+                    for event in events:
+                        result.events.setdefault(event["action_id"], []).append(dict(event))
+                return result
+            except sa.exc.DBAPIError as exc:
+                raise db.translate_error(exc, url) from None
+    finally:
+        engine.dispose()
+
+
+# --------------------------------------------------------------------------- failures
+
+
+@dataclass
+class HostFailures:
+    host: str | None
+    failed: int = 0
+    events: Counter = field(default_factory=Counter)
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    request_ids: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "host": self.host,
+            "failed": self.failed,
+            "events": dict(self.events.most_common()),
+            "first_seen": api_time(self.first_seen),
+            "last_seen": api_time(self.last_seen),
+            "request_ids": self.request_ids,
+        }
+
+
+@dataclass
+class FailuresReport:
+    database: str
+    since: datetime | None
+    until: datetime | None
+    hosts: list[HostFailures]
+    unknown: HostFailures
+    """Failed events whose host is still NULL (never hidden)."""
+    total_hosts: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "database": self.database,
+            "since": api_time(self.since),
+            "until": api_time(self.until),
+            "hosts": [h.to_dict() for h in self.hosts],
+            "hosts_with_failures": self.total_hosts,
+            "unknown_host": self.unknown.to_dict(),
+        }
+
+
+def failures_query(
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    host: str | None,
+    event: str | None,
+    known: bool,
+) -> sa.Select:
+    """Failed events grouped by host and event name, for the live events table.
+
+    With ``host`` the WHERE clause is ``host = :host`` first: an index range
+    scan on ``actionhost_events_host_idx``.
+    """
+    e = nova("instance_actions_events")
+    conditions = [e.c.result == FAILED]
+    if host is not None:
+        conditions.insert(0, e.c.host == host)
+    elif known:
+        conditions.insert(0, e.c.host.is_not(None))
+    else:
+        conditions.insert(0, e.c.host.is_(None))
+    if since is not None:
+        conditions.append(e.c.start_time >= since)
+    if until is not None:
+        conditions.append(e.c.start_time < until)
+    if event is not None:
+        conditions.append(e.c.event == event)
+    return (
+        sa.select(
+            e.c.host,
+            e.c.event,
+            sa.func.count().label("failed"),
+            sa.func.min(e.c.start_time).label("first_seen"),
+            sa.func.max(e.c.start_time).label("last_seen"),
+        )
+        .where(*conditions)
+        .group_by(e.c.host, e.c.event)
+    )
+
+
+def failures(
+    url: URL,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    host: str | None = None,
+    event: str | None = None,
+    top: int = 10,
+    requests: int = 3,
+) -> FailuresReport:
+    """Hosts ranked by failed events in ``[since, until)``, and the unknown-host count."""
+    if top < 1:
+        raise BadInput(f"--top must be at least 1 (got {top})")
+    engine = _engine(url)
+    try:
+        with db.connect(engine) as conn:
+            try:
+                novadb.require_nova(conn, (novadb.ACTIONS, novadb.EVENTS))
+                by_host: dict[str | None, HostFailures] = {}
+                passes = [False] if host is not None else [True, False]
+                for known in passes:
+                    query = failures_query(
+                        since=since, until=until, host=host, event=event, known=known
+                    )
+                    for row in conn.execute(query).mappings():
+                        key = row["host"]
+                        entry = by_host.setdefault(key, HostFailures(key))
+                        entry.failed += row["failed"]
+                        entry.events[row["event"]] += row["failed"]
+                        entry.first_seen = min(
+                            filter(None, (entry.first_seen, row["first_seen"])), default=None
+                        )
+                        entry.last_seen = max(
+                            filter(None, (entry.last_seen, row["last_seen"])), default=None
+                        )
+                unknown = by_host.pop(None, HostFailures(None))
+                ranked = sorted(by_host.values(), key=lambda h: (-h.failed, h.host or ""))
+                shown = ranked[:top]
+                _attach_requests(
+                    conn, [*shown, unknown], requests, since=since, until=until, event=event
+                )
+                return FailuresReport(
+                    database=mask_url(url),
+                    since=since,
+                    until=until,
+                    hosts=shown,
+                    unknown=unknown,
+                    total_hosts=len(ranked),
+                )
+            except sa.exc.DBAPIError as exc:
+                raise db.translate_error(exc, url) from None
+    finally:
+        engine.dispose()
+
+
+def _attach_requests(conn, entries: list[HostFailures], limit: int, *, since, until, event) -> None:
+    """A few request ids per host (its latest failed actions) to look up with `events show`."""
+    e, a = nova("instance_actions_events"), nova("instance_actions")
+    for entry in entries:
+        conditions = [e.c.host == entry.host if entry.host is not None else e.c.host.is_(None)]
+        conditions.append(e.c.result == FAILED)
+        if since is not None:
+            conditions.append(e.c.start_time >= since)
+        if until is not None:
+            conditions.append(e.c.start_time < until)
+        if event is not None:
+            conditions.append(e.c.event == event)
+        latest = (
+            sa.select(e.c.action_id, e.c.start_time, e.c.id)
+            .where(*conditions)
+            .order_by(e.c.start_time.desc(), e.c.id.desc())
+            .limit(limit * 4)
+            .subquery()
+        )
+        seen: list[str] = []
+        for (request_id,) in conn.execute(
+            sa.select(a.c.request_id)
+            .join_from(latest, a, a.c.id == latest.c.action_id)
+            .order_by(latest.c.start_time.desc(), latest.c.id.desc())
+        ):
+            if request_id and request_id not in seen:
+                seen.append(request_id)
+            if len(seen) >= limit:
+                break
+        entry.request_ids = seen
+
+
+def explain(conn: sa.Connection, query: sa.Select) -> str:
+    """The server's plan for ``query`` (PostgreSQL and MySQL/MariaDB), as text."""
+    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+    if conn.dialect.name == "postgresql":
+        rows = conn.exec_driver_sql(f"EXPLAIN {compiled}").all()
+    elif conn.dialect.name in ("mysql", "mariadb"):
+        rows = conn.exec_driver_sql(f"EXPLAIN {compiled}").mappings().all()
+        return "\n".join(str(dict(r)) for r in rows)
+    else:
+        rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}").all()
+    return "\n".join(" ".join(str(c) for c in r) for r in rows)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from . import db, novadb, runs, schema
+from . import bulk, db, novadb, runs, schema
 from .batching import MAX_BATCH, BatchSizer, pause
 from .errors import ActionHostError, BadInput, DatabaseUnavailable, PrivilegeError, SchemaNotReady
 from .evidence import EvidenceSnapshot, SnapshotStats, chunks
@@ -308,9 +308,13 @@ class _Runner:
         self, conn: sa.Connection, table: str, after: int, horizon: int, size: int
     ) -> list[EventRow]:
         t = nova(table)
+        # Walk the primary key: "length(host) IS NULL" means "host IS NULL" but
+        # cannot use the host index.  Planners otherwise pick that index (its
+        # NULL entries are most of the table), then sort: a full-table read per
+        # batch once statistics are stale, as they are after bulk loads.
         rows = conn.execute(
             sa.select(t.c.id, t.c.action_id, t.c.event, t.c.start_time, t.c.finish_time, t.c.result)
-            .where(t.c.id > after, t.c.id <= horizon, t.c.host.is_(None))
+            .where(t.c.id > after, t.c.id <= horizon, sa.func.length(t.c.host).is_(None))
             .order_by(t.c.id)
             .limit(size)
         ).fetchall()
@@ -380,7 +384,9 @@ class _Runner:
         fill = [d for d in decisions if d.filled]
         still_null: set[int] = set()
         for chunk in chunks([d.event_id for d in fill]):
-            query = sa.select(t.c.id).where(t.c.id.in_(chunk), t.c.host.is_(None))
+            query = sa.select(t.c.id).where(
+                db.in_values(t.c.id, chunk, self.backend), t.c.host.is_(None)
+            )
             if self.backend != "sqlite":  # SQLite: BEGIN IMMEDIATE already excludes writers
                 query = query.with_for_update()
             still_null.update(r[0] for r in conn.execute(query))
@@ -394,19 +400,8 @@ class _Runner:
             else:
                 outcome, host, rule = LEFT_NULL, None, d.rule
             counts[(outcome, rule)] += 1
-            audit_rows.append(
-                {
-                    "run_id": run_id,
-                    "event_table": table,
-                    "event_id": d.event_id,
-                    "host": host,
-                    "rule": rule,
-                    "outcome": outcome,
-                    "batch": batch_no,
-                }
-            )
-        if audit_rows:
-            conn.execute(self.st.audit.insert(), audit_rows)
+            audit_rows.append((run_id, table, d.event_id, host, rule, outcome, batch_no))
+        bulk.insert_rows(conn, "audit", AUDIT_COLUMNS, audit_rows, schema=self.location.schema)
         filled = sum(n for (outcome, _), n in counts.items() if outcome == FILLED)
         last_id = events[-1].id
         if filled:
@@ -759,6 +754,9 @@ class _Runner:
 
     def _resume_hint(self, run_id: int) -> str:
         return f"run {run_id} stopped at its checkpoint: run the same command again to resume it (--new-run starts over)"
+
+
+AUDIT_COLUMNS = ("run_id", "event_table", "event_id", "host", "rule", "outcome", "batch")
 
 
 class _Retry(Exception):

@@ -311,3 +311,17 @@ def mysql_isolation(conn: sa.Connection) -> str:
 
 def is_mariadb(conn: sa.Connection) -> bool:
     return bool(getattr(conn.dialect, "is_mariadb", False))
+
+
+def in_values(column: sa.ColumnElement, values: list, backend: str) -> sa.ColumnElement[bool]:
+    """``column IN (values)``; on PostgreSQL ``column = ANY(:array)``.
+
+    One array parameter instead of thousands of bound values: the statement
+    compiles once, and the server plans it once, whatever the list's length.
+    """
+    if backend != "postgresql":
+        return column.in_(values)
+    from sqlalchemy.dialects import postgresql
+
+    element = sa.Integer() if isinstance(column.type, sa.Integer) else sa.String()
+    return column == sa.any_(sa.bindparam(None, list(values), type_=postgresql.ARRAY(element)))

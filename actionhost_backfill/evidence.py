@@ -150,6 +150,7 @@ class EvidenceSnapshot:
         self.t_named = sa.Table(
             "ah_named",
             meta,
+            sa.Column("instance_uuid", sa.String(36)),
             sa.Column("action_id", sa.Integer),
             sa.Column("id", sa.BigInteger),
             sa.Column("event", sa.String(255)),
@@ -160,6 +161,7 @@ class EvidenceSnapshot:
         self.t_rec = sa.Table(
             "ah_rec",
             meta,
+            sa.Column("instance_uuid", sa.String(36)),
             sa.Column("action_id", sa.Integer),
             sa.Column("host_min", sa.String(255)),
             sa.Column("host_max", sa.String(255)),
@@ -219,16 +221,38 @@ class EvidenceSnapshot:
             "ah_mig", sa.union_all(*parts) if len(parts) > 1 else parts[0], ["instance_uuid"]
         )
 
+        # Named and recorded events carry their instance (through their action,
+        # live or archived) so a batch loads them by instance, like the rest.
+        action_parts = [
+            sa.select(nova("instance_actions").c.id, nova("instance_actions").c.instance_uuid)
+        ]
+        if self.has_shadow["instance_actions"]:
+            sa_t = nova("shadow_instance_actions")
+            action_parts.append(sa.select(sa_t.c.id, sa_t.c.instance_uuid))
+        owners = (
+            sa.union_all(*action_parts) if len(action_parts) > 1 else action_parts[0]
+        ).subquery("owner")
+
         def named(t):
-            return sa.select(
-                t.c.action_id, t.c.id, t.c.event, t.c.start_time, t.c.finish_time, t.c.result
-            ).where(t.c.event.in_(sorted(roles.REPEAT_SENSITIVE)))
+            return (
+                sa.select(
+                    owners.c.instance_uuid,
+                    t.c.action_id,
+                    t.c.id,
+                    t.c.event,
+                    t.c.start_time,
+                    t.c.finish_time,
+                    t.c.result,
+                )
+                .join_from(t, owners, owners.c.id == t.c.action_id)
+                .where(t.c.event.in_(sorted(roles.REPEAT_SENSITIVE)))
+            )
 
         parts = [named(nova("instance_actions_events"))]
         if self.has_shadow["instance_actions_events"]:
             parts.append(named(nova("shadow_instance_actions_events")))
         self._create(
-            "ah_named", sa.union_all(*parts) if len(parts) > 1 else parts[0], ["action_id"]
+            "ah_named", sa.union_all(*parts) if len(parts) > 1 else parts[0], ["instance_uuid"]
         )
 
         def recorded(t):
@@ -252,13 +276,18 @@ class EvidenceSnapshot:
         if self.has_shadow["instance_actions_events"]:
             parts.append(recorded(nova("shadow_instance_actions_events")))
         source = (sa.union_all(*parts) if len(parts) > 1 else parts[0]).subquery("r")
-        grouped = sa.select(
-            source.c.action_id,
-            sa.func.min(source.c.host).label("host_min"),
-            sa.func.max(source.c.host).label("host_max"),
-            sa.func.min(source.c.start_time).label("first_time"),
-        ).group_by(source.c.action_id)
-        self._create("ah_rec", grouped, ["action_id"])
+        grouped = (
+            sa.select(
+                sa.func.min(owners.c.instance_uuid).label("instance_uuid"),
+                source.c.action_id,
+                sa.func.min(source.c.host).label("host_min"),
+                sa.func.max(source.c.host).label("host_max"),
+                sa.func.min(source.c.start_time).label("first_time"),
+            )
+            .join_from(source, owners, owners.c.id == source.c.action_id)
+            .group_by(source.c.action_id)
+        )
+        self._create("ah_rec", grouped, ["instance_uuid"])
 
         if self.has_shadow["instance_actions"]:
             t = nova("shadow_instance_actions")
@@ -472,7 +501,7 @@ class EvidenceSnapshot:
                     ia.c.start_time,
                     ia.c.request_id,
                     ia.c.project_id,
-                ).where(ia.c.instance_uuid.in_(chunk))
+                ).where(self._in(ia.c.instance_uuid, chunk))
             ):
                 all_actions.setdefault(r[0], ActionRow(*r))
             if self.has_shadow["instance_actions"]:
@@ -485,14 +514,14 @@ class EvidenceSnapshot:
                         s.c.start_time,
                         s.c.request_id,
                         s.c.project_id,
-                    ).where(s.c.instance_uuid.in_(chunk))
+                    ).where(self._in(s.c.instance_uuid, chunk))
                 ):
                     all_actions.setdefault(r[0], ActionRow(*r))
 
         migrations: dict[int, MigrationRow] = {}
         m = self.t_mig
         for chunk in chunks(uuids):
-            for r in conn.execute(sa.select(m).where(m.c.instance_uuid.in_(chunk))):
+            for r in conn.execute(sa.select(m).where(self._in(m.c.instance_uuid, chunk))):
                 migrations[r.id] = _migration(r)
         for uuid in uuids:
             for migration in overlay.get(uuid, ()):
@@ -503,7 +532,7 @@ class EvidenceSnapshot:
         for chunk in chunks(uuids):
             for r in conn.execute(
                 sa.select(f.c.instance_uuid, f.c.host, f.c.created_at).where(
-                    f.c.instance_uuid.in_(chunk)
+                    self._in(f.c.instance_uuid, chunk)
                 )
             ):
                 faults[r[0]].append(FaultRow(r[1], r[2]))
@@ -511,20 +540,19 @@ class EvidenceSnapshot:
                 s = self.t_sfault
                 for r in conn.execute(
                     sa.select(s.c.instance_uuid, s.c.host, s.c.created_at).where(
-                        s.c.instance_uuid.in_(chunk)
+                        self._in(s.c.instance_uuid, chunk)
                     )
                 ):
                     faults[r[0]].append(FaultRow(r[1], r[2]))
 
-        ids = sorted(all_actions)
         points: dict[int, RecordedPoint] = {}
         named: dict[int, list[NamedEvent]] = defaultdict(list)
         rec, nm = self.t_rec, self.t_named
-        for chunk in chunks(ids):
-            for r in conn.execute(sa.select(rec).where(rec.c.action_id.in_(chunk))):
+        for chunk in chunks(uuids):
+            for r in conn.execute(sa.select(rec).where(self._in(rec.c.instance_uuid, chunk))):
                 if r.host_min == r.host_max and r.first_time is not None:
                     points[r.action_id] = RecordedPoint(r.host_min, r.first_time)
-            for r in conn.execute(sa.select(nm).where(nm.c.action_id.in_(chunk))):
+            for r in conn.execute(sa.select(nm).where(self._in(nm.c.instance_uuid, chunk))):
                 named[r.action_id].append(
                     NamedEvent(r.id, r.event, r.start_time, r.finish_time, r.result)
                 )
@@ -552,6 +580,9 @@ class EvidenceSnapshot:
             )
         return histories
 
+    def _in(self, column: sa.ColumnElement, values: list) -> sa.ColumnElement[bool]:
+        return db.in_values(column, values, self.backend)
+
     def _actions_by_id(self, ids: list[int], *, prefer_shadow: bool) -> dict[int, ActionRow]:
         conn = self.conn
         found: dict[int, ActionRow] = {}
@@ -569,7 +600,7 @@ class EvidenceSnapshot:
                     source.c.start_time,
                     source.c.request_id,
                     source.c.project_id,
-                ).where(source.c.id.in_(chunk))
+                ).where(self._in(source.c.id, chunk))
                 for r in conn.execute(query):
                     found[r[0]] = ActionRow(*r)
         return found
@@ -580,7 +611,7 @@ class EvidenceSnapshot:
         i = nova("instances")
         for chunk in chunks(uuids):
             for r in conn.execute(
-                sa.select(i.c.uuid, i.c.host, i.c.project_id).where(i.c.uuid.in_(chunk))
+                sa.select(i.c.uuid, i.c.host, i.c.project_id).where(self._in(i.c.uuid, chunk))
             ):
                 found[r[0]] = InstanceRow(*r)
         missing = [u for u in uuids if u not in found]
@@ -588,7 +619,7 @@ class EvidenceSnapshot:
             s = self.t_sinst
             for chunk in chunks(missing):
                 for r in conn.execute(
-                    sa.select(s.c.uuid, s.c.host, s.c.project_id).where(s.c.uuid.in_(chunk))
+                    sa.select(s.c.uuid, s.c.host, s.c.project_id).where(self._in(s.c.uuid, chunk))
                 ):
                     found.setdefault(r[0], InstanceRow(*r))
         return found

@@ -10,6 +10,7 @@ schema and run the revisions.
 from __future__ import annotations
 
 import io
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -373,6 +374,11 @@ def _check_target(target: str, *, downgrade: bool = False) -> None:
         )
 
 
+#: Alembic's ``op`` and ``context`` are process-wide proxies: revisions of two
+#: cells (``--all-cells --workers N``) must not run in two threads at once.
+_ALEMBIC = threading.Lock()
+
+
 def _run(url: URL, location: StateLocation, lock_timeout: float, action) -> SchemaResult:
     settings = SchemaSettings(url=url, location=location, lock_timeout=lock_timeout, from_cli=True)
     config = make_config(settings)
@@ -383,7 +389,8 @@ def _run(url: URL, location: StateLocation, lock_timeout: float, action) -> Sche
             conn.commit()
             config.attributes["connection"] = conn
             try:
-                action(config)
+                with _ALEMBIC:
+                    action(config)
             except sa.exc.DBAPIError as exc:
                 raise db.translate_error(exc, url) from None
             after = current_revision(conn, location)

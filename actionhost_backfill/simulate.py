@@ -800,6 +800,8 @@ def simulate(
                 simulation.run(instances)
                 sink.flush()
                 _apply_finals(conn, sink.finals, names)
+                conn.commit()
+                _analyze(conn, names)
                 counts = dict(sorted(sink.counts.items()))
                 _, meta = truth_tables(location.schema)
                 conn.execute(meta.delete())
@@ -824,6 +826,19 @@ def simulate(
         seconds=time.perf_counter() - started,
         options=_options_dict(options),
     )
+
+
+def _analyze(conn: sa.Connection, names: set[str]) -> None:
+    """Fresh planner statistics, as a live database has (bulk loads leave none)."""
+    backend = conn.dialect.name
+    if backend == "postgresql":
+        conn.exec_driver_sql("ANALYZE")
+    elif backend in ("mysql", "mariadb"):
+        tables = ", ".join(f"`{n}`" for n in sorted(names) if n != "alembic_version")
+        conn.exec_driver_sql(f"ANALYZE TABLE {tables}").fetchall()
+    else:
+        conn.exec_driver_sql("ANALYZE main")
+    conn.commit()
 
 
 def _options_dict(options: SimulationOptions) -> dict:

@@ -15,12 +15,18 @@ from ..backfill import BackfillOptions, BackfillResult, run_backfill
 from ..errors import EXIT_CODE_HELP
 from ..progress import bar
 from ..schema_settings import DEFAULT_LOCK_TIMEOUT
+from .allcells import run_all_cells
 from .app import app
 from .common import (
+    AllCellsOption,
+    ApiDbOption,
     DbOption,
+    IncludeDisabledOption,
     JsonOption,
     LockTimeoutOption,
+    NovaConfOption,
     StateSchemaOption,
+    WorkersOption,
     echo,
     emit_json,
     note,
@@ -135,6 +141,7 @@ def print_summary(result: BackfillResult) -> None:
 @app.command("backfill", epilog=EXIT_CODE_HELP)
 def backfill_command(
     db: DbOption = None,
+    nova_conf: NovaConfOption = None,
     state_schema: StateSchemaOption = None,
     dry_run: Annotated[
         bool,
@@ -194,6 +201,10 @@ def backfill_command(
         ),
     ] = 5,
     no_progress: NoProgressOption = False,
+    all_cells: AllCellsOption = False,
+    api_db: ApiDbOption = None,
+    include_disabled: IncludeDisabledOption = False,
+    workers: WorkersOption = 1,
     json_output: JsonOption = False,
 ) -> None:
     """Infer and write the host of historical events, in resumable batches.
@@ -218,7 +229,37 @@ def backfill_command(
         max_retries=max_retries,
         sample=5 if dry_run else 0,
     )
-    url = resolve_db(db)
+    if all_cells:
+        options.validate()
+        with graceful_stop() as stop:
+
+            def task(url):
+                result = run_backfill(
+                    url,
+                    options,
+                    state_schema=state_schema,
+                    stop=stop,
+                    progress=progress_factory(no_progress or workers > 1),
+                )
+                summary = (
+                    f"{result.outcome}: filled {result.filled:,}, left NULL {result.left_null:,}"
+                    f", {result.rows_per_second:,.0f} rows/s"
+                    + (f", run {result.run_id}" if result.run_id else "")
+                )
+                return result.exit_code, summary, result.to_dict()
+
+            run_all_cells(
+                "backfill" + (" --dry-run" if dry_run else ""),
+                task,
+                db=db,
+                nova_conf=nova_conf,
+                api_db=api_db,
+                include_disabled=include_disabled,
+                workers=workers,
+                json_output=json_output,
+                stop=stop,
+            )
+    url = resolve_db(db, nova_conf)
     with graceful_stop() as stop:
         result = run_backfill(
             url,
@@ -237,10 +278,15 @@ def backfill_command(
 @app.command("status", epilog=EXIT_CODE_HELP)
 def status_command(
     db: DbOption = None,
+    nova_conf: NovaConfOption = None,
     state_schema: StateSchemaOption = None,
     limit: Annotated[
         int, typer.Option("--limit", help="How many runs to list, newest first.")
     ] = 20,
+    all_cells: AllCellsOption = False,
+    api_db: ApiDbOption = None,
+    include_disabled: IncludeDisabledOption = False,
+    workers: WorkersOption = 1,
     json_output: JsonOption = False,
 ) -> None:
     """List backfill and revert runs and count the NULL-host events left.
@@ -249,7 +295,27 @@ def status_command(
 
     Example: actionhost-backfill status --db postgresql://nova@db/nova
     """
-    report = audit.status(resolve_db(db), state_schema=state_schema, limit=limit)
+    if all_cells:
+
+        def task(url):
+            report = audit.status(url, state_schema=state_schema, limit=limit)
+            left = sum(report.null_hosts.values())
+            summary = f"{left:,} NULL-host events; {len(report.runs)} runs" + (
+                f"; run {report.unfinished_run} unfinished" if report.unfinished_run else ""
+            )
+            return report.exit_code, summary, report.to_dict()
+
+        run_all_cells(
+            "status",
+            task,
+            db=db,
+            nova_conf=nova_conf,
+            api_db=api_db,
+            include_disabled=include_disabled,
+            workers=workers,
+            json_output=json_output,
+        )
+    report = audit.status(resolve_db(db, nova_conf), state_schema=state_schema, limit=limit)
     if json_output:
         emit_json(report.to_dict())
         raise typer.Exit(report.exit_code)
@@ -287,10 +353,15 @@ def status_command(
 @app.command("verify", epilog=EXIT_CODE_HELP)
 def verify_command(
     db: DbOption = None,
+    nova_conf: NovaConfOption = None,
     state_schema: StateSchemaOption = None,
     run: Annotated[
         int | None, typer.Option("--run", help="Verify one run (default: every backfill run).")
     ] = None,
+    all_cells: AllCellsOption = False,
+    api_db: ApiDbOption = None,
+    include_disabled: IncludeDisabledOption = False,
+    workers: WorkersOption = 1,
     json_output: JsonOption = False,
 ) -> None:
     """Check that every value the backfill wrote is still in the table.
@@ -301,7 +372,27 @@ def verify_command(
 
     Example: actionhost-backfill verify --db sqlite:///nova.sqlite
     """
-    report = audit.verify(resolve_db(db), state_schema=state_schema, run_id=run)
+    if all_cells:
+
+        def task(url):
+            report = audit.verify(url, state_schema=state_schema, run_id=run)
+            summary = (
+                f"checked {report.checked:,}: {report.matching:,} match, "
+                f"{report.drift:,} changed, {report.missing:,} purged"
+            )
+            return report.exit_code, summary, report.to_dict()
+
+        run_all_cells(
+            "verify",
+            task,
+            db=db,
+            nova_conf=nova_conf,
+            api_db=api_db,
+            include_disabled=include_disabled,
+            workers=workers,
+            json_output=json_output,
+        )
+    report = audit.verify(resolve_db(db, nova_conf), state_schema=state_schema, run_id=run)
     if json_output:
         emit_json(report.to_dict())
         raise typer.Exit(report.exit_code)
@@ -332,6 +423,7 @@ def verify_command(
 def revert_command(
     run: Annotated[int, typer.Option("--run", help="The backfill run to undo (see `status`).")],
     db: DbOption = None,
+    nova_conf: NovaConfOption = None,
     state_schema: StateSchemaOption = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Count what would be reverted; change nothing.")
@@ -358,7 +450,7 @@ def revert_command(
     """
     with graceful_stop() as stop:
         result = audit.revert(
-            resolve_db(db),
+            resolve_db(db, nova_conf),
             run,
             state_schema=state_schema,
             dry_run=dry_run,

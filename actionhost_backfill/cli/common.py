@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy.engine import URL
 
+from .. import novaconf
 from ..db import parse_url
 from ..redact import scrub
 
@@ -46,8 +47,41 @@ LockTimeoutOption = Annotated[
 ]
 
 
-def resolve_db(db: str | None) -> URL:
-    return parse_url(db)
+NovaConfOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--nova-conf",
+        help="Read [database] connection from this nova.conf (repeatable; later files win). "
+        "--db and ACTIONHOST_DB_URL take precedence.",
+    ),
+]
+AllCellsOption = Annotated[
+    bool,
+    typer.Option(
+        "--all-cells",
+        help="Run on every cell in the API database's cell_mappings (cell0 included).",
+    ),
+]
+ApiDbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-db",
+        envvar="ACTIONHOST_API_DB_URL",
+        show_envvar=True,
+        help="Nova API database URL for --all-cells (default: [api_database] connection).",
+    ),
+]
+IncludeDisabledOption = Annotated[
+    bool, typer.Option("--include-disabled", help="With --all-cells: disabled cells too.")
+]
+WorkersOption = Annotated[
+    int, typer.Option("--workers", help="With --all-cells: cells processed in parallel.")
+]
+
+
+def resolve_db(db: str | None, nova_conf: list[str] | None = None) -> URL:
+    """--db / ACTIONHOST_DB_URL, else [database] connection from --nova-conf."""
+    return parse_url(novaconf.database_url(db, nova_conf))
 
 
 def echo(text: str = "") -> None:

@@ -9,12 +9,18 @@ import typer
 from .. import schema
 from ..errors import EXIT_CODE_HELP, ExitCode
 from ..schema_settings import DEFAULT_LOCK_TIMEOUT, parse_lock_timeout
+from .allcells import run_all_cells
 from .app import app
 from .common import (
+    AllCellsOption,
+    ApiDbOption,
     DbOption,
+    IncludeDisabledOption,
     JsonOption,
     LockTimeoutOption,
+    NovaConfOption,
     StateSchemaOption,
+    WorkersOption,
     echo,
     emit_json,
     resolve_db,
@@ -34,7 +40,12 @@ app.add_typer(schema_app, name="schema")
 @schema_app.command("status", epilog=EXIT_CODE_HELP)
 def status_command(
     db: DbOption = None,
+    nova_conf: NovaConfOption = None,
     state_schema: StateSchemaOption = None,
+    all_cells: AllCellsOption = False,
+    api_db: ApiDbOption = None,
+    include_disabled: IncludeDisabledOption = False,
+    workers: WorkersOption = 1,
     json_output: JsonOption = False,
 ) -> None:
     """Show what the database holds and what `schema upgrade` would do; changes nothing.
@@ -44,16 +55,39 @@ def status_command(
 
     Example: actionhost-backfill schema status --db mysql+pymysql://nova:PASS@db/nova
     """
-    result = schema.status(resolve_db(db), state_schema=state_schema)
+    if all_cells:
+
+        def task(url):
+            result = schema.status(url, state_schema=state_schema)
+            code = _status_code(result)
+            summary = {
+                ExitCode.OK: f"at head ({result.head_revision})",
+                ExitCode.PARTIAL: "upgrade pending: " + "; ".join(result.plan[:2]),
+            }.get(code, "not usable: " + "; ".join(result.plan[:2] or ["not a Nova cell"]))
+            return code, summary, result.to_dict()
+
+        run_all_cells(
+            "schema status",
+            task,
+            db=db,
+            nova_conf=nova_conf,
+            api_db=api_db,
+            include_disabled=include_disabled,
+            workers=workers,
+            json_output=json_output,
+        )
+    result = schema.status(resolve_db(db, nova_conf), state_schema=state_schema)
     if json_output:
         emit_json(result.to_dict())
     else:
         _print_status(result)
+    raise typer.Exit(_status_code(result))
+
+
+def _status_code(result: schema.SchemaStatus) -> ExitCode:
     if not result.is_nova or any(line.startswith("blocked") for line in result.plan):
-        raise typer.Exit(ExitCode.BAD_INPUT)
-    raise typer.Exit(
-        ExitCode.OK if result.current_revision == result.head_revision else ExitCode.PARTIAL
-    )
+        return ExitCode.BAD_INPUT
+    return ExitCode.OK if result.current_revision == result.head_revision else ExitCode.PARTIAL
 
 
 def _print_status(result: schema.SchemaStatus) -> None:
@@ -105,9 +139,14 @@ def _print_status(result: schema.SchemaStatus) -> None:
 @schema_app.command("upgrade", epilog=EXIT_CODE_HELP)
 def upgrade_command(
     db: DbOption = None,
+    nova_conf: NovaConfOption = None,
     state_schema: StateSchemaOption = None,
     to: Annotated[str, typer.Option("--to", help="Target revision (default: head).")] = "head",
     lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
+    all_cells: AllCellsOption = False,
+    api_db: ApiDbOption = None,
+    include_disabled: IncludeDisabledOption = False,
+    workers: WorkersOption = 1,
     json_output: JsonOption = False,
 ) -> None:
     """Apply the revisions: ensure events.host (and its shadow copy) and its index.
@@ -121,8 +160,28 @@ def upgrade_command(
     Example: actionhost-backfill schema upgrade --db postgresql://nova@db/nova
     """
     timeout = parse_lock_timeout(lock_timeout)
+    if all_cells:
+
+        def task(url):
+            result = schema.upgrade(url, state_schema=state_schema, target=to, lock_timeout=timeout)
+            done = [a for a in result.actions if "nothing to do" not in a]
+            summary = f"{result.before or 'base'} -> {result.after}" + (
+                f": {len(done)} changes" if done else ": nothing to do"
+            )
+            return ExitCode.OK, summary, result.to_dict()
+
+        run_all_cells(
+            "schema upgrade",
+            task,
+            db=db,
+            nova_conf=nova_conf,
+            api_db=api_db,
+            include_disabled=include_disabled,
+            workers=workers,
+            json_output=json_output,
+        )
     result = schema.upgrade(
-        resolve_db(db), state_schema=state_schema, target=to, lock_timeout=timeout
+        resolve_db(db, nova_conf), state_schema=state_schema, target=to, lock_timeout=timeout
     )
     _print_result(result, json_output, "upgrade")
 
@@ -134,6 +193,7 @@ def downgrade_command(
         typer.Argument(help="Revision to go down to: 0001_host_column, base, or -1."),
     ],
     db: DbOption = None,
+    nova_conf: NovaConfOption = None,
     state_schema: StateSchemaOption = None,
     lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
     json_output: JsonOption = False,
@@ -147,7 +207,7 @@ def downgrade_command(
     """
     timeout = parse_lock_timeout(lock_timeout)
     result = schema.downgrade(
-        resolve_db(db), target=target, state_schema=state_schema, lock_timeout=timeout
+        resolve_db(db, nova_conf), target=target, state_schema=state_schema, lock_timeout=timeout
     )
     _print_result(result, json_output, "downgrade")
 
@@ -166,6 +226,7 @@ def _print_result(result: schema.SchemaResult, json_output: bool, verb: str) -> 
 @schema_app.command("sql", epilog=EXIT_CODE_HELP)
 def sql_command(
     db: DbOption = None,
+    nova_conf: NovaConfOption = None,
     dialect: Annotated[
         str | None,
         typer.Option(
@@ -190,7 +251,7 @@ def sql_command(
     Example: actionhost-backfill schema sql --dialect postgresql > upgrade.sql
     """
     timeout = parse_lock_timeout(lock_timeout)
-    url = schema.offline_url(dialect) if dialect and not db else resolve_db(db)
+    url = schema.offline_url(dialect) if dialect and not db else resolve_db(db, nova_conf)
     text = schema.offline_sql(
         url,
         state_schema=state_schema,

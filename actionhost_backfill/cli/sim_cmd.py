@@ -16,7 +16,16 @@ from ..simulate import SimulationOptions, SimulationResult, simulate
 from ..state import resolve_state_location
 from .app import app
 from .backfill_cmd import NoProgressOption, graceful_stop, print_summary, progress_factory
-from .common import DbOption, JsonOption, StateSchemaOption, echo, emit_json, note, resolve_db
+from .common import (
+    DbOption,
+    JsonOption,
+    NovaConfOption,
+    StateSchemaOption,
+    echo,
+    emit_json,
+    note,
+    resolve_db,
+)
 
 DEMO_DB = "sqlite:///actionhost-demo.sqlite"
 
@@ -50,6 +59,7 @@ def _print_simulation(result: SimulationResult) -> None:
 @app.command("simulate", epilog=EXIT_CODE_HELP)
 def simulate_command(
     db: DbOption = None,
+    nova_conf: NovaConfOption = None,
     state_schema: StateSchemaOption = None,
     seed: SeedOption = 42,
     events: EventsOption = None,
@@ -79,7 +89,7 @@ def simulate_command(
     if instances is not None and events is not None:
         raise BadInput("pass --events or --instances, not both")
     options = _simulation_options(seed, events, instances, hosts, days, cutover)
-    result = simulate(resolve_db(db), options, state_schema=state_schema)
+    result = simulate(resolve_db(db, nova_conf), options, state_schema=state_schema)
     if json_output:
         emit_json(result.to_dict())
     else:
@@ -127,6 +137,7 @@ def print_accuracy(report: AccuracyReport) -> None:
 @app.command("accuracy", epilog=EXIT_CODE_HELP)
 def accuracy_command(
     db: DbOption = None,
+    nova_conf: NovaConfOption = None,
     state_schema: StateSchemaOption = None,
     examples: Annotated[int, typer.Option("--examples", help="Wrong values to show per rule.")] = 5,
     json_output: JsonOption = False,
@@ -139,7 +150,7 @@ def accuracy_command(
 
     Example: actionhost-backfill accuracy --db sqlite:///sim.sqlite --json
     """
-    report = accuracy(resolve_db(db), state_schema=state_schema, examples=examples)
+    report = accuracy(resolve_db(db, nova_conf), state_schema=state_schema, examples=examples)
     if json_output:
         emit_json(report.to_dict())
     else:

@@ -10,8 +10,20 @@ import typer
 
 from .. import views
 from ..errors import EXIT_CODE_HELP, BadInput
+from .allcells import run_all_cells
 from .app import app
-from .common import DbOption, JsonOption, echo, emit_json, resolve_db
+from .common import (
+    AllCellsOption,
+    ApiDbOption,
+    DbOption,
+    IncludeDisabledOption,
+    JsonOption,
+    NovaConfOption,
+    WorkersOption,
+    echo,
+    emit_json,
+    resolve_db,
+)
 
 events_app = typer.Typer(
     help="Instance actions and their events as Nova's API shows them (microversion 2.62).",
@@ -44,6 +56,7 @@ def show_command(
     instance: Annotated[str, typer.Argument(help="Instance UUID.")],
     request_id: Annotated[str, typer.Argument(help="Request id of the action (req-...).")],
     db: DbOption = None,
+    nova_conf: NovaConfOption = None,
     role: AsOption = "admin",
     json_output: Annotated[
         bool,
@@ -56,7 +69,7 @@ def show_command(
     """
     if role not in views.ROLES:
         raise BadInput(f"--as must be admin or member (got {role!r})")
-    found = views.load_actions(resolve_db(db), instance, request_id=request_id)
+    found = views.load_actions(resolve_db(db, nova_conf), instance, request_id=request_id)
     action = found.actions[0]
     body = views.action_body(
         action, found.events.get(action["id"], []), role, instance_project_id=found.project_id
@@ -99,6 +112,7 @@ def show_command(
 def list_command(
     instance: Annotated[str, typer.Argument(help="Instance UUID.")],
     db: DbOption = None,
+    nova_conf: NovaConfOption = None,
     json_output: Annotated[
         bool,
         typer.Option("--json", help="Print exactly the 2.62 API body (instanceActions)."),
@@ -108,7 +122,7 @@ def list_command(
 
     Example: actionhost-backfill events list 9f2c...
     """
-    found = views.load_actions(resolve_db(db), instance)
+    found = views.load_actions(resolve_db(db, nova_conf), instance)
     body = views.actions_body(found.actions)
     if json_output:
         emit_json(body)
@@ -145,6 +159,7 @@ def parse_moment(value: str | None, option: str, now: datetime | None = None) ->
 @app.command("failures", epilog=EXIT_CODE_HELP)
 def failures_command(
     db: DbOption = None,
+    nova_conf: NovaConfOption = None,
     since: Annotated[
         str | None, typer.Option("--since", help="Start: 7d, 12h, 30m ago, or an ISO time (UTC).")
     ] = "7d",
@@ -159,6 +174,10 @@ def failures_command(
     all_time: Annotated[
         bool, typer.Option("--all-time", help="No start: every failed event on record.")
     ] = False,
+    all_cells: AllCellsOption = False,
+    api_db: ApiDbOption = None,
+    include_disabled: IncludeDisabledOption = False,
+    workers: WorkersOption = 1,
     json_output: JsonOption = False,
 ) -> None:
     """Which hosts are failing: hosts ranked by failed events in the window.
@@ -169,14 +188,36 @@ def failures_command(
 
     Example: actionhost-backfill failures --since 7d --top 5
     """
-    report = views.failures(
-        resolve_db(db),
-        since=None if all_time else parse_moment(since, "--since"),
-        until=parse_moment(until, "--until"),
-        host=host,
-        event=event,
-        top=top,
-    )
+    window = {
+        "since": None if all_time else parse_moment(since, "--since"),
+        "until": parse_moment(until, "--until"),
+        "host": host,
+        "event": event,
+        "top": top,
+    }
+    if all_cells:
+
+        def task(url):
+            report = views.failures(url, **window)
+            leader = report.hosts[0] if report.hosts else None
+            summary = (
+                f"top {leader.host} ({leader.failed:,} failed)"
+                if leader
+                else "no known-host failures"
+            ) + f"; host unknown {report.unknown.failed:,}"
+            return 0, summary, report.to_dict()
+
+        run_all_cells(
+            "failures",
+            task,
+            db=db,
+            nova_conf=nova_conf,
+            api_db=api_db,
+            include_disabled=include_disabled,
+            workers=workers,
+            json_output=json_output,
+        )
+    report = views.failures(resolve_db(db, nova_conf), **window)
     if json_output:
         emit_json(report.to_dict())
         return

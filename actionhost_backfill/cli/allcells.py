@@ -1,0 +1,58 @@
+"""``--all-cells``: run a command on every cell and print one line per cell."""
+
+from __future__ import annotations
+
+import threading
+
+import typer
+
+from .. import cells, novaconf
+from ..db import parse_url
+from ..errors import BadInput
+from .common import echo, emit_json, note
+
+
+def run_all_cells(
+    title: str,
+    task: cells.CellTask,
+    *,
+    db: str | None,
+    nova_conf: list[str] | None,
+    api_db: str | None,
+    include_disabled: bool,
+    workers: int,
+    json_output: bool,
+    stop: threading.Event | None = None,
+) -> None:
+    """Load the cells, run ``task`` on each, print the table (or JSON), exit with the worst code."""
+    if db:
+        raise BadInput(
+            "--all-cells reads each cell's URL from the API database: drop --db "
+            "(and ACTIONHOST_DB_URL), pass --api-db or --nova-conf"
+        )
+    conf = novaconf.read(nova_conf) if nova_conf else None
+    api_raw = api_db or (conf.require_api_database() if conf else None)
+    if not api_raw:
+        raise BadInput(
+            "--all-cells needs the Nova API database: pass --api-db URL, set "
+            "ACTIONHOST_API_DB_URL, or --nova-conf with an [api_database] section"
+        )
+    api_url = parse_url(api_raw, option="--api-db")
+    found = cells.load_cells(
+        api_url,
+        database_connection=conf.database if conf else None,
+        include_disabled=include_disabled,
+    )
+    note(f"{title}: {len(found)} cells, {workers} at a time")
+    outcomes = cells.run_cells(found, task, workers=workers, stop=stop)
+    code = cells.worst(outcomes)
+    if json_output:
+        emit_json({"cells": [o.to_dict() for o in outcomes], "exit_code": code})
+        raise typer.Exit(code)
+    width = max(len("Cell"), *(len(o.cell.label) for o in outcomes))
+    echo(f"{'Cell':<{width}}  Exit  Result")
+    for outcome in outcomes:
+        echo(f"{outcome.cell.label:<{width}}  {outcome.exit_code:>4}  {outcome.summary}")
+    fine = sum(1 for o in outcomes if o.exit_code == 0)
+    echo(f"exit {code}: the worst cell's ({fine} of {len(outcomes)} cells exited 0)")
+    raise typer.Exit(code)

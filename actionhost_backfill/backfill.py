@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from . import bulk, db, novadb, runs, schema
-from .batching import MAX_BATCH, BatchSizer, pause
+from .batching import MAX_BATCH, BatchSizer, galera_cap, pause
 from .errors import ActionHostError, BadInput, DatabaseUnavailable, PrivilegeError, SchemaNotReady
 from .evidence import EvidenceSnapshot, SnapshotStats, chunks
 from .inference import RECORDED_MEANWHILE, Decision, EventRow, infer
@@ -99,6 +99,8 @@ class BackfillResult:
     snapshot: SnapshotStats | None = None
     samples: list[dict] = field(default_factory=list)
     batch_seconds: list[float] = field(default_factory=list)
+    plan_seconds: float = 0.0
+    """Time spent deciding (reads only); the rest went to applying batches."""
     message: str | None = None
 
     @property
@@ -147,6 +149,7 @@ class BackfillResult:
             "rows_per_second": round(self.rows_per_second, 1),
             "remaining": self.remaining,
             "batch_seconds": self.batch_percentiles(),
+            "plan_seconds": round(self.plan_seconds, 3),
             "snapshot": None
             if self.snapshot is None
             else {
@@ -300,6 +303,11 @@ class _Runner:
             # READ COMMITTED reads without locks (and takes no gap locks).
             if db.mysql_can_read_committed(conn):
                 conn.exec_driver_sql("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            wsrep = dict(conn.exec_driver_sql("SHOW VARIABLES LIKE 'wsrep%%'").all())
+            cap = galera_cap(wsrep)
+            if cap is not None:
+                self.sizer.cap(cap)
+                log.info("Galera node: batches capped at %s events (write-set limits)", cap)
         conn.commit()
 
     # -- reading ---------------------------------------------------------
@@ -341,9 +349,7 @@ class _Runner:
         self, snapshot: EvidenceSnapshot, table: str, events: list[EventRow]
     ) -> list[Decision]:
         evidence = snapshot.load(events, table)
-        decisions = infer(
-            events, evidence.actions, evidence.histories, evidence.hosts, evidence.timelines
-        )
+        decisions = infer(events, evidence.actions, evidence.histories, evidence.hosts)
         if self.options.dry_run and self.options.sample:
             self._sample(table, events, decisions, evidence)
         return decisions
@@ -376,7 +382,7 @@ class _Runner:
         table: str,
         batch_no: int,
         after: int,
-        events: list[EventRow],
+        last_id: int,
         decisions: list[Decision],
     ) -> Counter:
         """Write one batch's hosts, audit, counts and checkpoint (caller commits)."""
@@ -403,7 +409,6 @@ class _Runner:
             audit_rows.append((run_id, table, d.event_id, host, rule, outcome, batch_no))
         bulk.insert_rows(conn, "audit", AUDIT_COLUMNS, audit_rows, schema=self.location.schema)
         filled = sum(n for (outcome, _), n in counts.items() if outcome == FILLED)
-        last_id = events[-1].id
         if filled:
             written = self._update_from_audit(conn, table, run_id, after, last_id)
             if written != filled:
@@ -462,32 +467,30 @@ class _Runner:
             snapshot = EvidenceSnapshot(conn, self.location, audit_available=audit_available)
             self._take_snapshot(snapshot)
             horizons = {t: self.max_id(conn, t) for t in self.options.tables()}
-            total = sum(self.pending(conn, t, 0, h) for t, h in horizons.items())
             conn.rollback()
-            bar = self._bar(total, "dry run")
             try:
                 for table in self.options.tables():
-                    after = 0
-                    while not self._stopping():
-                        events = self.fetch(conn, table, after, horizons[table], self._next_size())
-                        if not events:
-                            break
-                        batch_started = time.monotonic()
-                        decisions = self.decide(snapshot, table, events)
-                        conn.rollback()
-                        self._tally(
-                            Counter(
-                                ((FILLED if d.filled else LEFT_NULL), d.rule) for d in decisions
-                            )
+                    before = sum(self.result.filled_by_rule.values()) + sum(
+                        self.result.null_by_reason.values()
+                    )
+                    upper = self._plan(conn, snapshot, table, 0, horizons[table], tally=True)
+                    decided = (
+                        sum(self.result.filled_by_rule.values())
+                        + sum(self.result.null_by_reason.values())
+                        - before
+                    )
+                    self.result.examined += decided
+                    if self.remaining_budget is not None:
+                        self.remaining_budget -= decided
+                    if upper is None or upper < horizons[table]:
+                        self.result.remaining += self.pending(
+                            conn, table, upper or 0, horizons[table]
                         )
-                        self._after_batch(len(events), time.monotonic() - batch_started, bar)
-                        after = events[-1].id
-                    if self._stopping():
-                        self.result.remaining += self.pending(conn, table, after, horizons[table])
                         self.result.outcome = "partial"
                         conn.rollback()
+                    if upper is None:
+                        break
             finally:
-                bar.close()
                 snapshot.drop()
 
     def _real_run(self, engine: sa.Engine) -> None:
@@ -624,7 +627,21 @@ class _Runner:
         snapshot.drop()
 
     def _run_table(self, conn, run_id, table, checkpoint, snapshot, lock, bar) -> None:
+        """Plan (decide every event, instance by instance), then apply in id order.
+
+        Planning loads each instance's evidence once, however its events are
+        spread over the id range, and keeps the decisions in a temporary
+        table; nothing is written to the database while planning.  Applying
+        walks the plan in id order, one short transaction per batch: lock the
+        rows still NULL, write hosts, audit and checkpoint.  A stop during
+        either phase leaves the checkpoint at the last applied batch; the
+        resumed run plans the rest again from the same evidence.
+        """
         after = checkpoint.last_id
+        upper = self._plan(conn, snapshot, table, after, checkpoint.horizon, lock=lock)
+        if upper is None:  # stopped while planning
+            return
+        plan = snapshot.t_plan
         batch_no = checkpoint.batches
         while not self._stopping():
             lock.check()
@@ -633,62 +650,136 @@ class _Runner:
             retries = 0
             while True:
                 try:
-                    events = self.fetch(conn, table, after, checkpoint.horizon, size)
-                    if not events:
+                    rows = conn.execute(
+                        sa.select(plan.c.event_id, plan.c.host, plan.c.rule)
+                        .where(plan.c.event_id > after)
+                        .order_by(plan.c.event_id)
+                        .limit(size)
+                    ).all()
+                    if not rows:
                         conn.rollback()
-                        checkpoint.done = True
+                        if upper >= checkpoint.horizon:
+                            checkpoint.done = True
                         return
-                    decisions = self.decide(snapshot, table, events)
-                    counts = self.write(conn, run_id, table, batch_no + 1, after, events, decisions)
+                    decisions = [Decision(*r) for r in rows]
+                    last_id = decisions[-1].event_id
+                    counts = self.write(
+                        conn, run_id, table, batch_no + 1, after, last_id, decisions
+                    )
                     runs.advance(
                         conn,
                         self.st,
                         run_id,
                         table,
-                        last_id=events[-1].id,
-                        examined=len(events),
+                        last_id=last_id,
+                        examined=len(decisions),
                         seconds=time.monotonic() - batch_started,
                         retries=retries,
                     )
                     conn.commit()
                     break
                 except (sa.exc.DBAPIError, _Retry) as exc:
-                    db.rollback_hard(conn)
-                    if isinstance(exc, sa.exc.DBAPIError) and db.is_connection_lost(exc):
-                        raise DatabaseUnavailable(
-                            f"lost the connection to {mask_url(self.url)} during a batch of {table} after id "
-                            f"{after} (the batch was rolled back; the checkpoint is safe): once the server is "
-                            "back, run the same command again to resume"
-                        ) from None
-                    if (
-                        not (isinstance(exc, _Retry) or db.is_retryable(exc))
-                        or retries >= self.options.max_retries
-                    ):
-                        if isinstance(exc, _Retry) or db.is_retryable(exc):
-                            raise ActionHostError(
-                                f"a batch of {table} after id {after} failed {retries + 1} times "
-                                f"({db.translate_error(exc, self.url) if isinstance(exc, sa.exc.DBAPIError) else exc}): "
-                                "find the blocking transaction, then run again to resume"
-                            ) from None
-                        raise
-                    retries += 1
-                    self.result.retries += 1
-                    log.info(
-                        "retrying batch after id %s (%s/%s): %s",
-                        after,
-                        retries,
-                        self.options.max_retries,
-                        exc,
-                    )
-                    if pause(min(0.1 * 2**retries, 5.0), self.stop):
+                    retries = self._after_failure(conn, exc, table, after, retries)
+                    if retries < 0:
                         return
             batch_no += 1
-            checkpoint.last_id = after = events[-1].id
+            checkpoint.last_id = after = last_id
             checkpoint.batches = batch_no
             self._tally(counts)
-            self._after_batch(len(events), time.monotonic() - batch_started, bar)
+            self._after_batch(len(decisions), time.monotonic() - batch_started, bar)
             if self.options.sleep and pause(self.options.sleep, self.stop):
                 return
+
+    def _plan(self, conn, snapshot, table, after, horizon, *, lock=None, tally=False):
+        """Decide the NULL-host events of ``(after, upper]`` into the plan; return ``upper``.
+
+        ``upper`` is the horizon, or with --max-rows the id of the last event
+        in the budget (no point planning what will not be applied now).
+        ``tally`` (dry run) counts the decisions instead of keeping them.
+        Returns None when asked to stop.
+        """
+        started = time.monotonic()
+        try:
+            upper = horizon
+            if self.remaining_budget is not None:
+                t = nova(table)
+                cutoff = conn.execute(
+                    sa.select(t.c.id)
+                    .where(t.c.id > after, t.c.id <= horizon, sa.func.length(t.c.host).is_(None))
+                    .order_by(t.c.id)
+                    .offset(max(0, self.remaining_budget - 1))
+                    .limit(1)
+                ).scalar()
+                if cutoff is not None:
+                    upper = cutoff
+            conn.rollback()
+            total = snapshot.prepare_plan(table, after, upper)
+            bar = self._bar(total, f"plan {table}") if total else Silent()
+            try:
+                for events in snapshot.null_chunks(PLAN_INSTANCES):
+                    if self.stop.is_set():
+                        return None
+                    if lock is not None:
+                        lock.check()
+                    decisions = self.decide(snapshot, table, events)
+                    if tally:
+                        self._tally(
+                            Counter(
+                                ((FILLED if d.filled else LEFT_NULL), d.rule) for d in decisions
+                            )
+                        )
+                    else:
+                        bulk.insert_rows(
+                            conn,
+                            "ah_plan",
+                            ("event_id", "host", "rule"),
+                            [(d.event_id, d.host, d.rule) for d in decisions],
+                        )
+                    conn.commit()
+                    bar.update(len(decisions))
+            finally:
+                bar.close()
+        except sa.exc.DBAPIError as exc:
+            db.rollback_hard(conn)
+            if db.is_connection_lost(exc):
+                raise DatabaseUnavailable(
+                    f"lost the connection to {mask_url(self.url)} while planning {table} after id "
+                    f"{after} (nothing was written; the checkpoint is safe): once the server is "
+                    "back, run the same command again to resume"
+                ) from None
+            raise
+        self.result.plan_seconds += time.monotonic() - started
+        return upper
+
+    def _after_failure(self, conn, exc, table: str, after: int, retries: int) -> int:
+        """Roll back; raise when the failure is final; else wait and return the retry count.
+
+        Returns -1 when a stop was requested while waiting.
+        """
+        db.rollback_hard(conn)
+        if isinstance(exc, sa.exc.DBAPIError) and db.is_connection_lost(exc):
+            raise DatabaseUnavailable(
+                f"lost the connection to {mask_url(self.url)} during a batch of {table} after id "
+                f"{after} (the batch was rolled back; the checkpoint is safe): once the server is "
+                "back, run the same command again to resume"
+            ) from None
+        retryable = isinstance(exc, _Retry) or db.is_retryable(exc)
+        if not retryable or retries >= self.options.max_retries:
+            if retryable:
+                raise ActionHostError(
+                    f"a batch of {table} after id {after} failed {retries + 1} times "
+                    f"({db.translate_error(exc, self.url) if isinstance(exc, sa.exc.DBAPIError) else exc}): "
+                    "find the blocking transaction, then run again to resume"
+                ) from None
+            raise exc
+        retries += 1
+        self.result.retries += 1
+        log.info(
+            "retrying batch after id %s (%s/%s): %s", after, retries, self.options.max_retries, exc
+        )
+        if pause(min(0.1 * 2**retries, 5.0), self.stop):
+            return -1
+        return retries
 
     def _extend_horizons(self, conn, run_id, checkpoints, snapshot) -> bool:
         """--until-complete: take in rows that appeared after the horizon."""
@@ -757,6 +848,10 @@ class _Runner:
 
 
 AUDIT_COLUMNS = ("run_id", "event_table", "event_id", "host", "rule", "outcome", "batch")
+
+
+#: Instances whose events are decided together while planning.
+PLAN_INSTANCES = 500
 
 
 class _Retry(Exception):

@@ -24,7 +24,7 @@ that happens during a long run is seen.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -48,8 +48,6 @@ from .state import StateLocation, backend_of
 from .tables import FILLED, nova, state
 
 CHUNK = 2000
-#: Instances whose evidence stays cached between batches (a few MB per thousand).
-HISTORY_CACHE = 5000
 #: Margin for clock skew when overlaying migrations changed since the snapshot.
 SNAPSHOT_MARGIN = timedelta(minutes=10)
 
@@ -77,8 +75,6 @@ class BatchEvidence:
     actions: dict[int, ActionRow]
     histories: dict[str, InstanceHistory]
     hosts: KnownHosts
-    timelines: dict = field(default_factory=dict)
-    """Timelines built from ``histories``, kept with the history cache."""
 
 
 @dataclass
@@ -102,7 +98,6 @@ class EvidenceSnapshot:
         location: StateLocation | None,
         *,
         audit_available: bool,
-        cache_size: int = HISTORY_CACHE,
     ):
         self.conn = conn
         self.backend = backend_of(conn.dialect.name)
@@ -127,9 +122,6 @@ class EvidenceSnapshot:
             self.backend == "mysql" and "READ-COMMITTED" not in db.mysql_isolation(conn)
         )
         self.stats = SnapshotStats()
-        self.cache_size = cache_size
-        self._cache: OrderedDict[str, InstanceHistory] = OrderedDict()
-        self._timelines: dict[str, object] = {}
         self.taken_at: datetime | None = None
         self.hosts = KnownHosts()
         meta = sa.MetaData()
@@ -184,6 +176,24 @@ class EvidenceSnapshot:
             sa.Column("host", sa.String(255)),
             sa.Column("project_id", sa.String(255)),
         )
+        self.t_null = sa.Table(
+            "ah_null",
+            meta,
+            sa.Column("id", sa.BigInteger),
+            sa.Column("action_id", sa.Integer),
+            sa.Column("instance_uuid", sa.String(36)),
+            sa.Column("event", sa.String(255)),
+            sa.Column("start_time", sa.DateTime),
+            sa.Column("finish_time", sa.DateTime),
+            sa.Column("result", sa.String(255)),
+        )
+        self.t_plan = sa.Table(
+            "ah_plan",
+            meta,
+            sa.Column("event_id", sa.BigInteger, primary_key=True),
+            sa.Column("host", sa.String(255)),
+            sa.Column("rule", sa.String(32)),
+        )
         self.t_sfault = sa.Table(
             "ah_sfault",
             meta,
@@ -197,8 +207,6 @@ class EvidenceSnapshot:
     def take(self) -> SnapshotStats:
         """Build (or rebuild) the temporary evidence tables."""
         started = time.monotonic()
-        self._cache.clear()
-        self._timelines.clear()
         self.taken_at = datetime.utcnow().replace(microsecond=0)
         conn = self.conn
         m = nova("migrations")
@@ -383,6 +391,7 @@ class EvidenceSnapshot:
                 self.t_sact,
                 self.t_sinst,
                 self.t_sfault,
+                self.t_null,
             )
         }[name]
         columns = ", ".join(
@@ -407,53 +416,114 @@ class EvidenceSnapshot:
             self.conn.exec_driver_sql(f"DROP TABLE IF EXISTS pg_temp.{name}")
 
     def drop(self) -> None:
-        for name in ("ah_mig", "ah_named", "ah_rec", "ah_sact", "ah_sinst", "ah_sfault"):
+        for name in (
+            "ah_mig",
+            "ah_named",
+            "ah_rec",
+            "ah_sact",
+            "ah_sinst",
+            "ah_sfault",
+            "ah_null",
+            "ah_plan",
+        ):
             self._drop(name)
         self.conn.commit()
+
+    # ------------------------------------------------------------------ planning
+
+    def prepare_plan(self, events_table: str, after: int, upper: int) -> int:
+        """Copy the NULL-host events of ``(after, upper]`` with their instance; empty the plan.
+
+        Returns how many events there are to decide.
+        """
+        t = nova(events_table)
+        live = nova("instance_actions")
+        joined = t.outerjoin(live, live.c.id == t.c.action_id)
+        owner = live.c.instance_uuid
+        if self.has_shadow["instance_actions"]:
+            shadow = nova("shadow_instance_actions")
+            joined = joined.outerjoin(shadow, shadow.c.id == t.c.action_id)
+            owner = sa.func.coalesce(live.c.instance_uuid, shadow.c.instance_uuid)
+        select = (
+            sa.select(
+                t.c.id,
+                t.c.action_id,
+                owner.label("instance_uuid"),
+                t.c.event,
+                t.c.start_time,
+                t.c.finish_time,
+                t.c.result,
+            )
+            .select_from(joined)
+            .where(t.c.id > after, t.c.id <= upper, t.c.host.is_(None))
+        )
+        self._create("ah_null", select, ["instance_uuid", "id"])
+        self._drop("ah_plan")
+        columns = ", ".join(
+            f"{c.name} {c.type.compile(dialect=self.conn.dialect)}"
+            + (" PRIMARY KEY" if c.primary_key else "")
+            for c in self.t_plan.columns
+        )
+        self.conn.exec_driver_sql(f"CREATE TEMPORARY TABLE ah_plan ({columns})")
+        self.conn.commit()
+        count = self.conn.execute(sa.select(sa.func.count()).select_from(self.t_null)).scalar()
+        self.conn.commit()
+        return int(count or 0)
+
+    def null_chunks(self, instances: int) -> Iterator[list[EventRow]]:
+        """The NULL-host events, a chunk of whole instances at a time (uuid order),
+        then the events whose action is gone (id order)."""
+        n = self.t_null
+        columns = (n.c.id, n.c.action_id, n.c.event, n.c.start_time, n.c.finish_time, n.c.result)
+        last = ""
+        while True:
+            uuids = [
+                r[0]
+                for r in self.conn.execute(
+                    sa.select(n.c.instance_uuid)
+                    .where(n.c.instance_uuid > last)
+                    .group_by(n.c.instance_uuid)
+                    .order_by(n.c.instance_uuid)
+                    .limit(instances)
+                )
+            ]
+            if not uuids:
+                break
+            rows = self.conn.execute(
+                sa.select(*columns).where(self._in(n.c.instance_uuid, uuids)).order_by(n.c.id)
+            ).all()
+            self.conn.commit()
+            yield [EventRow(*r) for r in rows]
+            last = uuids[-1]
+        after = 0
+        while True:
+            rows = self.conn.execute(
+                sa.select(*columns)
+                .where(n.c.instance_uuid.is_(None), n.c.id > after)
+                .order_by(n.c.id)
+                .limit(instances * 20)
+            ).all()
+            self.conn.commit()
+            if not rows:
+                break
+            yield [EventRow(*r) for r in rows]
+            after = rows[-1][0]
 
     # ------------------------------------------------------------------ per batch
 
     def load(self, events: list[EventRow], events_table: str) -> BatchEvidence:
-        """Everything inference needs for these events' instances.
-
-        An instance's history is cached between batches (ids grow with time,
-        so consecutive batches share most instances) and reused only while
-        nothing live says it changed: its ``instances`` row is the same and
-        no migration of it was updated since the snapshot.  The snapshot
-        tables themselves never change between ``take()`` calls.
-        """
+        """Everything inference needs for these events' instances."""
         action_ids = sorted({e.action_id for e in events if e.action_id is not None})
         batch_actions = self._actions_by_id(
             action_ids, prefer_shadow=events_table.startswith("shadow_")
         )
         uuids = sorted({a.instance_uuid for a in batch_actions.values() if a.instance_uuid})
-
         # Instances first, then actions and the migration overlay: a move or
         # unshelve that changed instances.host before this read is then seen.
         instances = self._instances(uuids)
         overlay = self._recent_migrations(set(uuids))
-        histories: dict[str, InstanceHistory] = {}
-        stale: list[str] = []
-        for uuid in uuids:
-            cached = self._cache.get(uuid)
-            if (
-                cached is not None
-                and cached.instance == instances.get(uuid)
-                and uuid not in overlay
-            ):
-                self._cache.move_to_end(uuid)
-                histories[uuid] = cached
-            else:
-                stale.append(uuid)
-        fresh = self._load_histories(stale, instances, batch_actions, overlay)
-        for uuid, history in fresh.items():
-            histories[uuid] = history
-            self._cache[uuid] = history
-            self._timelines.pop(uuid, None)
-        while len(self._cache) > self.cache_size:
-            old, _ = self._cache.popitem(last=False)
-            self._timelines.pop(old, None)
-        return BatchEvidence(batch_actions, histories, self.hosts, self._timelines)
+        histories = self._load_histories(uuids, instances, batch_actions, overlay)
+        return BatchEvidence(batch_actions, histories, self.hosts)
 
     def _recent_migrations(self, uuids: set[str]) -> dict[str, list[MigrationRow]]:
         """Migrations updated since the snapshot (Nova keeps moving instances meanwhile)."""

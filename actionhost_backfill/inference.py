@@ -501,15 +501,9 @@ def infer(
     actions: dict[int, ActionRow],
     histories: dict[str, InstanceHistory],
     hosts: KnownHosts,
-    timelines: dict[str, Timeline] | None = None,
 ) -> list[Decision]:
-    """Decisions for a batch of NULL-host events (one timeline per instance).
-
-    ``timelines`` may carry timelines over from earlier batches; it must be
-    cleared of any instance whose history changed.
-    """
-    if timelines is None:
-        timelines = {}
+    """Decisions for a batch of NULL-host events (one timeline per instance)."""
+    timelines: dict[str, Timeline] = {}
     decisions = []
     for event in events:
         action = actions.get(event.action_id) if event.action_id is not None else None
@@ -517,7 +511,7 @@ def infer(
         timeline = None
         if history is not None:
             timeline = timelines.get(history.uuid)
-            if timeline is None or timeline.history is not history:
+            if timeline is None:
                 timeline = timelines[history.uuid] = Timeline(history, hosts)
         decisions.append(decide(event, action, history, timeline, hosts))
     return decisions

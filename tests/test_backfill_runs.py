@@ -13,6 +13,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from actionhost_backfill import backfill as backfill_module
 from actionhost_backfill import schema
 from actionhost_backfill.backfill import BackfillOptions, run_backfill
 from actionhost_backfill.db import create_engine, parse_url
@@ -113,20 +114,20 @@ def test_stopped_after_n_rows_then_resumed_equals_uninterrupted(backend, server_
 def test_stop_request_finishes_the_batch_and_resumes(cell):
     _prepare(cell)
     stop = threading.Event()
-    original = EvidenceSnapshot.load
+    original = backfill_module._Runner.write
     calls = []
 
-    def load_then_stop(self, events, table):
-        calls.append(len(events))
+    def write_then_stop(self, *args, **kwargs):
+        calls.append(1)
         if len(calls) == 2:
             stop.set()  # as Ctrl-C would, in the middle of the second batch
-        return original(self, events, table)
+        return original(self, *args, **kwargs)
 
     try:
-        EvidenceSnapshot.load = load_then_stop
+        backfill_module._Runner.write = write_then_stop
         result = run_backfill(parse_url(cell.url), BackfillOptions(batch_size=10), stop=stop)
     finally:
-        EvidenceSnapshot.load = original
+        backfill_module._Runner.write = original
     assert result.outcome == "interrupted" and result.exit_code == 1
     assert result.batches == 2, "the batch in flight is finished, then the run stops"
     assert "run the same command again" in result.message

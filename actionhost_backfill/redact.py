@@ -54,6 +54,12 @@ def mask_url(url: str | URL | None) -> str:
             creds, _, host = rest.rpartition("@")
             user = creds.split(":", 1)[0]
             return scrub(f"{head}://{user}:{MASK}@{host}" if ":" in creds else text)
+        if ":" in text or "@" in text:  # any part of it may be a password: show none
+            return (
+                f"{head}://{MASK}"
+                if sep
+                else f"(a value not shown, it may hold a password: {MASK})"
+            )
         return scrub(text)
     remember_secret(parsed.password)
     return scrub(parsed.render_as_string(hide_password=True))

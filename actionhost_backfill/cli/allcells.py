@@ -25,6 +25,8 @@ def run_all_cells(
     stop: threading.Event | None = None,
 ) -> None:
     """Load the cells, run ``task`` on each, print the table (or JSON), exit with the worst code."""
+    if workers < 1:
+        raise BadInput(f"--workers must be at least 1 (got {workers})")
     if db:
         raise BadInput(
             "--all-cells reads each cell's URL from the API database: drop --db "

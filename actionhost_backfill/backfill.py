@@ -312,22 +312,6 @@ class _Runner:
 
     # -- reading ---------------------------------------------------------
 
-    def fetch(
-        self, conn: sa.Connection, table: str, after: int, horizon: int, size: int
-    ) -> list[EventRow]:
-        t = nova(table)
-        # Walk the primary key: "length(host) IS NULL" means "host IS NULL" but
-        # cannot use the host index.  Planners otherwise pick that index (its
-        # NULL entries are most of the table), then sort: a full-table read per
-        # batch once statistics are stale, as they are after bulk loads.
-        rows = conn.execute(
-            sa.select(t.c.id, t.c.action_id, t.c.event, t.c.start_time, t.c.finish_time, t.c.result)
-            .where(t.c.id > after, t.c.id <= horizon, sa.func.length(t.c.host).is_(None))
-            .order_by(t.c.id)
-            .limit(size)
-        ).fetchall()
-        return [EventRow(*r) for r in rows]
-
     def pending(self, conn: sa.Connection, table: str, after: int, horizon: int) -> int:
         t = nova(table)
         return (
@@ -391,7 +375,7 @@ class _Runner:
         still_null: set[int] = set()
         for chunk in chunks([d.event_id for d in fill]):
             query = sa.select(t.c.id).where(
-                db.in_values(t.c.id, chunk, self.backend), t.c.host.is_(None)
+                db.in_values(t.c.id, chunk, self.backend), _still_null(t)
             )
             if self.backend != "sqlite":  # SQLite: BEGIN IMMEDIATE already excludes writers
                 query = query.with_for_update()
@@ -425,14 +409,15 @@ class _Runner:
         params = {"run": run_id, "tbl": table, "lo": after, "hi": last_id, "filled": FILLED}
         where = "a.run_id = :run AND a.event_table = :tbl AND a.event_id > :lo AND a.event_id <= :hi AND a.outcome = :filled"
         if self.backend == "postgresql":
-            sql = f"UPDATE {table} AS e SET host = a.host FROM {audit} AS a WHERE {where} AND e.id = a.event_id AND e.host IS NULL"
+            sql = f"UPDATE {table} AS e SET host = a.host FROM {audit} AS a WHERE {where} AND e.id = a.event_id AND LENGTH(e.host) IS NULL"
         elif self.backend == "mysql":
-            sql = f"UPDATE {table} AS e JOIN {audit} AS a ON e.id = a.event_id SET e.host = a.host WHERE {where} AND e.host IS NULL"
+            sql = f"UPDATE {table} AS e JOIN {audit} AS a ON e.id = a.event_id SET e.host = a.host WHERE {where} AND LENGTH(e.host) IS NULL"
         else:
             sql = (
                 f"UPDATE {table} SET host = (SELECT a.host FROM {audit} AS a WHERE a.run_id = :run "
                 f"AND a.event_table = :tbl AND a.event_id = {table}.id) "
-                f"WHERE id IN (SELECT a.event_id FROM {audit} AS a WHERE {where}) AND host IS NULL"
+                f"WHERE id IN (SELECT a.event_id FROM {audit} AS a WHERE {where}) "
+                "AND LENGTH(host) IS NULL"
             )
         return conn.execute(sa.text(sql), params).rowcount
 
@@ -705,7 +690,7 @@ class _Runner:
                 t = nova(table)
                 cutoff = conn.execute(
                     sa.select(t.c.id)
-                    .where(t.c.id > after, t.c.id <= horizon, sa.func.length(t.c.host).is_(None))
+                    .where(t.c.id > after, t.c.id <= horizon, _still_null(t))
                     .order_by(t.c.id)
                     .offset(max(0, self.remaining_budget - 1))
                     .limit(1)
@@ -848,6 +833,17 @@ class _Runner:
 
 
 AUDIT_COLUMNS = ("run_id", "event_table", "event_id", "host", "rule", "outcome", "batch")
+
+
+def _still_null(t: sa.Table) -> sa.ColumnElement[bool]:
+    """``host IS NULL`` in a form the host index cannot serve.
+
+    Most of the table is NULL before a backfill, so a planner that reads the
+    host index for ``host IS NULL`` walks most of it (MariaDB does, for the
+    row locks of every batch; PostgreSQL does with stale statistics).  The
+    toolkit always knows the ids it wants: the primary key must drive.
+    """
+    return sa.func.length(t.c.host).is_(None)
 
 
 #: Instances whose events are decided together while planning.

@@ -558,8 +558,9 @@ class EvidenceSnapshot:
         if not uuids:
             return {}
         conn = self.conn
+        wanted = set(uuids)
         all_actions: dict[int, ActionRow] = {
-            i: a for i, a in batch_actions.items() if a.instance_uuid in set(uuids)
+            i: a for i, a in batch_actions.items() if a.instance_uuid in wanted
         }
         ia = nova("instance_actions")
         for chunk in chunks(uuids):

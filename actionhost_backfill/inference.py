@@ -159,6 +159,8 @@ class InstanceHistory:
     faults: list[FaultRow] = field(default_factory=list)
     points: dict[int, RecordedPoint] = field(default_factory=dict)
     named: dict[int, list[NamedEvent]] = field(default_factory=dict)
+    links: dict[int, MigrationRow | None] = field(default_factory=dict, repr=False)
+    """Memo of :func:`_linked_migration` per action id (a history never changes)."""
 
 
 @dataclass(frozen=True)
@@ -401,6 +403,12 @@ def _is_last_of_name(event: EventRow, history: InstanceHistory) -> bool:
 
 def _linked_migration(action: ActionRow, history: InstanceHistory) -> MigrationRow | None:
     """The migration an action's move events belong to (same instance, by time)."""
+    if action.id not in history.links:
+        history.links[action.id] = _find_linked_migration(action, history)
+    return history.links[action.id]
+
+
+def _find_linked_migration(action: ActionRow, history: InstanceHistory) -> MigrationRow | None:
     if action.start is None:
         return None
     if action.name in roles.MOVE_ACTIONS:

@@ -242,6 +242,17 @@ def bench_one(backend: str, events: int, naive_sample: int, workdir: Path, keep:
             "naive_rows_per_s": round(naive_rate, 1),
             "ratio_toolkit_to_limit": round(toolkit_rate / limit_rate, 3) if limit_rate else None,
             "ratio_toolkit_to_naive": round(toolkit_rate / naive_rate, 1) if naive_rate else None,
+            "toolkit_plan_seconds": toolkit["plan_seconds"],
+            "toolkit_snapshot_seconds": toolkit["snapshot"]["seconds"],
+            "apply_events_per_s": round(
+                examined
+                / max(
+                    1e-9,
+                    toolkit["elapsed_seconds"]
+                    - toolkit["plan_seconds"]
+                    - toolkit["snapshot"]["seconds"],
+                )
+            ),
             "batch_p50_ms": round(1000 * toolkit["batch_seconds"]["p50"], 1),
             "batch_p99_ms": round(1000 * toolkit["batch_seconds"]["p99"], 1),
             "batches": toolkit["batches"],
@@ -277,6 +288,8 @@ COLUMNS = (
     ("toolkit_events_per_s", "toolkit ev/s"),
     ("limit_rows_per_s", "limit rows/s"),
     ("ratio_toolkit_to_limit", "toolkit/limit"),
+    ("toolkit_plan_seconds", "plan s"),
+    ("apply_events_per_s", "apply ev/s"),
     ("naive_ms_per_row", "naive ms/row"),
     ("ratio_toolkit_to_naive", "toolkit/naive"),
     ("batch_p50_ms", "batch p50 ms"),

@@ -28,7 +28,7 @@ def test_kill_9_anywhere_then_resume(backend, server_url, blank_db, tmp_path, re
         rng = random.Random(1234)
         # Small, slow batches: the whole run outlasts the kills, so every kill
         # lands in the middle of the work (startup, planning or a batch).
-        sleep = "0.2" if kills_wanted > 20 else "0.05"
+        sleep = "0.5" if kills_wanted > 20 else "0.05"
         kills = 0
         while kills < kills_wanted:
             child = backfill_process(victim.url, "--batch-size", "10", "--sleep", sleep)

@@ -489,9 +489,14 @@ class EvidenceSnapshot:
         ]
         self.conn.commit()
         for uuids in chunks(everyone, instances):
-            rows = self.conn.execute(
-                sa.select(*columns).where(self._in(n.c.instance_uuid, uuids)).order_by(n.c.id)
-            ).all()
+            # Sorted here: "ORDER BY id" lets MariaDB walk the whole id index
+            # instead of looking the instances up.
+            rows = sorted(
+                self.conn.execute(
+                    sa.select(*columns).where(self._in(n.c.instance_uuid, uuids))
+                ).all(),
+                key=lambda r: r[0],
+            )
             self.conn.commit()
             yield [EventRow(*r) for r in rows]
         after = 0

@@ -210,6 +210,18 @@ class FailuresReport:
         }
 
 
+def _window(e: sa.Table, since, until, event) -> list[sa.ColumnElement[bool]]:
+    """The report's time window (``[since, until)``, on start_time) and event-name filter."""
+    conditions = []
+    if since is not None:
+        conditions.append(e.c.start_time >= since)
+    if until is not None:
+        conditions.append(e.c.start_time < until)
+    if event is not None:
+        conditions.append(e.c.event == event)
+    return conditions
+
+
 def failures_query(
     *,
     since: datetime | None,
@@ -231,12 +243,7 @@ def failures_query(
         conditions.insert(0, e.c.host.is_not(None))
     else:
         conditions.insert(0, e.c.host.is_(None))
-    if since is not None:
-        conditions.append(e.c.start_time >= since)
-    if until is not None:
-        conditions.append(e.c.start_time < until)
-    if event is not None:
-        conditions.append(e.c.event == event)
+    conditions += _window(e, since, until, event)
     return (
         sa.select(
             e.c.host,
@@ -311,12 +318,7 @@ def _attach_requests(conn, entries: list[HostFailures], limit: int, *, since, un
     for entry in entries:
         conditions = [e.c.host == entry.host if entry.host is not None else e.c.host.is_(None)]
         conditions.append(e.c.result == FAILED)
-        if since is not None:
-            conditions.append(e.c.start_time >= since)
-        if until is not None:
-            conditions.append(e.c.start_time < until)
-        if event is not None:
-            conditions.append(e.c.event == event)
+        conditions += _window(e, since, until, event)
         latest = (
             sa.select(e.c.action_id, e.c.start_time, e.c.id)
             .where(*conditions)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import uuid
 from collections.abc import Iterable
 
 import sqlalchemy as sa
@@ -204,3 +205,13 @@ def cli(*args: str, env: dict | None = None):
     """Invoke the CLI as a user would; returns click's Result."""
     runner = CliRunner()
     return runner.invoke(app, list(args), env=env, catch_exceptions=False)
+
+
+def another_database(backend: str, server_url: str, tmp_path, request, stem: str) -> str:
+    """One more throwaway database for a test (dropped at its end); returns its URL."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / f'{stem}.sqlite'}"
+    name = f"ahb_{uuid.uuid4().hex[:10]}"
+    create_database(backend, name)
+    request.addfinalizer(lambda: drop_database(backend, name))
+    return str(make_url(server_url).set(database=name).render_as_string(hide_password=False))

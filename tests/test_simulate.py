@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from actionhost_backfill import tables
 from actionhost_backfill.db import parse_url
@@ -19,15 +17,6 @@ from tests import harness
 SMALL = SimulationOptions(seed=7, instances=120, hosts=8, days=200)
 
 
-def _another_database(backend: str, server_url: str, tmp_path, request, stem: str) -> str:
-    if backend == "sqlite":
-        return f"sqlite:///{tmp_path / f'{stem}.sqlite'}"
-    name = f"ahb_{uuid.uuid4().hex[:10]}"
-    harness.create_database(backend, name)
-    request.addfinalizer(lambda: harness.drop_database(backend, name))
-    return str(make_url(server_url).set(database=name).render_as_string(hide_password=False))
-
-
 def _simulated(url: str, options: SimulationOptions = SMALL) -> harness.Cell:
     simulate(parse_url(url), options)
     return harness.Cell(url)
@@ -35,9 +24,9 @@ def _simulated(url: str, options: SimulationOptions = SMALL) -> harness.Cell:
 
 def test_same_seed_same_history(blank_db, backend, server_url, tmp_path, request):
     first = _simulated(blank_db)
-    second = _simulated(_another_database(backend, server_url, tmp_path, request, "second"))
+    second = _simulated(harness.another_database(backend, server_url, tmp_path, request, "second"))
     third = _simulated(
-        _another_database(backend, server_url, tmp_path, request, "third"),
+        harness.another_database(backend, server_url, tmp_path, request, "third"),
         SimulationOptions(seed=8, instances=120, hosts=8, days=200),
     )
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 import typer
 
@@ -12,19 +13,31 @@ from ..errors import BadInput
 from .common import echo, emit_json, note
 
 
+@dataclass(frozen=True)
+class CellsRequest:
+    """What a command's --all-cells options asked for."""
+
+    db: str | None
+    nova_conf: list[str] | None
+    api_db: str | None
+    include_disabled: bool
+    workers: int
+    json_output: bool
+
+
 def run_all_cells(
     title: str,
     task: cells.CellTask,
-    *,
-    db: str | None,
-    nova_conf: list[str] | None,
-    api_db: str | None,
-    include_disabled: bool,
-    workers: int,
-    json_output: bool,
+    request: CellsRequest,
     stop: threading.Event | None = None,
 ) -> None:
     """Load the cells, run ``task`` on each, print the table (or JSON), exit with the worst code."""
+    db, nova_conf, api_db = request.db, request.nova_conf, request.api_db
+    include_disabled, workers, json_output = (
+        request.include_disabled,
+        request.workers,
+        request.json_output,
+    )
     if workers < 1:
         raise BadInput(f"--workers must be at least 1 (got {workers})")
     if db:

@@ -15,7 +15,7 @@ from ..backfill import BackfillOptions, BackfillResult, run_backfill
 from ..errors import EXIT_CODE_HELP
 from ..progress import bar
 from ..schema_settings import DEFAULT_LOCK_TIMEOUT
-from .allcells import run_all_cells
+from .allcells import CellsRequest, run_all_cells
 from .app import app
 from .common import (
     AllCellsOption,
@@ -251,12 +251,7 @@ def backfill_command(
             run_all_cells(
                 "backfill" + (" --dry-run" if dry_run else ""),
                 task,
-                db=db,
-                nova_conf=nova_conf,
-                api_db=api_db,
-                include_disabled=include_disabled,
-                workers=workers,
-                json_output=json_output,
+                CellsRequest(db, nova_conf, api_db, include_disabled, workers, json_output),
                 stop=stop,
             )
     url = resolve_db(db, nova_conf)
@@ -308,12 +303,7 @@ def status_command(
         run_all_cells(
             "status",
             task,
-            db=db,
-            nova_conf=nova_conf,
-            api_db=api_db,
-            include_disabled=include_disabled,
-            workers=workers,
-            json_output=json_output,
+            CellsRequest(db, nova_conf, api_db, include_disabled, workers, json_output),
         )
     report = audit.status(resolve_db(db, nova_conf), state_schema=state_schema, limit=limit)
     if json_output:
@@ -385,12 +375,7 @@ def verify_command(
         run_all_cells(
             "verify",
             task,
-            db=db,
-            nova_conf=nova_conf,
-            api_db=api_db,
-            include_disabled=include_disabled,
-            workers=workers,
-            json_output=json_output,
+            CellsRequest(db, nova_conf, api_db, include_disabled, workers, json_output),
         )
     report = audit.verify(resolve_db(db, nova_conf), state_schema=state_schema, run_id=run)
     if json_output:

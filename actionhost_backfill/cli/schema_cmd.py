@@ -9,7 +9,7 @@ import typer
 from .. import schema
 from ..errors import EXIT_CODE_HELP, ExitCode
 from ..schema_settings import DEFAULT_LOCK_TIMEOUT, parse_lock_timeout
-from .allcells import run_all_cells
+from .allcells import CellsRequest, run_all_cells
 from .app import app
 from .common import (
     AllCellsOption,
@@ -69,12 +69,7 @@ def status_command(
         run_all_cells(
             "schema status",
             task,
-            db=db,
-            nova_conf=nova_conf,
-            api_db=api_db,
-            include_disabled=include_disabled,
-            workers=workers,
-            json_output=json_output,
+            CellsRequest(db, nova_conf, api_db, include_disabled, workers, json_output),
         )
     result = schema.status(resolve_db(db, nova_conf), state_schema=state_schema)
     if json_output:
@@ -173,12 +168,7 @@ def upgrade_command(
         run_all_cells(
             "schema upgrade",
             task,
-            db=db,
-            nova_conf=nova_conf,
-            api_db=api_db,
-            include_disabled=include_disabled,
-            workers=workers,
-            json_output=json_output,
+            CellsRequest(db, nova_conf, api_db, include_disabled, workers, json_output),
         )
     result = schema.upgrade(
         resolve_db(db, nova_conf), state_schema=state_schema, target=to, lock_timeout=timeout

@@ -10,7 +10,7 @@ import typer
 
 from .. import views
 from ..errors import EXIT_CODE_HELP, BadInput
-from .allcells import run_all_cells
+from .allcells import CellsRequest, run_all_cells
 from .app import app
 from .common import (
     AllCellsOption,
@@ -210,12 +210,7 @@ def failures_command(
         run_all_cells(
             "failures",
             task,
-            db=db,
-            nova_conf=nova_conf,
-            api_db=api_db,
-            include_disabled=include_disabled,
-            workers=workers,
-            json_output=json_output,
+            CellsRequest(db, nova_conf, api_db, include_disabled, workers, json_output),
         )
     report = views.failures(resolve_db(db, nova_conf), **window)
     if json_output:

@@ -5,27 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
-
-from sqlalchemy.engine import make_url
 
 from actionhost_backfill import schema
 from actionhost_backfill.db import parse_url
 from actionhost_backfill.simulate import SimulationOptions, simulate
 from tests import harness
+from tests.harness import another_database  # noqa: F401 (re-exported for the suite)
 
 ROOT = Path(__file__).resolve().parents[2]
 HISTORY = SimulationOptions(seed=21, events=4000, hosts=8, days=200)
-
-
-def another_database(backend: str, server_url: str, tmp_path, request, stem: str) -> str:
-    if backend == "sqlite":
-        return f"sqlite:///{tmp_path / f'{stem}.sqlite'}"
-    name = f"ahb_{uuid.uuid4().hex[:10]}"
-    harness.create_database(backend, name)
-    request.addfinalizer(lambda: harness.drop_database(backend, name))
-    return str(make_url(server_url).set(database=name).render_as_string(hide_password=False))
 
 
 def simulated(url: str, options: SimulationOptions = HISTORY) -> harness.Cell:

@@ -20,8 +20,8 @@ from sqlalchemy.engine import URL
 
 from . import db, novadb, runs, schema
 from .batching import pause
+from .bulk import chunks
 from .errors import BadInput, SchemaNotReady
-from .evidence import chunks
 from .locking import RunnerLock
 from .progress import Progress, Silent
 from .redact import mask_url

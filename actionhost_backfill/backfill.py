@@ -24,8 +24,9 @@ from sqlalchemy.engine import URL
 
 from . import bulk, db, novadb, runs, schema
 from .batching import MAX_BATCH, BatchSizer, galera_cap, pause
+from .bulk import chunks
 from .errors import ActionHostError, BadInput, DatabaseUnavailable, PrivilegeError, SchemaNotReady
-from .evidence import EvidenceSnapshot, SnapshotStats, chunks
+from .evidence import EvidenceSnapshot, SnapshotStats
 from .inference import RECORDED_MEANWHILE, Decision, EventRow, infer
 from .locking import RunnerLock
 from .progress import Progress, Silent
@@ -455,14 +456,8 @@ class _Runner:
             conn.rollback()
             try:
                 for table in self.options.tables():
-                    before = sum(self.result.filled_by_rule.values()) + sum(
-                        self.result.null_by_reason.values()
-                    )
-                    upper = self._plan(conn, snapshot, table, 0, horizons[table], tally=True)
-                    decided = (
-                        sum(self.result.filled_by_rule.values())
-                        + sum(self.result.null_by_reason.values())
-                        - before
+                    upper, decided = self._plan(
+                        conn, snapshot, table, 0, horizons[table], tally=True
                     )
                     self.result.examined += decided
                     if self.remaining_budget is not None:
@@ -623,7 +618,7 @@ class _Runner:
         resumed run plans the rest again from the same evidence.
         """
         after = checkpoint.last_id
-        upper = self._plan(conn, snapshot, table, after, checkpoint.horizon, lock=lock)
+        upper, _ = self._plan(conn, snapshot, table, after, checkpoint.horizon, lock=lock)
         if upper is None:  # stopped while planning
             return
         plan = snapshot.t_plan
@@ -676,14 +671,16 @@ class _Runner:
                 return
 
     def _plan(self, conn, snapshot, table, after, horizon, *, lock=None, tally=False):
-        """Decide the NULL-host events of ``(after, upper]`` into the plan; return ``upper``.
+        """Decide the NULL-host events of ``(after, upper]`` into the plan.
 
-        ``upper`` is the horizon, or with --max-rows the id of the last event
-        in the budget (no point planning what will not be applied now).
-        ``tally`` (dry run) counts the decisions instead of keeping them.
-        Returns None when asked to stop.
+        Returns ``(upper, decided)``: ``upper`` is the horizon, or with
+        --max-rows the id of the last event in the budget (no point planning
+        what will not be applied now), None when asked to stop; ``decided``
+        counts the events decided.  ``tally`` (dry run) counts the decisions
+        instead of keeping them.
         """
         started = time.monotonic()
+        decided = 0
         try:
             upper = horizon
             if self.remaining_budget is not None:
@@ -703,7 +700,7 @@ class _Runner:
             try:
                 for events in snapshot.null_chunks(PLAN_INSTANCES):
                     if self.stop.is_set():
-                        return None
+                        return None, decided
                     if lock is not None:
                         lock.check()
                     decisions = self.decide(snapshot, table, events)
@@ -721,6 +718,7 @@ class _Runner:
                             [(d.event_id, d.host, d.rule) for d in decisions],
                         )
                     conn.commit()
+                    decided += len(decisions)
                     bar.update(len(decisions))
             finally:
                 bar.close()
@@ -734,7 +732,7 @@ class _Runner:
                 ) from None
             raise
         self.result.plan_seconds += time.monotonic() - started
-        return upper
+        return upper, decided
 
     def _after_failure(self, conn, exc, table: str, after: int, retries: int) -> int:
         """Roll back; raise when the failure is final; else wait and return the retry count.

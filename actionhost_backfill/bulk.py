@@ -13,15 +13,23 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-#: Rows per multi-row INSERT on MySQL (well under max_allowed_packet).
-MYSQL_CHUNK = 2000
+#: Values per IN-list, and rows per multi-row INSERT on MySQL (well under
+#: max_allowed_packet).
+CHUNK = 2000
 #: SQLAlchemy's storage format for DateTime on SQLite.
 SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
 
 
-def chunks(values: Sequence, size: int) -> Iterator[Sequence]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
+def chunks(values: Iterable, size: int = CHUNK) -> Iterator[list]:
+    """``values`` in lists of at most ``size``."""
+    batch: list = []
+    for value in values:
+        batch.append(value)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _sqlite_row(row: tuple) -> tuple:
@@ -61,7 +69,7 @@ def insert_rows(
         elif backend == "mysql":
             marks = ", ".join(["%s"] * len(columns))
             sql = f"INSERT INTO {target} ({names}) VALUES ({marks})"
-            for part in chunks(rows, MYSQL_CHUNK):
+            for part in chunks(rows):
                 cursor.executemany(sql, part)
         else:
             marks = ", ".join(["?"] * len(columns))

@@ -15,6 +15,7 @@ from typing import Literal
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
@@ -321,7 +322,5 @@ def in_values(column: sa.ColumnElement, values: list, backend: str) -> sa.Column
     """
     if backend != "postgresql":
         return column.in_(values)
-    from sqlalchemy.dialects import postgresql
-
     element = sa.Integer() if isinstance(column.type, sa.Integer) else sa.String()
     return column == sa.any_(sa.bindparam(None, list(values), type_=postgresql.ARRAY(element)))

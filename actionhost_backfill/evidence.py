@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from . import db
+from . import bulk, db
 from . import event_roles as roles
+from .bulk import chunks
 from .inference import (
     ActionRow,
     EventRow,
@@ -47,7 +48,6 @@ from .inference import (
 from .state import StateLocation, backend_of
 from .tables import FILLED, nova, state
 
-CHUNK = 2000
 #: Margin for clock skew when overlaying migrations changed since the snapshot.
 SNAPSHOT_MARGIN = timedelta(minutes=10)
 
@@ -57,17 +57,6 @@ _ROLE_NAMES = sorted(
     | roles.SOURCE_EVENTS
     | {roles.BUILD_EVENT, roles.REBUILD_EVENT}
 )
-
-
-def chunks(values: Iterable, size: int = CHUNK) -> Iterator[list]:
-    batch: list = []
-    for value in values:
-        batch.append(value)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 @dataclass
@@ -93,11 +82,7 @@ class EvidenceSnapshot:
     """Temporary evidence tables on one connection, and per-batch loading."""
 
     def __init__(
-        self,
-        conn: sa.Connection,
-        location: StateLocation | None,
-        *,
-        audit_available: bool,
+        self, conn: sa.Connection, location: StateLocation | None, *, audit_available: bool
     ):
         self.conn = conn
         self.backend = backend_of(conn.dialect.name)
@@ -377,30 +362,23 @@ class EvidenceSnapshot:
 
     def _copy_through_client(self, name: str, select) -> None:
         """Non-locking reads on a second connection, inserted here in chunks."""
-        target = {
-            t.name: t
-            for t in (
-                self.t_mig,
-                self.t_named,
-                self.t_rec,
-                self.t_sact,
-                self.t_sinst,
-                self.t_sfault,
-                self.t_null,
-            )
-        }[name]
-        columns = ", ".join(
-            f"{c.name} {c.type.compile(dialect=self.conn.dialect)}" for c in target.columns
-        )
-        self.conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} ({columns})")
+        target = self.t_mig.metadata.tables[name]
+        self._create_empty(target)
         keys = [c.name for c in target.columns]
         with self.conn.engine.connect() as reader:
             result = reader.execution_options(stream_results=True).execute(select)
             while rows := result.fetchmany(10_000):
-                self.conn.execute(
-                    target.insert(), [dict(zip(keys, row, strict=True)) for row in rows]
-                )
+                bulk.insert_rows(self.conn, name, keys, [tuple(row) for row in rows])
         self.conn.commit()
+
+    def _create_empty(self, table: sa.Table) -> None:
+        """CREATE TEMPORARY TABLE with ``table``'s columns (and primary key)."""
+        columns = ", ".join(
+            f"{c.name} {c.type.compile(dialect=self.conn.dialect)}"
+            + (" PRIMARY KEY" if c.primary_key else "")
+            for c in table.columns
+        )
+        self.conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {table.name} ({columns})")
 
     def _drop(self, name: str) -> None:
         if self.backend == "mysql":
@@ -459,12 +437,7 @@ class EvidenceSnapshot:
         )
         self._create("ah_null", select, ["instance_uuid", "id"])
         self._drop("ah_plan")
-        columns = ", ".join(
-            f"{c.name} {c.type.compile(dialect=self.conn.dialect)}"
-            + (" PRIMARY KEY" if c.primary_key else "")
-            for c in self.t_plan.columns
-        )
-        self.conn.exec_driver_sql(f"CREATE TEMPORARY TABLE ah_plan ({columns})")
+        self._create_empty(self.t_plan)
         self.conn.commit()
         count = self.conn.execute(sa.select(sa.func.count()).select_from(self.t_null)).scalar()
         self.conn.commit()
@@ -562,10 +535,7 @@ class EvidenceSnapshot:
         if not uuids:
             return {}
         conn = self.conn
-        wanted = set(uuids)
-        all_actions: dict[int, ActionRow] = {
-            i: a for i, a in batch_actions.items() if a.instance_uuid in wanted
-        }
+        all_actions: dict[int, ActionRow] = dict(batch_actions)
         ia = nova("instance_actions")
         for chunk in chunks(uuids):
             for r in conn.execute(

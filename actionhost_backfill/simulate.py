@@ -38,7 +38,7 @@ from .db import connect, create_engine, translate_error
 from .errors import BadInput
 from .redact import mask_url
 from .state import StateLocation, ensure_state_schema, resolve_state_location
-from .tables import EVENTS, SHADOW_EVENTS
+from .tables import EVENTS, SHADOW_EVENTS, nova
 
 COLUMNS = {
     "services": (
@@ -637,24 +637,20 @@ class _Simulation:
                 self._resume(heap)
                 if flush:
                     self.sink.maybe_flush()
-            life = _Life(self, born, self.fate(born))
-            self._start(heap, life, number)
+            self._advance(heap, number, _Life(self, born, self.fate(born)).run())
         while heap:
             self._resume(heap)
             if flush:
                 self.sink.maybe_flush()
         return len(births)
 
-    def _start(self, heap, life: _Life, number: int) -> None:
-        generator = life.run()
-        try:
-            when = next(generator)
-        except StopIteration:
-            return
-        heapq.heappush(heap, (when, number, generator))
-
     def _resume(self, heap) -> None:
         _, number, generator = heapq.heappop(heap)
+        self._advance(heap, number, generator)
+
+    @staticmethod
+    def _advance(heap, number: int, generator: Generator) -> None:
+        """Run a life to its next operation and queue it at that time (unless it ended)."""
         try:
             when = next(generator)
         except StopIteration:
@@ -699,7 +695,7 @@ def truth_tables(schema: str) -> tuple[sa.Table, sa.Table]:
 def _prepare(conn: sa.Connection, location: StateLocation, url: URL) -> set[str]:
     names = set(sa.inspect(conn).get_table_names())
     if EVENTS in names:
-        events = novamodel.build_metadata().tables[EVENTS]
+        events = nova(EVENTS)
         if conn.execute(sa.select(events.c.id).limit(1)).first() is not None:
             raise BadInput(
                 f"{mask_url(url)} already holds instance action events: simulate only "
@@ -724,13 +720,17 @@ def _prepare(conn: sa.Connection, location: StateLocation, url: URL) -> set[str]
 def _apply_finals(conn: sa.Connection, finals: list[tuple], names: set[str]) -> None:
     """Give each instance row its final host and state (known when its life ends)."""
     columns = COLUMNS["instances"]
+    vm_state, updated, deleted, cleaned = (
+        columns.index(c) for c in ("vm_state", "updated_at", "deleted", "cleaned")
+    )
+    metadata = novamodel.build_metadata()
     for archived in (False, True):
         table = "shadow_instances" if archived else "instances"
-        rows = {row[1]: row for flag, row in finals if flag == archived}
+        rows = [row for flag, row in finals if flag == archived]
         if not rows or table not in names:
             continue
-        target = novamodel.build_metadata().tables[table]
-        for part in bulk.chunks(list(rows.values()), 5000):
+        target = metadata.tables[table]
+        for part in bulk.chunks(rows, 5000):
             conn.execute(
                 target.update()
                 .where(target.c.uuid == sa.bindparam("b_uuid"))
@@ -746,10 +746,10 @@ def _apply_finals(conn: sa.Connection, finals: list[tuple], names: set[str]) -> 
                     {
                         "b_uuid": row[1],
                         "b_host": row[2],
-                        "b_vm_state": row[columns.index("vm_state")],
-                        "b_updated": row[columns.index("updated_at")],
-                        "b_deleted": row[columns.index("deleted")],
-                        "b_cleaned": row[columns.index("cleaned")],
+                        "b_vm_state": row[vm_state],
+                        "b_updated": row[updated],
+                        "b_deleted": row[deleted],
+                        "b_cleaned": row[cleaned],
                     }
                     for row in part
                 ],

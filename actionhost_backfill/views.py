@@ -27,7 +27,6 @@ from sqlalchemy.engine import URL
 from . import db, novadb
 from .errors import BadInput
 from .redact import mask_url
-from .state import resolve_state_location
 from .tables import nova
 
 Role = Literal["admin", "member"]
@@ -109,10 +108,6 @@ class InstanceActions:
     events: dict[int, list[dict]] = field(default_factory=dict)
 
 
-def _engine(url: URL) -> sa.Engine:
-    return db.create_engine(url, resolve_state_location(url), attach="never")
-
-
 def _find_instance(conn: sa.Connection, uuid: str) -> tuple[str | None, bool]:
     names = set(sa.inspect(conn).get_table_names())
     for table, archived in (("instances", False), ("shadow_instances", True)):
@@ -130,7 +125,7 @@ def _find_instance(conn: sa.Connection, uuid: str) -> tuple[str | None, bool]:
 
 def load_actions(url: URL, instance_uuid: str, *, request_id: str | None = None) -> InstanceActions:
     """An instance's actions (newest first) and, for ``request_id``, its events."""
-    engine = _engine(url)
+    engine = db.create_engine(url)
     try:
         with db.connect(engine) as conn:
             try:
@@ -270,7 +265,7 @@ def failures(
     """Hosts ranked by failed events in ``[since, until)``, and the unknown-host count."""
     if top < 1:
         raise BadInput(f"--top must be at least 1 (got {top})")
-    engine = _engine(url)
+    engine = db.create_engine(url)
     try:
         with db.connect(engine) as conn:
             try:

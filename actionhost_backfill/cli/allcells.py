@@ -32,21 +32,15 @@ def run_all_cells(
     stop: threading.Event | None = None,
 ) -> None:
     """Load the cells, run ``task`` on each, print the table (or JSON), exit with the worst code."""
-    db, nova_conf, api_db = request.db, request.nova_conf, request.api_db
-    include_disabled, workers, json_output = (
-        request.include_disabled,
-        request.workers,
-        request.json_output,
-    )
-    if workers < 1:
-        raise BadInput(f"--workers must be at least 1 (got {workers})")
-    if db:
+    if request.workers < 1:
+        raise BadInput(f"--workers must be at least 1 (got {request.workers})")
+    if request.db:
         raise BadInput(
             "--all-cells reads each cell's URL from the API database: drop --db "
             "(and ACTIONHOST_DB_URL), pass --api-db or --nova-conf"
         )
-    conf = novaconf.read(nova_conf) if nova_conf else None
-    api_raw = api_db or (conf.require_api_database() if conf else None)
+    conf = novaconf.read(request.nova_conf) if request.nova_conf else None
+    api_raw = request.api_db or (conf.require_api_database() if conf else None)
     if not api_raw:
         raise BadInput(
             "--all-cells needs the Nova API database: pass --api-db URL, set "
@@ -56,12 +50,12 @@ def run_all_cells(
     found = cells.load_cells(
         api_url,
         database_connection=conf.database if conf else None,
-        include_disabled=include_disabled,
+        include_disabled=request.include_disabled,
     )
-    note(f"{title}: {len(found)} cells, {workers} at a time")
-    outcomes = cells.run_cells(found, task, workers=workers, stop=stop)
+    note(f"{title}: {len(found)} cells, {request.workers} at a time")
+    outcomes = cells.run_cells(found, task, workers=request.workers, stop=stop)
     code = cells.worst(outcomes)
-    if json_output:
+    if request.json_output:
         emit_json({"cells": [o.to_dict() for o in outcomes], "exit_code": code})
         raise typer.Exit(code)
     width = max(len("Cell"), *(len(o.cell.label) for o in outcomes))

@@ -193,6 +193,71 @@ def build_metadata(*, with_host: bool = True, with_shadow: bool = True) -> sa.Me
         sa.UniqueConstraint("host", "binary", "deleted", name="uniq_services0host0binary0deleted"),
         **_MYSQL,
     )
+    # Evidence older releases left behind (see docs/accuracy.md): the shelving
+    # host in system metadata, volume connectors in block device mappings, and
+    # the compute nodes that map a migration's node back to its host.
+    sa.Table(
+        "instance_system_metadata",
+        meta,
+        *_timestamps(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("key", sa.String(255), nullable=False),
+        sa.Column("value", sa.String(255)),
+        sa.Column(
+            "instance_uuid",
+            sa.String(36),
+            sa.ForeignKey("instances.uuid", name="instance_system_metadata_ibfk_1"),
+            nullable=False,
+        ),
+        sa.Column("deleted", sa.Integer),
+        sa.Index("instance_uuid", "instance_uuid"),
+        **_MYSQL,
+    )
+    sa.Table(
+        "block_device_mapping",
+        meta,
+        *_timestamps(),
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column(
+            "instance_uuid",
+            sa.String(36),
+            sa.ForeignKey("instances.uuid", name="block_device_mapping_instance_uuid_fkey"),
+        ),
+        sa.Column("uuid", sa.String(36)),
+        sa.Column("source_type", sa.String(255)),
+        sa.Column("destination_type", sa.String(255)),
+        sa.Column("device_name", sa.String(255)),
+        sa.Column("boot_index", sa.Integer),
+        sa.Column("delete_on_termination", sa.Boolean(create_constraint=False), default=False),
+        sa.Column("volume_id", sa.String(36)),
+        sa.Column("connection_info", sa.Text),
+        sa.Column("attachment_id", sa.String(36)),
+        sa.Column("deleted", sa.Integer),
+        sa.Index("volume_id", "volume_id"),
+        sa.Index("block_device_mapping_instance_uuid_idx", "instance_uuid"),
+        sa.UniqueConstraint("uuid", name="uniq_block_device_mapping0uuid"),
+        **_MYSQL,
+    )
+    sa.Table(
+        "compute_nodes",
+        meta,
+        *_timestamps(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("service_id", sa.Integer),
+        sa.Column("host", sa.String(255)),
+        sa.Column("uuid", sa.String(36)),
+        sa.Column("hypervisor_hostname", sa.String(255)),
+        sa.Column("hypervisor_type", sa.Text),
+        sa.Column("deleted", sa.Integer),
+        sa.Index("compute_nodes_uuid_idx", "uuid", unique=True),
+        sa.UniqueConstraint(
+            "host",
+            "hypervisor_hostname",
+            "deleted",
+            name="uniq_compute_nodes0host0hypervisor_hostname0deleted",
+        ),
+        **_MYSQL,
+    )
     if with_shadow:
         for name in list(meta.tables):
             _add_shadow(meta, meta.tables[name])

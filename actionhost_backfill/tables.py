@@ -55,6 +55,8 @@ def nova(name: str) -> sa.Table:
             sa.Column("instance_uuid", sa.String(36)),
             sa.Column("source_compute", sa.String(255)),
             sa.Column("dest_compute", sa.String(255)),
+            sa.Column("source_node", sa.String(255)),
+            sa.Column("dest_node", sa.String(255)),
             sa.Column("status", sa.String(255)),
             sa.Column("migration_type", sa.String(32)),
             sa.Column("old_instance_type_id", sa.Integer),
@@ -69,6 +71,7 @@ def nova(name: str) -> sa.Table:
             sa.Column("instance_uuid", sa.String(36)),
             sa.Column("host", sa.String(255)),
             sa.Column("code", sa.Integer),
+            sa.Column("message", sa.String(255)),
             sa.Column("created_at", sa.DateTime),
             sa.Column("deleted", sa.Integer),
         ]
@@ -77,6 +80,8 @@ def nova(name: str) -> sa.Table:
             sa.Column("id", sa.Integer, primary_key=True),
             sa.Column("uuid", sa.String(36)),
             sa.Column("host", sa.String(255)),
+            sa.Column("launched_on", sa.Text),
+            sa.Column("launched_at", sa.DateTime),
             sa.Column("project_id", sa.String(255)),
             sa.Column("vm_state", sa.String(255)),
             sa.Column("deleted", sa.Integer),
@@ -86,6 +91,33 @@ def nova(name: str) -> sa.Table:
             sa.Column("id", sa.Integer, primary_key=True),
             sa.Column("host", sa.String(255)),
             sa.Column("binary", sa.String(255)),
+            sa.Column("deleted", sa.Integer),
+        ]
+    elif base == "instance_system_metadata":
+        columns = [
+            sa.Column("id", sa.Integer, primary_key=True),
+            sa.Column("instance_uuid", sa.String(36)),
+            sa.Column("key", sa.String(255)),
+            sa.Column("value", sa.String(255)),
+            sa.Column("created_at", sa.DateTime),
+            sa.Column("deleted_at", sa.DateTime),
+            sa.Column("deleted", sa.Integer),
+        ]
+    elif base == "block_device_mapping":
+        columns = [
+            sa.Column("id", sa.Integer, primary_key=True),
+            sa.Column("instance_uuid", sa.String(36)),
+            sa.Column("connection_info", sa.Text),
+            sa.Column("attachment_id", sa.String(36)),
+            sa.Column("created_at", sa.DateTime),
+            sa.Column("deleted_at", sa.DateTime),
+            sa.Column("deleted", sa.Integer),
+        ]
+    elif base == "compute_nodes":
+        columns = [
+            sa.Column("id", sa.Integer, primary_key=True),
+            sa.Column("host", sa.String(255)),
+            sa.Column("hypervisor_hostname", sa.String(255)),
             sa.Column("deleted", sa.Integer),
         ]
     else:

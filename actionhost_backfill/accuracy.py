@@ -21,6 +21,10 @@ from .redact import mask_url
 from .simulate import TRUTH_TABLE, truth_tables
 from .tables import FILLED, LEFT_NULL, state
 
+#: Eras in release order (``simulate`` names each event's era after the
+#: release that recorded it).
+ERA_ORDER = ("kilo", "liberty", "mitaka", "newton", "ocata", "pike", "queens", "rocky")
+
 #: Targets on the default simulated history (issue 4).
 PRECISION_TARGET = 99.9
 RULE_PRECISION_TARGET = 99.0
@@ -43,6 +47,8 @@ class AccuracyReport:
     compute_was_null: int = 0
     compute_filled: int = 0
     not_examined: int = 0
+    by_era: dict[str, dict] = field(default_factory=dict)
+    """Per release that recorded the events: NULL events, filled, wrong, coverage, by rule."""
 
     @property
     def wrong(self) -> int:
@@ -91,6 +97,7 @@ class AccuracyReport:
             "compute_filled": self.compute_filled,
             "compute_coverage_pct": self.compute_coverage,
             "not_examined": self.not_examined,
+            "by_era": self.by_era,
             "targets": {
                 "precision_pct": PRECISION_TARGET,
                 "rule_precision_pct": RULE_PRECISION_TARGET,
@@ -218,6 +225,7 @@ def _measure(conn: sa.Connection, report: AccuracyReport, schema: str, examples:
             sa.select(sa.func.count()).select_from(joined).where(live, compute)
         ).scalar_one()
     )
+    report.by_era = _by_era(conn, truth, audit, base, compute)
     report.not_examined = int(
         conn.execute(
             sa.select(sa.func.count()).where(
@@ -229,3 +237,56 @@ def _measure(conn: sa.Connection, report: AccuracyReport, schema: str, examples:
             )
         ).scalar_one()
     )
+
+
+def _by_era(conn, truth, audit, base, compute) -> dict[str, dict]:
+    """Coverage and precision per release era (simulations written before eras: one era)."""
+    if "era" not in truth.c:
+        return {}
+    filled = sa.and_(
+        audit.c.event_table == truth.c.event_table,
+        audit.c.event_id == truth.c.event_id,
+        audit.c.outcome == FILLED,
+        audit.c.reverted_by.is_(None),
+    )
+    joined = truth.outerjoin(audit, filled)
+    is_filled = audit.c.event_id.is_not(None)
+    count_if = lambda condition: sa.func.sum(sa.case((condition, 1), else_=0))  # noqa: E731
+    eras: dict[str, dict] = {}
+    for era, events, compute_events, filled_n, wrong, compute_filled in conn.execute(
+        sa.select(
+            truth.c.era,
+            sa.func.count(),
+            count_if(compute),
+            count_if(is_filled),
+            count_if(sa.and_(is_filled, audit.c.host != truth.c.host)),
+            count_if(sa.and_(is_filled, compute)),
+        )
+        .select_from(joined)
+        .where(base)
+        .group_by(truth.c.era)
+    ):
+        filled_n, wrong, compute_filled = (
+            int(filled_n or 0),
+            int(wrong or 0),
+            int(compute_filled or 0),
+        )
+        eras[era] = {
+            "null_events": int(events),
+            "compute_null_events": int(compute_events or 0),
+            "filled": filled_n,
+            "wrong": wrong,
+            "precision_pct": _pct(filled_n - wrong, filled_n),
+            "compute_coverage_pct": _pct(compute_filled, int(compute_events or 0)),
+            "filled_by_rule": {},
+        }
+    for era, rule, count in conn.execute(
+        sa.select(truth.c.era, audit.c.rule, sa.func.count())
+        .select_from(truth.join(audit, filled))
+        .where(base)
+        .group_by(truth.c.era, audit.c.rule)
+    ):
+        if era in eras:
+            eras[era]["filled_by_rule"][rule] = int(count)
+    order = {name: index for index, name in enumerate(ERA_ORDER)}
+    return dict(sorted(eras.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))

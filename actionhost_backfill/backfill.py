@@ -155,8 +155,9 @@ class BackfillResult:
             if self.snapshot is None
             else {
                 "migrations": self.snapshot.migrations,
-                "named_events": self.snapshot.named_events,
-                "recorded_actions": self.snapshot.recorded_actions,
+                "events": self.snapshot.events,
+                "shelve_records": self.snapshot.shelve_records,
+                "volume_connectors": self.snapshot.volume_connectors,
                 "archived_actions": self.snapshot.archived_actions,
                 "compute_hosts": self.snapshot.compute_hosts,
                 "seconds": round(self.snapshot.seconds, 3),

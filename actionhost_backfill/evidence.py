@@ -1,28 +1,32 @@
-"""Fetch the evidence inference needs, per batch, in a few set-based queries.
+"""Read what inference needs, a chunk of instances at a time, in a few set-based queries.
 
 Nova's tables lack the indexes a per-instance lookup would need on every
 backend (migrations lead with ``deleted``, events have no index at all on
-PostgreSQL and SQLite, shadow tables have none anywhere), so each pass first
+PostgreSQL and SQLite, shadow tables have none anywhere), so each run first
 takes an *evidence snapshot* into TEMPORARY tables on the runner's own
 connection (nothing is written to the Nova or state schema, so a dry run
 can take one too):
 
-``ah_mig``     every migration, live and archived, indexed by instance;
-``ah_named``   every destination-side or build event (reschedules repeat them);
-``ah_rec``     per action, the host Nova itself recorded on its generic compute
-               events (values the toolkit wrote are excluded, so a resumed run
-               sees exactly the evidence an uninterrupted one saw);
+``ah_mig``   every migration, live and archived, indexed by instance;
+``ah_ev``    every event, live and archived, with its instance and the host
+             Nova recorded (values this toolkit wrote are blanked, so a
+             resumed run sees exactly the evidence an uninterrupted one saw);
+``ah_meta``  the ``shelved_host`` / ``shelved_at`` system metadata, any
+             ``deleted`` value (Kilo soft-deleted them), live and archived;
+``ah_vol``   volume attachments whose saved ``connection_info`` holds a
+             connector, live, detached and archived;
 ``ah_sact``, ``ah_sinst``, ``ah_sfault``
-               archived actions, instances and faults (shadow tables have no
-               indexes).
+             archived actions, instances and faults (shadow tables have no
+             indexes).
 
-Live instances, actions and faults are read fresh per batch through Nova's
+Live instances, actions and faults are read fresh per chunk through Nova's
 own indexes, and migrations changed since the snapshot are overlaid, so a move
 that happens during a long run is seen.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -32,7 +36,6 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from . import bulk, db
-from . import event_roles as roles
 from .bulk import chunks
 from .inference import (
     ActionRow,
@@ -42,21 +45,19 @@ from .inference import (
     InstanceRow,
     KnownHosts,
     MigrationRow,
-    NamedEvent,
-    RecordedPoint,
+    ShelveRecord,
+    VolumeRecord,
+    roles,
 )
 from .state import StateLocation, backend_of
 from .tables import FILLED, nova, state
 
 #: Margin for clock skew when overlaying migrations changed since the snapshot.
 SNAPSHOT_MARGIN = timedelta(minutes=10)
-
-_ROLE_NAMES = sorted(
-    roles.DEST_SELECTION
-    | roles.DEST_TARGETED
-    | roles.SOURCE_EVENTS
-    | {roles.BUILD_EVENT, roles.REBUILD_EVENT}
-)
+SHELVED_KEYS = ("shelved_host", "shelved_at")
+#: How ``shelved_at`` was written: ``timeutils.strtime()`` (Kilo, Liberty) or
+#: ``utcnow().isoformat()`` (Mitaka+), naive UTC.
+_SHELVED_AT_FORMATS = ("%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S")
 
 
 @dataclass
@@ -69,8 +70,9 @@ class BatchEvidence:
 @dataclass
 class SnapshotStats:
     migrations: int = 0
-    named_events: int = 0
-    recorded_actions: int = 0
+    events: int = 0
+    shelve_records: int = 0
+    volume_connectors: int = 0
     archived_actions: int = 0
     compute_hosts: int = 0
     seconds: float = 0.0
@@ -78,8 +80,33 @@ class SnapshotStats:
     details: dict = field(default_factory=dict)
 
 
+def parse_shelved_at(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    text = value.strip().removesuffix("Z")
+    for pattern in _SHELVED_AT_FORMATS:
+        try:
+            return datetime.strptime(text, pattern)
+        except ValueError:
+            continue
+    return None
+
+
+def connector_host(connection_info: str | None) -> str | None:
+    """The ``connector.host`` a legacy attachment saved (Mitaka+), or None."""
+    if not connection_info:
+        return None
+    try:
+        info = json.loads(connection_info)
+    except ValueError:
+        return None
+    connector = info.get("connector") if isinstance(info, dict) else None
+    host = connector.get("host") if isinstance(connector, dict) else None
+    return host if isinstance(host, str) and host else None
+
+
 class EvidenceSnapshot:
-    """Temporary evidence tables on one connection, and per-batch loading."""
+    """Temporary evidence tables on one connection, and per-chunk loading."""
 
     def __init__(
         self, conn: sa.Connection, location: StateLocation | None, *, audit_available: bool
@@ -88,7 +115,9 @@ class EvidenceSnapshot:
         self.backend = backend_of(conn.dialect.name)
         self.location = location
         self.audit_available = audit_available
-        names = set(sa.inspect(conn).get_table_names())
+        inspector = sa.inspect(conn)
+        names = set(inspector.get_table_names())
+        self.present = names
         self.has_services = "services" in names
         self.has_shadow = {
             t: f"shadow_{t}" in names
@@ -99,8 +128,18 @@ class EvidenceSnapshot:
                 "migrations",
                 "instance_faults",
                 "services",
+                "instance_system_metadata",
+                "block_device_mapping",
+                "compute_nodes",
             )
         }
+        bdm_columns = (
+            {c["name"] for c in inspector.get_columns("block_device_mapping")}
+            if "block_device_mapping" in names
+            else set()
+        )
+        self.has_bdm = {"connection_info", "created_at", "deleted_at"} <= bdm_columns
+        self.bdm_attachment_id = "attachment_id" in bdm_columns
         # MySQL under REPEATABLE READ (statement-based binlog) would lock every
         # row CREATE ... SELECT reads: copy through the client instead.
         self.copy_through_client = (
@@ -117,6 +156,8 @@ class EvidenceSnapshot:
             sa.Column("instance_uuid", sa.String(36)),
             sa.Column("source_compute", sa.String(255)),
             sa.Column("dest_compute", sa.String(255)),
+            sa.Column("source_node", sa.String(255)),
+            sa.Column("dest_node", sa.String(255)),
             sa.Column("status", sa.String(255)),
             sa.Column("migration_type", sa.String(32)),
             sa.Column("old_instance_type_id", sa.Integer),
@@ -124,8 +165,8 @@ class EvidenceSnapshot:
             sa.Column("created_at", sa.DateTime),
             sa.Column("updated_at", sa.DateTime),
         )
-        self.t_named = sa.Table(
-            "ah_named",
+        self.t_ev = sa.Table(
+            "ah_ev",
             meta,
             sa.Column("instance_uuid", sa.String(36)),
             sa.Column("action_id", sa.Integer),
@@ -134,15 +175,23 @@ class EvidenceSnapshot:
             sa.Column("start_time", sa.DateTime),
             sa.Column("finish_time", sa.DateTime),
             sa.Column("result", sa.String(255)),
+            sa.Column("host", sa.String(255)),
         )
-        self.t_rec = sa.Table(
-            "ah_rec",
+        self.t_meta = sa.Table(
+            "ah_meta",
             meta,
             sa.Column("instance_uuid", sa.String(36)),
-            sa.Column("action_id", sa.Integer),
-            sa.Column("host_min", sa.String(255)),
-            sa.Column("host_max", sa.String(255)),
-            sa.Column("first_time", sa.DateTime),
+            sa.Column("key", sa.String(255)),
+            sa.Column("value", sa.String(255)),
+        )
+        self.t_vol = sa.Table(
+            "ah_vol",
+            meta,
+            sa.Column("instance_uuid", sa.String(36)),
+            sa.Column("connection_info", sa.Text),
+            sa.Column("created_at", sa.DateTime),
+            sa.Column("deleted_at", sa.DateTime),
+            sa.Column("deleted", sa.Integer),
         )
         self.t_sact = sa.Table(
             "ah_sact",
@@ -160,6 +209,8 @@ class EvidenceSnapshot:
             sa.Column("uuid", sa.String(36)),
             sa.Column("host", sa.String(255)),
             sa.Column("project_id", sa.String(255)),
+            sa.Column("launched_on", sa.Text),
+            sa.Column("launched_at", sa.DateTime),
         )
         self.t_null = sa.Table(
             "ah_null",
@@ -185,41 +236,55 @@ class EvidenceSnapshot:
             sa.Column("instance_uuid", sa.String(36)),
             sa.Column("host", sa.String(255)),
             sa.Column("created_at", sa.DateTime),
+            sa.Column("message", sa.String(255)),
         )
 
     # ------------------------------------------------------------------ snapshot
 
-    def take(self) -> SnapshotStats:
-        """Build (or rebuild) the temporary evidence tables."""
+    def _union(self, base: str, select_of) -> sa.Select | sa.CompoundSelect:
+        """``select_of(table)`` over the live table and its shadow copy, if any."""
+        parts = [select_of(nova(base))]
+        if self.has_shadow.get(base):
+            parts.append(select_of(nova(f"shadow_{base}")))
+        return sa.union_all(*parts) if len(parts) > 1 else parts[0]
+
+    def take(self, instances: list[str] | None = None) -> SnapshotStats:
+        """Build (or rebuild) the temporary evidence tables.
+
+        ``instances`` restricts them to those instances (``explain``); the
+        backfill and ``validate`` take everything.
+        """
         started = time.monotonic()
         self.taken_at = datetime.utcnow().replace(microsecond=0)
         conn = self.conn
-        m = nova("migrations")
-        mig_cols = lambda t: [  # noqa: E731
-            t.c.id,
-            t.c.instance_uuid,
-            t.c.source_compute,
-            t.c.dest_compute,
-            t.c.status,
-            sa.cast(t.c.migration_type, sa.String(32)).label("migration_type"),
-            t.c.old_instance_type_id,
-            t.c.new_instance_type_id,
-            t.c.created_at,
-            t.c.updated_at,
-        ]
-        parts = [sa.select(*mig_cols(m))]
-        if self.has_shadow["migrations"]:
-            parts.append(sa.select(*mig_cols(nova("shadow_migrations"))))
+
+        def only(column: sa.ColumnElement) -> sa.ColumnElement[bool]:
+            return sa.true() if instances is None else column.in_(instances)
+
         self._create(
-            "ah_mig", sa.union_all(*parts) if len(parts) > 1 else parts[0], ["instance_uuid"]
+            "ah_mig",
+            self._union(
+                "migrations",
+                lambda t: sa.select(*_migration_columns(t)).where(only(t.c.instance_uuid)),
+            ),
+            ["instance_uuid"],
         )
 
-        # Named and recorded events carry their instance (through their action,
-        # live or archived) so a batch loads them by instance, like the rest.
-        # Two primary-key joins, not a join on a UNION: MariaDB has no hash
-        # join and would scan the derived table per row.
-        def named(t):
+        # Events carry their instance (through their action, live or archived)
+        # so a chunk loads them by instance, like the rest.  Two primary-key
+        # joins, not a join on a UNION: MariaDB has no hash join and would scan
+        # the derived table per row.
+        def events(t: sa.Table):
             joined, owner = self._with_owner(t)
+            host = t.c.host
+            if self.audit_available and self.location is not None:
+                audit = state(self.location.schema).audit
+                written = sa.exists().where(
+                    audit.c.event_id == t.c.id,
+                    audit.c.outcome == FILLED,
+                    audit.c.reverted_by.is_(None),
+                )
+                host = sa.case((written, sa.null()), else_=t.c.host)
             return (
                 sa.select(
                     owner.label("instance_uuid"),
@@ -229,53 +294,44 @@ class EvidenceSnapshot:
                     t.c.start_time,
                     t.c.finish_time,
                     t.c.result,
+                    host.label("host"),
                 )
                 .select_from(joined)
-                .where(t.c.event.in_(sorted(roles.REPEAT_SENSITIVE)), owner.is_not(None))
+                .where(owner.is_not(None), only(owner))
             )
 
-        parts = [named(nova("instance_actions_events"))]
-        if self.has_shadow["instance_actions_events"]:
-            parts.append(named(nova("shadow_instance_actions_events")))
-        self._create(
-            "ah_named", sa.union_all(*parts) if len(parts) > 1 else parts[0], ["instance_uuid"]
-        )
+        self._create("ah_ev", self._union("instance_actions_events", events), ["instance_uuid"])
 
-        def recorded(t):
-            joined, owner = self._with_owner(t)
-            query = (
-                sa.select(owner.label("instance_uuid"), t.c.action_id, t.c.host, t.c.start_time)
-                .select_from(joined)
-                .where(
-                    t.c.host.is_not(None),
-                    t.c.event.startswith("compute_", autoescape=True),
-                    t.c.event.not_in(_ROLE_NAMES),
-                    owner.is_not(None),
-                )
+        if "instance_system_metadata" in self.present:
+            self._create(
+                "ah_meta",
+                self._union(
+                    "instance_system_metadata",
+                    lambda t: sa.select(t.c.instance_uuid, t.c.key, t.c.value).where(
+                        t.c.key.in_(SHELVED_KEYS), only(t.c.instance_uuid)
+                    ),
+                ),
+                ["instance_uuid"],
             )
-            if self.audit_available and self.location is not None:
-                audit = state(self.location.schema).audit
-                query = query.where(
-                    ~sa.exists().where(
-                        audit.c.event_id == t.c.id,
-                        audit.c.outcome == FILLED,
-                        audit.c.reverted_by.is_(None),
-                    )
-                )
-            return query
+        if self.has_bdm:
 
-        parts = [recorded(nova("instance_actions_events"))]
-        if self.has_shadow["instance_actions_events"]:
-            parts.append(recorded(nova("shadow_instance_actions_events")))
-        source = (sa.union_all(*parts) if len(parts) > 1 else parts[0]).subquery("r")
-        grouped = sa.select(
-            sa.func.min(source.c.instance_uuid).label("instance_uuid"),
-            source.c.action_id,
-            sa.func.min(source.c.host).label("host_min"),
-            sa.func.max(source.c.host).label("host_max"),
-            sa.func.min(source.c.start_time).label("first_time"),
-        ).group_by(source.c.action_id)
-        self._create("ah_rec", grouped, ["instance_uuid"])
+            def volumes(t: sa.Table):
+                query = sa.select(
+                    t.c.instance_uuid,
+                    t.c.connection_info,
+                    t.c.created_at,
+                    t.c.deleted_at,
+                    t.c.deleted,
+                ).where(
+                    t.c.connection_info.contains('"connector"', autoescape=True),
+                    only(t.c.instance_uuid),
+                )
+                if self.bdm_attachment_id:
+                    # New-style (Queens+) attachments store no connector.
+                    query = query.where(t.c.attachment_id.is_(None))
+                return query
+
+            self._create("ah_vol", self._union("block_device_mapping", volumes), ["instance_uuid"])
 
         if self.has_shadow["instance_actions"]:
             t = nova("shadow_instance_actions")
@@ -288,32 +344,89 @@ class EvidenceSnapshot:
                     t.c.start_time,
                     t.c.request_id,
                     t.c.project_id,
-                ),
+                ).where(only(t.c.instance_uuid)),
                 ["id", "instance_uuid"],
             )
         if self.has_shadow["instances"]:
             t = nova("shadow_instances")
-            self._create("ah_sinst", sa.select(t.c.uuid, t.c.host, t.c.project_id), ["uuid"])
+            self._create(
+                "ah_sinst",
+                sa.select(
+                    t.c.uuid, t.c.host, t.c.project_id, t.c.launched_on, t.c.launched_at
+                ).where(only(t.c.uuid)),
+                ["uuid"],
+            )
         if self.has_shadow["instance_faults"]:
             t = nova("shadow_instance_faults")
             self._create(
                 "ah_sfault",
-                sa.select(t.c.instance_uuid, t.c.host, t.c.created_at),
+                sa.select(
+                    t.c.instance_uuid,
+                    t.c.host,
+                    t.c.created_at,
+                    sa.func.substr(t.c.message, 1, 255).label("message"),
+                ).where(only(t.c.instance_uuid)),
                 ["instance_uuid"],
             )
+        self.hosts = self._known_hosts()
 
+        count = lambda t: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar() or 0  # noqa: E731
+        self.stats = SnapshotStats(
+            migrations=count(self.t_mig),
+            events=count(self.t_ev),
+            shelve_records=count(self.t_meta) if "instance_system_metadata" in self.present else 0,
+            volume_connectors=count(self.t_vol) if self.has_bdm else 0,
+            archived_actions=count(self.t_sact) if self.has_shadow["instance_actions"] else 0,
+            compute_hosts=len(self.hosts.compute),
+            seconds=time.monotonic() - started,
+            taken_at=self.taken_at,
+        )
+        conn.commit()
+        return self.stats
+
+    def _known_hosts(self) -> KnownHosts:
+        conn = self.conn
         hosts: set[str] = set()
         for column in (self.t_mig.c.source_compute, self.t_mig.c.dest_compute):
             hosts.update(r[0] for r in conn.execute(sa.select(column).distinct()) if r[0])
+        # Hosts Nova recorded on generic compute events are computes.
+        ev = self.t_ev
         hosts.update(
-            r[0] for r in conn.execute(sa.select(self.t_rec.c.host_min).distinct()) if r[0]
+            r[0]
+            for r in conn.execute(
+                sa.select(ev.c.host)
+                .where(
+                    ev.c.host.is_not(None),
+                    ev.c.event.startswith("compute_", autoescape=True),
+                    ev.c.event.not_in(
+                        sorted(roles.SOURCE_EVENTS | roles.DEST_SELECTION | roles.DEST_TARGETED)
+                    ),
+                )
+                .distinct()
+            )
+            if r[0]
         )
         i = nova("instances")
-        hosts.update(r[0] for r in conn.execute(sa.select(i.c.host).distinct()) if r[0])
+        for column in (i.c.host, i.c.launched_on):
+            hosts.update(r[0] for r in conn.execute(sa.select(column).distinct()) if r[0])
         if self.has_shadow["instances"]:
             hosts.update(
                 r[0] for r in conn.execute(sa.select(self.t_sinst.c.host).distinct()) if r[0]
             )
+        nodes: dict[str, str] = {}
+        if "compute_nodes" in self.present:
+            seen: dict[str, set[str]] = defaultdict(set)
+            for name in ("compute_nodes", "shadow_compute_nodes"):
+                if name in self.present:
+                    t = nova(name)
+                    for host, node in conn.execute(
+                        sa.select(t.c.host, t.c.hypervisor_hostname).distinct()
+                    ):
+                        if host and node:
+                            seen[node].add(host)
+                            hosts.add(host)
+            # A node name that maps to two hosts maps to none.
+            nodes = {node: next(iter(owners)) for node, owners in seen.items() if len(owners) == 1}
         # The services table names every host that ran nova-compute, and the
         # conductors and schedulers whose faults (NoValidHost...) say nothing.
         computes: set[str] = set()
@@ -328,19 +441,7 @@ class EvidenceSnapshot:
                         (computes if binary == "nova-compute" else others).add(host)
         hosts |= computes
         control = others - hosts
-        self.hosts = KnownHosts(frozenset(hosts - control), frozenset(control))
-
-        count = lambda t: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar() or 0  # noqa: E731
-        self.stats = SnapshotStats(
-            migrations=count(self.t_mig),
-            named_events=count(self.t_named),
-            recorded_actions=count(self.t_rec),
-            archived_actions=count(self.t_sact) if self.has_shadow["instance_actions"] else 0,
-            compute_hosts=len(self.hosts.compute),
-            seconds=time.monotonic() - started,
-            taken_at=self.taken_at,
-        )
-        return self.stats
+        return KnownHosts(frozenset(hosts - control), frozenset(control), nodes)
 
     def _create(
         self, name: str, select: sa.Select | sa.CompoundSelect, index_columns: list[str]
@@ -373,8 +474,9 @@ class EvidenceSnapshot:
 
     def _create_empty(self, table: sa.Table) -> None:
         """CREATE TEMPORARY TABLE with ``table``'s columns (and primary key)."""
+        quote = self.conn.dialect.identifier_preparer.quote
         columns = ", ".join(
-            f"{c.name} {c.type.compile(dialect=self.conn.dialect)}"
+            f"{quote(c.name)} {c.type.compile(dialect=self.conn.dialect)}"
             + (" PRIMARY KEY" if c.primary_key else "")
             for c in table.columns
         )
@@ -389,16 +491,7 @@ class EvidenceSnapshot:
             self.conn.exec_driver_sql(f"DROP TABLE IF EXISTS pg_temp.{name}")
 
     def drop(self) -> None:
-        for name in (
-            "ah_mig",
-            "ah_named",
-            "ah_rec",
-            "ah_sact",
-            "ah_sinst",
-            "ah_sfault",
-            "ah_null",
-            "ah_plan",
-        ):
+        for name in self.t_mig.metadata.tables:
             self._drop(name)
         self.conn.commit()
 
@@ -486,7 +579,7 @@ class EvidenceSnapshot:
             yield [EventRow(*r) for r in rows]
             after = rows[-1][0]
 
-    # ------------------------------------------------------------------ per batch
+    # ------------------------------------------------------------------ per chunk
 
     def load(self, events: list[EventRow], events_table: str) -> BatchEvidence:
         """Everything inference needs for these events' instances."""
@@ -502,24 +595,19 @@ class EvidenceSnapshot:
         histories = self._load_histories(uuids, instances, batch_actions, overlay)
         return BatchEvidence(batch_actions, histories, self.hosts)
 
+    def histories(self, uuids: list[str]) -> dict[str, InstanceHistory]:
+        """Whole histories of these instances (``explain``, ``validate``)."""
+        return self._load_histories(
+            uuids, self._instances(uuids), {}, self._recent_migrations(set(uuids))
+        )
+
     def _recent_migrations(self, uuids: set[str]) -> dict[str, list[MigrationRow]]:
         """Migrations updated since the snapshot (Nova keeps moving instances meanwhile)."""
         live = nova("migrations")
         since = (self.taken_at or datetime.utcnow()) - SNAPSHOT_MARGIN
         found: dict[str, list[MigrationRow]] = defaultdict(list)
         for r in self.conn.execute(
-            sa.select(
-                live.c.id,
-                live.c.instance_uuid,
-                live.c.source_compute,
-                live.c.dest_compute,
-                live.c.status,
-                sa.cast(live.c.migration_type, sa.String(32)).label("migration_type"),
-                live.c.old_instance_type_id,
-                live.c.new_instance_type_id,
-                live.c.created_at,
-                live.c.updated_at,
-            ).where(live.c.updated_at >= since)
+            sa.select(*_migration_columns(live)).where(live.c.updated_at >= since)
         ):
             if r.instance_uuid in uuids:
                 found[r.instance_uuid].append(_migration(r))
@@ -567,31 +655,67 @@ class EvidenceSnapshot:
         f = nova("instance_faults")
         for chunk in chunks(uuids):
             for r in conn.execute(
-                sa.select(f.c.instance_uuid, f.c.host, f.c.created_at).where(
-                    self._in(f.c.instance_uuid, chunk)
-                )
+                sa.select(
+                    f.c.instance_uuid, f.c.host, f.c.created_at, sa.func.substr(f.c.message, 1, 255)
+                ).where(self._in(f.c.instance_uuid, chunk))
             ):
-                faults[r[0]].append(FaultRow(r[1], r[2]))
+                faults[r[0]].append(FaultRow(r[1], r[2], r[3]))
             if self.has_shadow["instance_faults"]:
                 s = self.t_sfault
                 for r in conn.execute(
-                    sa.select(s.c.instance_uuid, s.c.host, s.c.created_at).where(
+                    sa.select(s.c.instance_uuid, s.c.host, s.c.created_at, s.c.message).where(
                         self._in(s.c.instance_uuid, chunk)
                     )
                 ):
-                    faults[r[0]].append(FaultRow(r[1], r[2]))
+                    faults[r[0]].append(FaultRow(r[1], r[2], r[3]))
 
-        points: dict[int, RecordedPoint] = {}
-        named: dict[int, list[NamedEvent]] = defaultdict(list)
-        rec, nm = self.t_rec, self.t_named
+        events: dict[int, list[EventRow]] = defaultdict(list)
+        ev = self.t_ev
         for chunk in chunks(uuids):
-            for r in conn.execute(sa.select(rec).where(self._in(rec.c.instance_uuid, chunk))):
-                if r.host_min == r.host_max and r.first_time is not None:
-                    points[r.action_id] = RecordedPoint(r.host_min, r.first_time)
-            for r in conn.execute(sa.select(nm).where(self._in(nm.c.instance_uuid, chunk))):
-                named[r.action_id].append(
-                    NamedEvent(r.id, r.event, r.start_time, r.finish_time, r.result)
-                )
+            for r in conn.execute(
+                sa.select(
+                    ev.c.action_id,
+                    ev.c.id,
+                    ev.c.event,
+                    ev.c.start_time,
+                    ev.c.finish_time,
+                    ev.c.result,
+                    ev.c.host,
+                ).where(self._in(ev.c.instance_uuid, chunk))
+            ):
+                events[r[0]].append(EventRow(r[1], r[0], r[2], r[3], r[4], r[5], r[6]))
+
+        shelve: dict[str, dict[str, list]] = defaultdict(lambda: {"hosts": [], "times": []})
+        if "instance_system_metadata" in self.present:
+            t = self.t_meta
+            for chunk in chunks(uuids):
+                for uuid, key, value in conn.execute(
+                    sa.select(t.c.instance_uuid, t.c.key, t.c.value).where(
+                        self._in(t.c.instance_uuid, chunk)
+                    )
+                ):
+                    if key == "shelved_host" and value:
+                        shelve[uuid]["hosts"].append(value)
+                    elif key == "shelved_at":
+                        shelve[uuid]["times"].append(parse_shelved_at(value))
+
+        volumes: dict[str, list[VolumeRecord]] = defaultdict(list)
+        if self.has_bdm:
+            t = self.t_vol
+            for chunk in chunks(uuids):
+                for uuid, info, created, deleted_at, deleted in conn.execute(
+                    sa.select(
+                        t.c.instance_uuid,
+                        t.c.connection_info,
+                        t.c.created_at,
+                        t.c.deleted_at,
+                        t.c.deleted,
+                    ).where(self._in(t.c.instance_uuid, chunk))
+                ):
+                    host = connector_host(info)
+                    if host is None or (deleted and deleted_at is None):
+                        continue  # detached at an unknown time: no lifetime to place
+                    volumes[uuid].append(VolumeRecord(host, created, deleted_at))
 
         histories: dict[str, InstanceHistory] = {}
         by_instance: dict[str, list[ActionRow]] = defaultdict(list)
@@ -603,16 +727,26 @@ class EvidenceSnapshot:
             migs_by_instance[migration.instance_uuid].append(migration)
         for uuid in uuids:
             actions = sorted(by_instance[uuid], key=lambda a: (a.start or datetime.min, a.id))
+            record = shelve.get(uuid)
             histories[uuid] = InstanceHistory(
                 uuid=uuid,
                 instance=instances.get(uuid),
                 actions=actions,
+                events={
+                    a.id: sorted(events[a.id], key=lambda e: (e.start or datetime.min, e.id))
+                    for a in actions
+                    if a.id in events
+                },
                 migrations=sorted(
                     migs_by_instance[uuid], key=lambda x: (x.created or datetime.min, x.id)
                 ),
                 faults=sorted(faults[uuid], key=lambda x: x.created or datetime.min),
-                points={a.id: points[a.id] for a in actions if a.id in points},
-                named={a.id: named[a.id] for a in actions if a.id in named},
+                shelve=ShelveRecord(
+                    tuple(record["hosts"]), tuple(t for t in record["times"] if t is not None)
+                )
+                if record and record["hosts"]
+                else None,
+                volumes=volumes.get(uuid, []),
             )
         return histories
 
@@ -647,7 +781,9 @@ class EvidenceSnapshot:
         i = nova("instances")
         for chunk in chunks(uuids):
             for r in conn.execute(
-                sa.select(i.c.uuid, i.c.host, i.c.project_id).where(self._in(i.c.uuid, chunk))
+                sa.select(
+                    i.c.uuid, i.c.host, i.c.project_id, i.c.launched_on, i.c.launched_at
+                ).where(self._in(i.c.uuid, chunk))
             ):
                 found[r[0]] = InstanceRow(*r)
         missing = [u for u in uuids if u not in found]
@@ -655,10 +791,29 @@ class EvidenceSnapshot:
             s = self.t_sinst
             for chunk in chunks(missing):
                 for r in conn.execute(
-                    sa.select(s.c.uuid, s.c.host, s.c.project_id).where(self._in(s.c.uuid, chunk))
+                    sa.select(
+                        s.c.uuid, s.c.host, s.c.project_id, s.c.launched_on, s.c.launched_at
+                    ).where(self._in(s.c.uuid, chunk))
                 ):
                     found.setdefault(r[0], InstanceRow(*r))
         return found
+
+
+def _migration_columns(t: sa.Table) -> list:
+    return [
+        t.c.id,
+        t.c.instance_uuid,
+        t.c.source_compute,
+        t.c.dest_compute,
+        t.c.source_node,
+        t.c.dest_node,
+        t.c.status,
+        sa.cast(t.c.migration_type, sa.String(32)).label("migration_type"),
+        t.c.old_instance_type_id,
+        t.c.new_instance_type_id,
+        t.c.created_at,
+        t.c.updated_at,
+    ]
 
 
 def _migration(r) -> MigrationRow:
@@ -672,4 +827,7 @@ def _migration(r) -> MigrationRow:
         kind,
         r.created_at,
         r.updated_at,
+        r.source_node,
+        r.dest_node,
+        bool(r.migration_type),
     )

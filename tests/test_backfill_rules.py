@@ -8,6 +8,7 @@ from actionhost_backfill import schema
 from actionhost_backfill.backfill import BackfillOptions, run_backfill
 from actionhost_backfill.db import parse_url
 from actionhost_backfill.history import HistoryBuilder
+from actionhost_backfill.inference import RULES
 from tests import scenarios
 
 
@@ -54,9 +55,22 @@ def test_every_rule_on_hand_built_histories(scenario_cell):
     # Every examined event is accounted for, and only NULL ones were examined.
     assert set(audit) == set(expect)
     used_rules = {rule for host, rule in expect.values() if host}
-    assert used_rules == {"migration-role", "fault-record", "host-timeline", "current-host"}
+    assert used_rules == set(RULES)
     assert result.filled == sum(1 for host, _ in expect.values() if host)
     assert sum(result.filled_by_rule.values()) + sum(result.null_by_reason.values()) == len(expect)
+
+
+@pytest.mark.parametrize("case", scenarios.CASES, ids=lambda f: f.__name__)
+def test_release_behaviour(cell, case):
+    """One history per release behaviour the first engine got wrong (issue 10)."""
+    builder = HistoryBuilder()
+    expect = scenarios.build_all(builder, scenarios=[case])
+    _load(cell, builder)
+    schema.upgrade(parse_url(cell.url))
+    run_backfill(parse_url(cell.url), BackfillOptions(include_shadow=True))
+    audit = _audit(cell)
+    got = {event_id: audit[event_id][:2] for event_id in expect}
+    assert got == expect
 
 
 def test_live_table_only_without_include_shadow(scenario_cell):

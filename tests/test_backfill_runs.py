@@ -491,7 +491,7 @@ def test_mysql_statement_binlog_snapshot_copies_through_the_client(cell, backend
 
     monkeypatch.setattr(EvidenceSnapshot, "_copy_through_client", spy)
     result = run_backfill(parse_url(cell.url), BackfillOptions(include_shadow=True))
-    assert {"ah_mig", "ah_named", "ah_rec"} <= set(copied)
+    assert {"ah_mig", "ah_ev", "ah_meta", "ah_vol"} <= set(copied)
     audit = {
         r[0]: (r[1], r[2])
         for r in cell.rows(f"SELECT event_id, host, rule FROM {cell.location.schema}.audit")

@@ -113,9 +113,9 @@ def print_summary(result: BackfillResult) -> None:
     if result.snapshot is not None:
         s = result.snapshot
         echo(
-            f"evidence: {s.migrations:,} migrations, {s.named_events:,} destination/build events, "
-            f"{s.recorded_actions:,} actions with recorded hosts, {s.compute_hosts:,} compute hosts "
-            f"(snapshot {s.seconds:.1f}s)"
+            f"evidence: {s.events:,} events, {s.migrations:,} migrations, "
+            f"{s.shelve_records:,} shelve records, {s.volume_connectors:,} volume connectors, "
+            f"{s.compute_hosts:,} compute hosts (snapshot {s.seconds:.1f}s)"
         )
     if result.samples:
         echo("sample:")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +13,7 @@ from ..accuracy import AccuracyReport, accuracy
 from ..backfill import BackfillOptions, run_backfill
 from ..db import parse_url
 from ..errors import EXIT_CODE_HELP, BadInput
+from ..releases import SIMULATED
 from ..simulate import SimulationOptions, SimulationResult, simulate
 from ..state import resolve_state_location
 from .app import app
@@ -36,7 +38,13 @@ EventsOption = Annotated[
 ]
 
 
-def _simulation_options(seed, events, instances, hosts, days, cutover) -> SimulationOptions:
+#: The Nova releases a simulated history can start and end with (Rocky follows the cut-over).
+ReleaseChoice = Enum("ReleaseChoice", {name: name for name in SIMULATED}, type=str)
+
+
+def _simulation_options(
+    seed, events, instances, hosts, days, cutover, first_release, last_release
+) -> SimulationOptions:
     return SimulationOptions(
         seed=seed,
         events=events,
@@ -44,6 +52,8 @@ def _simulation_options(seed, events, instances, hosts, days, cutover) -> Simula
         hosts=hosts,
         days=days,
         cutover=cutover,
+        first_release=first_release.value,
+        last_release=last_release.value,
     )
 
 
@@ -67,28 +77,50 @@ def simulate_command(
         int | None, typer.Option("--instances", help="Number of instances (instead of --events).")
     ] = None,
     hosts: Annotated[int, typer.Option("--hosts", help="Number of compute hosts.")] = 40,
-    days: Annotated[int, typer.Option("--days", help="Length of the history in days.")] = 730,
+    days: Annotated[int, typer.Option("--days", help="Length of the history in days.")] = 1460,
     cutover: Annotated[
         float,
         typer.Option(
             "--cutover",
-            help="Share of the period after which events carry their host (the Rocky upgrade).",
+            help="Share of the period after which the cloud runs Rocky (events carry their host).",
         ),
-    ] = 0.85,
+    ] = 0.88,
+    first_release: Annotated[
+        ReleaseChoice,
+        typer.Option(
+            "--first-release",
+            help="Nova release in service when the history starts.",
+            case_sensitive=False,
+        ),
+    ] = ReleaseChoice("kilo"),
+    last_release: Annotated[
+        ReleaseChoice,
+        typer.Option(
+            "--last-release",
+            help="Last release before the cut-over (each release gets an equal share).",
+            case_sensitive=False,
+        ),
+    ] = ReleaseChoice("queens"),
     json_output: JsonOption = False,
 ) -> None:
-    """Write a realistic Nova cell history with known true hosts (for tests and benchmarks).
+    """Write a Nova cell history recorded release by release, with known true hosts.
 
-    Only writes into an empty database: a new SQLite file, or an empty
-    PostgreSQL/MySQL database (the Nova tables are created when missing).  The
-    true host of every event goes to <state schema>.simulation_truth.
-    Default size: about 20,000 events.
+    The period before --cutover is shared equally by the releases --first-release
+    .. --last-release, each recording history the way that Nova release did
+    (Kilo: live migrations without events or rows, Liberty-Pike: a row per
+    rescheduled resize candidate, ...); from the cut-over on the cloud runs
+    Rocky and every event stores its host.  Only writes into an empty
+    database: a new SQLite file, or an empty PostgreSQL/MySQL database (the
+    Nova tables are created when missing).  The true host of every event goes
+    to <state schema>.simulation_truth.  Default size: about 20,000 events.
 
-    Example: actionhost-backfill simulate --db sqlite:///sim.sqlite --events 100000
+    Example: actionhost-backfill simulate --db sqlite:///sim.sqlite --events 100000 --first-release newton
     """
     if instances is not None and events is not None:
         raise BadInput("pass --events or --instances, not both")
-    options = _simulation_options(seed, events, instances, hosts, days, cutover)
+    options = _simulation_options(
+        seed, events, instances, hosts, days, cutover, first_release, last_release
+    )
     result = simulate(resolve_db(db, nova_conf), options, state_schema=state_schema)
     if json_output:
         emit_json(result.to_dict())
@@ -123,6 +155,19 @@ def print_accuracy(report: AccuracyReport) -> None:
         f"events (the inferable ones); {pct(report.coverage)} of all {report.was_null:,} NULL "
         "events (conductor_*/api_* ran on control-plane nodes recorded nowhere)"
     )
+    if report.by_era:
+        echo("by era (the release that recorded the events):")
+        echo(
+            f"  {'Era':<8} {'NULL compute_*':>14} {'Filled':>8} {'Wrong':>6} {'Coverage':>9}  Filled by rule"
+        )
+        for era, figures in report.by_era.items():
+            rules = ", ".join(
+                f"{rule} {n:,}" for rule, n in sorted(figures["filled_by_rule"].items())
+            )
+            echo(
+                f"  {era:<8} {figures['compute_null_events']:>14,} {figures['filled']:>8,} "
+                f"{figures['wrong']:>6,} {pct(figures['compute_coverage_pct']):>9}  {rules}"
+            )
     if report.not_examined:
         echo(f"not examined yet: {report.not_examined:,} NULL events (run the backfill again)")
     for example in report.wrong_examples:

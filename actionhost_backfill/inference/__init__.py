@@ -1,0 +1,87 @@
+"""How a host is inferred: what each action did (``steps``), the instance's
+host-constant segments and their evidence (``timeline``), and the decision
+for each event (``rules``), over rows read by ``evidence``.
+
+Everything here is pure: rows in, decisions out, no I/O.
+"""
+
+from __future__ import annotations
+
+from .model import (
+    ACTION_MISSING,
+    AMBIGUOUS,
+    BOUNDARY_SLACK,
+    CONTROL_PLANE,
+    CURRENT_HOST,
+    FAILED,
+    FAULT_RECORD,
+    FAULT_SLACK,
+    HOST_TIMELINE,
+    INSTANCE_MISSING,
+    LAUNCHED_ON,
+    MIGRATION_INCOMPLETE,
+    MIGRATION_ROLE,
+    MOVE_IN_FLIGHT,
+    NO_EVIDENCE,
+    NO_MIGRATION,
+    NO_TIME,
+    REASONS,
+    RECORDED_MEANWHILE,
+    RESCHEDULED_CANDIDATE,
+    RULES,
+    SHELVED_HOST,
+    UNKNOWN_EVENT,
+    VOLUME_CONNECTOR,
+    ActionRow,
+    Decision,
+    EventRow,
+    FaultRow,
+    InstanceHistory,
+    InstanceRow,
+    KnownHosts,
+    MigrationRow,
+    ShelveRecord,
+    VolumeRecord,
+)
+from .rules import decide, infer
+from .timeline import Timeline
+
+__all__ = [
+    "ACTION_MISSING",
+    "AMBIGUOUS",
+    "BOUNDARY_SLACK",
+    "CONTROL_PLANE",
+    "CURRENT_HOST",
+    "FAILED",
+    "FAULT_RECORD",
+    "FAULT_SLACK",
+    "HOST_TIMELINE",
+    "INSTANCE_MISSING",
+    "LAUNCHED_ON",
+    "MIGRATION_INCOMPLETE",
+    "MIGRATION_ROLE",
+    "MOVE_IN_FLIGHT",
+    "NO_EVIDENCE",
+    "NO_MIGRATION",
+    "NO_TIME",
+    "REASONS",
+    "RECORDED_MEANWHILE",
+    "RESCHEDULED_CANDIDATE",
+    "RULES",
+    "SHELVED_HOST",
+    "UNKNOWN_EVENT",
+    "VOLUME_CONNECTOR",
+    "ActionRow",
+    "Decision",
+    "EventRow",
+    "FaultRow",
+    "InstanceHistory",
+    "InstanceRow",
+    "KnownHosts",
+    "MigrationRow",
+    "ShelveRecord",
+    "Timeline",
+    "VolumeRecord",
+    "decide",
+    "infer",
+]

@@ -1,0 +1,189 @@
+"""What inference reads (one instance's rows) and what it decides.
+
+Plain frozen rows, filled by ``evidence`` from the cell database (live and
+``shadow_*`` tables alike) and by tests directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+# Rules: how a written value was obtained.
+MIGRATION_ROLE = "migration-role"
+FAULT_RECORD = "fault-record"
+HOST_TIMELINE = "host-timeline"
+CURRENT_HOST = "current-host"
+SHELVED_HOST = "shelved-host"
+LAUNCHED_ON = "launched-on"
+VOLUME_CONNECTOR = "volume-connector"
+RULES = (
+    MIGRATION_ROLE,
+    FAULT_RECORD,
+    HOST_TIMELINE,
+    CURRENT_HOST,
+    SHELVED_HOST,
+    LAUNCHED_ON,
+    VOLUME_CONNECTOR,
+)
+
+# Reasons: why a value stays NULL.
+CONTROL_PLANE = "control-plane"
+UNKNOWN_EVENT = "unknown-event"
+ACTION_MISSING = "action-missing"
+INSTANCE_MISSING = "instance-missing"
+NO_MIGRATION = "no-migration"
+MIGRATION_INCOMPLETE = "migration-incomplete"
+RESCHEDULED_CANDIDATE = "rescheduled-candidate"
+MOVE_IN_FLIGHT = "move-in-flight"
+AMBIGUOUS = "ambiguous"
+NO_EVIDENCE = "no-evidence"
+NO_TIME = "no-time"
+REASONS = (
+    CONTROL_PLANE,
+    UNKNOWN_EVENT,
+    ACTION_MISSING,
+    INSTANCE_MISSING,
+    NO_MIGRATION,
+    MIGRATION_INCOMPLETE,
+    RESCHEDULED_CANDIDATE,
+    MOVE_IN_FLIGHT,
+    AMBIGUOUS,
+    NO_EVIDENCE,
+    NO_TIME,
+)
+#: Filled by someone else between our read and our write: never overwritten.
+RECORDED_MEANWHILE = "recorded-meanwhile"
+
+#: Clocks: event times and faults are stamped by the conductor that served the
+#: compute's RPC, action starts by the API, migrations by API, conductor or
+#: compute (through a conductor); NTP keeps them within a second or so and
+#: MySQL keeps whole seconds.  A fault belongs to a failed event if stamped
+#: within FAULT_SLACK of it; anything within BOUNDARY_SLACK of a host change is
+#: treated as part of it.
+FAULT_SLACK = timedelta(seconds=1)
+BOUNDARY_SLACK = timedelta(seconds=2)
+SUCCESS = "Success"
+FAILED = "Error"
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    id: int
+    action_id: int | None
+    name: str | None
+    start: datetime | None
+    finish: datetime | None
+    result: str | None
+    host: str | None = None
+    """The host Nova recorded (Rocky+); None when NULL or written by this toolkit."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRow:
+    id: int
+    instance_uuid: str | None
+    name: str | None
+    start: datetime | None
+    request_id: str | None = None
+    project_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationRow:
+    id: int
+    instance_uuid: str
+    source: str | None
+    dest: str | None
+    status: str | None
+    kind: str
+    """Effective migration_type (NULL on Kilo rows, resolved by flavor ids)."""
+    created: datetime | None
+    updated: datetime | None
+    source_node: str | None = None
+    dest_node: str | None = None
+    typed: bool = True
+    """Whether ``migration_type`` was written (Liberty+); Kilo rows have it NULL."""
+
+
+@dataclass(frozen=True, slots=True)
+class FaultRow:
+    host: str | None
+    created: datetime | None
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRow:
+    uuid: str
+    host: str | None
+    project_id: str | None = None
+    launched_on: str | None = None
+    launched_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShelveRecord:
+    """The ``shelved_host`` / ``shelved_at`` system metadata of one instance.
+
+    Written together by the compute that ran an image-backed shelve; Kilo
+    soft-deletes them at unshelve, Liberty+ hard-deletes them.  ``hosts`` and
+    ``times`` hold every row found (any ``deleted`` value, live and archived).
+    """
+
+    hosts: tuple[str, ...]
+    times: tuple[datetime, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeRecord:
+    """A volume attachment whose saved ``connection_info`` names a connector host."""
+
+    connector_host: str
+    created: datetime | None
+    deleted_at: datetime | None
+
+
+@dataclass
+class InstanceHistory:
+    """Everything Nova left about one instance (live and archived)."""
+
+    uuid: str
+    instance: InstanceRow | None
+    actions: list[ActionRow] = field(default_factory=list)
+    """Sorted by (start, id)."""
+    events: dict[int, list[EventRow]] = field(default_factory=dict)
+    """Every event of each action, NULL host or not, sorted by (start, id)."""
+    migrations: list[MigrationRow] = field(default_factory=list)
+    faults: list[FaultRow] = field(default_factory=list)
+    shelve: ShelveRecord | None = None
+    volumes: list[VolumeRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class KnownHosts:
+    """What the cell knows about its hosts.
+
+    ``compute``: hosts that ran nova-compute (the services table, instances,
+    migrations, events Nova recorded).  ``control``: hosts that ran only
+    control-plane services (conductor faults such as NoValidHost carry the
+    conductor's name); their faults never settle anything.  ``nodes``: compute
+    node name -> host (``compute_nodes``), for migrations whose host column
+    Nova rewrote.
+    """
+
+    compute: frozenset[str] = frozenset()
+    control: frozenset[str] = frozenset()
+    nodes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    event_id: int
+    host: str | None
+    rule: str
+    """The rule that produced ``host``, or the reason it stays NULL."""
+
+    @property
+    def filled(self) -> bool:
+        return self.host is not None

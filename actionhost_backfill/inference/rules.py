@@ -1,0 +1,162 @@
+"""Decide the host of historical events, precision first (pure functions, no I/O).
+
+Each decision names the rule that produced its host, or the reason it stays
+NULL.  Rules, strongest first:
+
+``migration-role``
+    A source- or destination-side event takes the source or destination of
+    the migration row its move created (``steps``): the row's, the candidate
+    row's for a rejected candidate before Queens, nothing when the row cannot
+    be trusted for that event.
+``fault-record``
+    A failed event (not a repeated step) with exactly one fault recorded by a
+    compute host during it takes that fault's host, unless other evidence for
+    its segment disagrees.  A build whose last attempt failed: that attempt
+    takes the fault of its own window.
+``host-timeline`` / ``current-host``
+    Any other compute event takes the host of its segment (``timeline``) when
+    all evidence agrees.  ``current-host`` names the case of an instance that
+    never moved, settled by ``instances.host``.
+``shelved-host`` / ``launched-on`` / ``volume-connector``
+    The same, for segments settled only by what older releases left beside the
+    events: the shelving host in system metadata, the last claim's host, a
+    volume's saved connector.
+
+Moves in flight at an event's time settle nothing about it
+(``move-in-flight``).  ``conductor_*``, bare conductor names and ``api_*``
+events ran on control-plane nodes recorded nowhere (``control-plane``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from . import roles
+from .model import (
+    ACTION_MISSING,
+    AMBIGUOUS,
+    CONTROL_PLANE,
+    FAULT_RECORD,
+    HOST_TIMELINE,
+    INSTANCE_MISSING,
+    MOVE_IN_FLIGHT,
+    NO_EVIDENCE,
+    NO_MIGRATION,
+    NO_TIME,
+    RESCHEDULED_CANDIDATE,
+    UNKNOWN_EVENT,
+    ActionRow,
+    Decision,
+    EventRow,
+    InstanceHistory,
+    KnownHosts,
+)
+from .roles import Role
+from .timeline import Timeline
+
+#: Reasons a fault may overrule: the segment knows nothing, the fault does.
+_SILENT = frozenset({MOVE_IN_FLIGHT, NO_EVIDENCE, INSTANCE_MISSING, NO_TIME})
+
+
+def _with_fault(event: EventRow, fault: str | None, host: str | None, rule: str) -> Decision:
+    if fault is None:
+        return Decision(event.id, host, rule)
+    if host is None and rule in _SILENT:
+        return Decision(event.id, fault, FAULT_RECORD)
+    if host == fault:
+        return Decision(event.id, fault, FAULT_RECORD)
+    return Decision(event.id, None, AMBIGUOUS)
+
+
+def _build_attempt(event: EventRow, action: ActionRow, timeline: Timeline) -> Decision:
+    attempts = sorted(
+        (
+            e
+            for e in timeline.history.events.get(action.id, ())
+            if e.name in roles.BUILD_EVENTS and e.start is not None
+        ),
+        key=lambda e: (e.start, e.id),
+    )
+    if not attempts or attempts[-1].id != event.id:
+        # A rescheduled attempt: Success, no fault, on a host recorded nowhere.
+        return Decision(event.id, None, RESCHEDULED_CANDIDATE)
+    # Every attempt's finish went to the first row: that is the last one's end.
+    finishes = [e.finish for e in attempts if e.finish is not None]
+    fault = timeline.fault_host(event, finish=max(finishes) if finishes else event.start)
+    step = next((s for s in timeline.steps if s.action.id == action.id), None)
+    if step is None or not step.members_after:
+        # The build failed for good: the instance's host says nothing of this attempt.
+        return (
+            Decision(event.id, fault, FAULT_RECORD)
+            if fault
+            else Decision(event.id, None, NO_EVIDENCE)
+        )
+    host, rule = timeline.host_at(action, event.start)
+    return _with_fault(event, fault, host, rule)
+
+
+def _move_event(event: EventRow, role: Role, action: ActionRow, timeline: Timeline) -> Decision:
+    fault = timeline.fault_host(event)
+    if event.id in timeline.roles:
+        host, rule = timeline.roles[event.id]
+        if host is None:
+            return (
+                Decision(event.id, fault, FAULT_RECORD) if fault else Decision(event.id, None, rule)
+            )
+        if fault and fault != host:
+            return Decision(event.id, None, AMBIGUOUS)
+        return Decision(event.id, host, rule)
+    if fault:
+        return Decision(event.id, fault, FAULT_RECORD)
+    if role is Role.SOURCE and action.name in roles.MOVE_ACTIONS:
+        # No row names the source, but the source is where the instance was
+        # when the move was requested.
+        host, rule = timeline.host_of(timeline.segment_before(action), when_missing=NO_MIGRATION)
+        if host is not None:
+            return Decision(event.id, host, HOST_TIMELINE)
+    return Decision(event.id, None, NO_MIGRATION)
+
+
+def decide(
+    event: EventRow,
+    action: ActionRow | None,
+    history: InstanceHistory | None,
+    timeline: Timeline | None,
+    hosts: KnownHosts,
+) -> Decision:
+    """The decision for one event, given its instance's history."""
+    role = roles.role_of(event.name, action.name if action else None)
+    if role is Role.CONTROL_PLANE:
+        return Decision(event.id, None, CONTROL_PLANE)
+    if role is Role.UNKNOWN:
+        return Decision(event.id, None, UNKNOWN_EVENT)
+    if action is None or history is None or timeline is None:
+        return Decision(event.id, None, ACTION_MISSING)
+    if role in (Role.SOURCE, Role.DEST):
+        return _move_event(event, role, action, timeline)
+    if role is Role.BUILD and action.name == roles.CREATE:
+        return _build_attempt(event, action, timeline)
+    fault = timeline.fault_host(event)
+    host, rule = timeline.host_at(action, event.start)
+    return _with_fault(event, fault, host, rule)
+
+
+def infer(
+    events: Iterable[EventRow],
+    actions: dict[int, ActionRow],
+    histories: dict[str, InstanceHistory],
+    hosts: KnownHosts,
+) -> list[Decision]:
+    """Decisions for a batch of NULL-host events (one timeline per instance)."""
+    timelines: dict[str, Timeline] = {}
+    decisions = []
+    for event in events:
+        action = actions.get(event.action_id) if event.action_id is not None else None
+        history = histories.get(action.instance_uuid) if action and action.instance_uuid else None
+        timeline = None
+        if history is not None:
+            timeline = timelines.get(history.uuid)
+            if timeline is None:
+                timeline = timelines[history.uuid] = Timeline(history, hosts)
+        decisions.append(decide(event, action, history, timeline, hosts))
+    return decisions

@@ -1,0 +1,504 @@
+"""What each action did to an instance's host, as the releases that wrote it recorded it.
+
+One :class:`Step` per action that can change the host (build, cold move and
+its revert, live migration, evacuation, unshelve) or that acts on a move
+(confirm, cancel, force-complete): *when* the host may have changed (its
+zone), the host before and after when the rows prove them, and the host of
+each of its source- and destination-side events.
+
+Everything here follows what Nova Kilo ... Queens wrote, not today's Nova
+(docs/accuracy.md lists each behaviour with the release tags it was read at):
+
+* A host changes only inside a compute step: the end of
+  ``compute_resize_instance`` (to the destination), the start of
+  ``compute_finish_revert_resize`` (back), ``compute_post_live_migration_at_destination``,
+  the evacuation's ``compute_rebuild_instance``, an unshelve's or a build's
+  claim.  An action without that step moved nothing, whatever its migration
+  row says (an evacuation row becomes ``completed`` when the old source
+  restarts, rebuilt or not).
+* A migration row has no request id: it belongs to the move action during
+  which it was created.  Before Queens the destination created one row per
+  candidate (Kilo only for candidates that passed the claim); Queens
+  pre-creates one and each candidate overwrites its destination, and may
+  reuse a stale ``pre-migrating`` row of an earlier move.  The last row is
+  the move's; earlier ones are rejected candidates.
+* When a step repeats in one action, ``action_event_finish`` writes every
+  finish into the *first* row of that name: only start times and ids order
+  the attempts, and a repeated row's result is not its own.
+* Kilo live migrations have no events and no row; Kilo evacuations no row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from . import roles
+from .model import (
+    BOUNDARY_SLACK,
+    FAILED,
+    MIGRATION_INCOMPLETE,
+    MIGRATION_ROLE,
+    RESCHEDULED_CANDIDATE,
+    SUCCESS,
+    ActionRow,
+    EventRow,
+    InstanceHistory,
+    KnownHosts,
+    MigrationRow,
+)
+
+BUILD = "build"
+COLD_MOVE = "cold-move"
+REVERT = "revert"
+LIVE_MIGRATION = "live-migration"
+EVACUATION = "evacuation"
+UNSHELVE = "unshelve"
+PARTNER = "partner"
+
+#: Cold-move statuses written after the source started moving the instance
+#: (``migrating``), i.e. only by an action that ran ``compute_resize_instance``.
+_COLD_PROGRESSED = frozenset(
+    {"migrating", "post-migrating", "finished", "confirming", "confirmed", "reverting", "reverted"}
+)
+
+
+@dataclass
+class Step:
+    """What one action did to the instance's host."""
+
+    action: ActionRow
+    kind: str
+    zone: tuple[datetime, datetime | None] | None = None
+    """When the host may have changed (None: it did not change; open end: unknown end)."""
+    before: str | None = None
+    after: str | None = None
+    """Host after the zone, when the rows prove it (None: unknown)."""
+    note: str = ""
+    """Why ``after`` is what it is, for ``explain``."""
+    members_after: bool = False
+    """This action's own events belong to the segment after the zone (build, unshelve)."""
+    moves: bool = True
+    """Whether the host can differ after the zone (False for a build)."""
+    roles: dict[int, tuple[str | None, str]] = field(default_factory=dict)
+    """Decisions for this action's source/destination-side events: id -> (host, rule)."""
+    migration: MigrationRow | None = None
+    claim_host_known: bool = False
+    """A build or unshelve whose final claim is known to have succeeded (``launched_on``)."""
+
+
+def compute_events(history: InstanceHistory, action: ActionRow) -> list[EventRow]:
+    return [e for e in history.events.get(action.id, ()) if (e.name or "").startswith("compute_")]
+
+
+def named(events: list[EventRow], *names: str) -> list[EventRow]:
+    return [e for e in events if e.name in names]
+
+
+def single(events: list[EventRow], name: str) -> EventRow | None:
+    """The one event of that name (None when absent or repeated: a repeated row's result is not its own)."""
+    found = named(events, name)
+    return found[0] if len(found) == 1 else None
+
+
+def last_time(events: list[EventRow]) -> datetime | None:
+    times = [t for e in events for t in (e.start, e.finish) if t is not None]
+    return max(times) if times else None
+
+
+def _span(action: ActionRow, events: list[EventRow]) -> tuple[datetime, datetime] | None:
+    if action.start is None:
+        return None
+    end = last_time(events) or action.start
+    return (action.start - BOUNDARY_SLACK, max(end, action.start) + BOUNDARY_SLACK)
+
+
+# --------------------------------------------------------------------------- linking
+
+
+def link_rows(history: InstanceHistory) -> dict[int, list[MigrationRow]]:
+    """Each move action's migration rows: those created while it was the latest of its family.
+
+    A row is created during its move (API, conductor or destination), never
+    before the action's request and never after a later action that could
+    create rows of the same family started.
+    """
+    linked: dict[int, list[MigrationRow]] = {}
+    actions = [a for a in history.actions if a.start is not None]
+    for index, action in enumerate(actions):
+        family = roles.FAMILY_OF_ACTION.get(action.name or "")
+        if family is None:
+            continue
+        creators = roles.ROW_CREATORS[family]
+        window_end = next(
+            (a.start for a in actions[index + 1 :] if a.name in creators and a.start is not None),
+            None,
+        )
+        low = action.start - BOUNDARY_SLACK
+        rows = [
+            m
+            for m in history.migrations
+            if m.created is not None
+            and roles.family_of_row(m.kind) == family
+            and m.created >= low
+            and (window_end is None or m.created < window_end)
+        ]
+        linked[action.id] = sorted(rows, key=lambda m: (m.created, m.id))
+    return linked
+
+
+def _preceding(
+    history: InstanceHistory, action: ActionRow, names: frozenset[str]
+) -> ActionRow | None:
+    """The latest action named in ``names`` that started before ``action``."""
+    found = None
+    for other in history.actions:
+        if other.start is None or action.start is None:
+            continue
+        if (other.start, other.id) >= (action.start, action.id):
+            break
+        if other.name in names:
+            found = other
+    return found
+
+
+def cold_dest(migration: MigrationRow, hosts: KnownHosts) -> str | None:
+    """The real destination of a cold move.
+
+    Kilo ... Newton ``finish_revert_resize`` rewrites ``dest_compute :=
+    source_compute`` on revert (``dest_node`` keeps the real node; removed in
+    Ocata), so a reverted row naming its source twice is resolved through
+    ``compute_nodes``, or left unknown.
+    """
+    if not migration.dest:
+        return None
+    if migration.status != "reverted" or migration.dest != migration.source:
+        return migration.dest
+    if migration.dest_node and migration.source_node:
+        if migration.dest_node == migration.source_node:
+            return migration.dest  # a resize to the same host
+        host = hosts.nodes.get(migration.dest_node)
+        if host and host != migration.source:
+            return host
+    return None
+
+
+# --------------------------------------------------------------------------- per action
+
+
+def _build(history: InstanceHistory, action: ActionRow, next_start: datetime | None) -> Step:
+    events = compute_events(history, action)
+    attempts = sorted(
+        named(events, *roles.BUILD_EVENTS), key=lambda e: (e.start or action.start, e.id)
+    )
+    step = Step(action, BUILD, moves=False)
+    if not attempts or action.start is None:
+        step.note = "no build attempt reached a compute"
+        return step
+    last = attempts[-1]
+    start = last.start or action.start
+    # A final failure always leaves a fault after the last attempt started: the
+    # compute's (no retry left, build aborted) or the conductor's (no valid host,
+    # retries exhausted).  A rescheduled attempt leaves none.  Without one, the
+    # last attempt built the instance and its claim stuck (launched_on).
+    failed = any(
+        f.created is not None
+        and f.created >= start - BOUNDARY_SLACK
+        and (next_start is None or f.created < next_start)
+        for f in history.faults
+    )
+    if len(attempts) == 1 or not failed:
+        step.zone = (action.start, start)
+        step.members_after = True
+        step.claim_host_known = not failed
+        step.note = "built by its last attempt" if len(attempts) > 1 else "built at once"
+    else:
+        step.zone = _span(action, events)
+        step.note = "the build failed after a reschedule: its attempts settle nothing"
+    return step
+
+
+def _reused_later(
+    history: InstanceHistory, rows: list[MigrationRow], linked: dict[int, list[MigrationRow]]
+) -> bool:
+    """Whether a later Queens move may have taken over one of these rows.
+
+    Queens' conductor reuses *any* live ``pre-migrating`` row of the instance
+    and migration type, however old, and rewrites its destination and
+    status; that move then has no row of its own.  A row its own move left
+    ``pre-migrating`` (a rejected candidate, a move that died before the
+    source started) is then no evidence for its own move.  Kilo rows (type
+    NULL) never match Queens' filter.
+    """
+    typed = [r for r in rows if r.typed and r.created is not None]
+    if not typed:
+        return False
+    for other in history.actions:
+        if other.name not in roles.COLD_MOVES or linked.get(other.id) or other.start is None:
+            continue
+        kind = "resize" if other.name == roles.RESIZE else "migration"
+        if not named(compute_events(history, other), roles.PREP_RESIZE):
+            continue  # never reached a compute: nothing claimed a row
+        if any(r.kind == kind and r.created < other.start for r in typed):
+            return True
+    return False
+
+
+def _cold_move(
+    history: InstanceHistory,
+    action: ActionRow,
+    rows: list[MigrationRow],
+    hosts: KnownHosts,
+    linked: dict[int, list[MigrationRow]],
+) -> Step:
+    events = compute_events(history, action)
+    step = Step(action, COLD_MOVE)
+    final = rows[-1] if rows else None
+    step.migration = final
+    resize = named(events, roles.RESIZE_INSTANCE)
+    moved_on = len(resize) == 1 and resize[0].result == SUCCESS
+    # A row whose status says the source moved the instance must belong to an
+    # action that ran the source's step; and a row this action may have left
+    # pre-migrating may since have been rewritten by a later Queens move.
+    reused = _reused_later(history, rows, linked)
+    consistent = (
+        final is not None
+        and (final.status == "error" or (final.status in _COLD_PROGRESSED) == bool(resize))
+        and not (reused and not moved_on)
+    )
+    dest = cold_dest(final, hosts) if final is not None and consistent else None
+    for event in named(events, *roles.SOURCE_EVENTS):
+        if final is not None and final.source:
+            step.roles[event.id] = (final.source, MIGRATION_ROLE)
+    preps = sorted(named(events, roles.PREP_RESIZE), key=lambda e: (e.start or action.start, e.id))
+    one_to_one = (
+        consistent
+        and not reused
+        and len(rows) == len(preps)
+        and all(r.dest for r in rows)
+        and all(r.status == "pre-migrating" for r in rows[:-1])
+    )
+    for index, event in enumerate(preps):
+        if index < len(preps) - 1:
+            # A rejected candidate: before Queens its own row names it.
+            if one_to_one:
+                step.roles[event.id] = (rows[index].dest, MIGRATION_ROLE)
+            else:
+                step.roles[event.id] = (None, RESCHEDULED_CANDIDATE)
+        elif dest and (one_to_one or resize):
+            step.roles[event.id] = (dest, MIGRATION_ROLE)
+        else:
+            step.roles[event.id] = (None, MIGRATION_INCOMPLETE)
+    for event in named(events, roles.FINISH_RESIZE):
+        step.roles[event.id] = (dest, MIGRATION_ROLE) if dest else (None, MIGRATION_INCOMPLETE)
+    if not resize:
+        step.note = "the source never started moving it"
+        return step
+    step.zone = _span(action, events)
+    step.before = final.source if final is not None else None
+    if moved_on and dest:
+        step.after = dest
+        step.note = "compute_resize_instance succeeded: on the destination"
+    else:
+        step.note = "the move may or may not have happened"
+    return step
+
+
+def _revert(
+    history: InstanceHistory, action: ActionRow, move: Step | None, hosts: KnownHosts
+) -> Step:
+    events = compute_events(history, action)
+    step = Step(action, REVERT)
+    migration = move.migration if move is not None else None
+    usable = migration is not None and migration.status in ("reverting", "reverted", "error")
+    dest = cold_dest(migration, hosts) if usable else None
+    source = migration.source if usable else None
+    step.migration = migration if usable else None
+    for event in events:
+        if event.name == roles.REVERT_RESIZE_EVENT:
+            step.roles[event.id] = (dest, MIGRATION_ROLE) if dest else (None, MIGRATION_INCOMPLETE)
+        elif event.name in roles.SOURCE_EVENTS:
+            step.roles[event.id] = (
+                (source, MIGRATION_ROLE) if source else (None, MIGRATION_INCOMPLETE)
+            )
+    back = named(events, roles.FINISH_REVERT_RESIZE)
+    if not back:
+        step.note = "the source never took it back"
+        return step
+    step.zone = _span(action, events)
+    step.before = dest
+    if len(back) == 1 and back[0].result == SUCCESS and source:
+        step.after = source
+        step.note = "compute_finish_revert_resize succeeded: back on the source"
+    else:
+        step.note = "the revert may or may not have moved it back"
+    return step
+
+
+def _confirm(history: InstanceHistory, action: ActionRow, move: Step | None) -> Step:
+    step = Step(action, PARTNER, moves=False)
+    migration = move.migration if move is not None else None
+    for event in named(compute_events(history, action), *roles.SOURCE_EVENTS):
+        if migration is not None and migration.source:
+            step.roles[event.id] = (migration.source, MIGRATION_ROLE)
+    return step
+
+
+def _live_migration(
+    history: InstanceHistory,
+    action: ActionRow,
+    rows: list[MigrationRow],
+    next_start: datetime | None,
+) -> Step:
+    events = compute_events(history, action)
+    step = Step(action, LIVE_MIGRATION)
+    final = rows[-1] if rows else None
+    step.migration = final
+    if final is None:
+        if not events and action.start is not None:
+            # Kilo records a live migration with no events and no row, yet the
+            # host may have changed: anywhere until the next request.
+            end = next_start - timedelta(microseconds=1) if next_start is not None else None
+            step.zone = (action.start - BOUNDARY_SLACK, end)
+            step.note = "no migration row and no events (Kilo): the host may have changed"
+        elif events:
+            step.zone = _span(action, events)
+            step.note = "no migration row: the host may have changed"
+        return step
+    for event in named(events, *roles.SOURCE_EVENTS):
+        if final.source:
+            step.roles[event.id] = (final.source, MIGRATION_ROLE)
+    checks = sorted(named(events, roles.CHECK_DEST), key=lambda e: (e.start or action.start, e.id))
+    proceeded = bool(named(events, roles.LIVE_MIGRATION_EVENT, roles.PRE_LIVE_MIGRATION))
+    for index, event in enumerate(checks):
+        if index < len(checks) - 1:
+            step.roles[event.id] = (None, RESCHEDULED_CANDIDATE)
+        elif final.dest and (len(checks) == 1 or proceeded):
+            step.roles[event.id] = (final.dest, MIGRATION_ROLE)
+        else:
+            step.roles[event.id] = (None, MIGRATION_INCOMPLETE)
+    for event in named(
+        events, roles.PRE_LIVE_MIGRATION, roles.POST_LIVE_MIGRATION_AT_DEST, roles.ROLLBACK_AT_DEST
+    ):
+        step.roles[event.id] = (
+            (final.dest, MIGRATION_ROLE) if final.dest else (None, MIGRATION_INCOMPLETE)
+        )
+    post = named(events, roles.POST_LIVE_MIGRATION_AT_DEST)
+    if not post:
+        # The host changes only in post_live_migration_at_destination.
+        step.note = "the destination never took it over (rolled back or failed before)"
+        return step
+    step.zone = _span(action, events)
+    step.before = final.source
+    if len(post) == 1 and post[0].result == SUCCESS and final.dest:
+        step.after = final.dest
+        step.note = "post_live_migration_at_destination succeeded: on the destination"
+    else:
+        step.note = "post_live_migration_at_destination failed: either host"
+    return step
+
+
+def _live_partner(history: InstanceHistory, action: ActionRow, move: Step | None) -> Step:
+    step = Step(action, PARTNER, moves=False)
+    migration = move.migration if move is not None else None
+    for event in named(compute_events(history, action), *roles.SOURCE_EVENTS):
+        if migration is not None and migration.source:
+            step.roles[event.id] = (migration.source, MIGRATION_ROLE)
+    return step
+
+
+def _evacuation(history: InstanceHistory, action: ActionRow, rows: list[MigrationRow]) -> Step:
+    events = compute_events(history, action)
+    step = Step(action, EVACUATION)
+    final = rows[-1] if rows else None
+    step.migration = final
+    rebuilds = named(events, roles.REBUILD_EVENT)
+    for event in rebuilds:
+        if final is not None and final.dest:
+            step.roles[event.id] = (final.dest, MIGRATION_ROLE)
+        else:
+            step.roles[event.id] = (None, MIGRATION_INCOMPLETE)
+    if not rebuilds:
+        # No compute rebuilt it: nothing moved, even if the old source later
+        # marked the row completed.
+        step.note = "no destination rebuilt it"
+        return step
+    step.zone = _span(action, events)
+    if final is None:
+        step.note = "no migration row (Kilo): the host may have changed"
+        return step
+    step.before = final.source
+    rebuild = rebuilds[0] if len(rebuilds) == 1 else None
+    if rebuild is None:
+        step.note = "several rebuilds: either host"
+    elif rebuild.result == SUCCESS and final.status in ("done", "completed") and final.dest:
+        step.after = final.dest
+        step.note = "rebuilt on the destination"
+    elif rebuild.result == FAILED and final.status in ("failed", "error"):
+        # Liberty+ moves the host only at the end of a successful rebuild.
+        step.after = final.source
+        step.note = "the rebuild failed: still on the source"
+    else:
+        step.note = (
+            f"rebuild {rebuild.result or 'unfinished'} with status {final.status}: either host"
+        )
+    return step
+
+
+def _unshelve(history: InstanceHistory, action: ActionRow) -> Step:
+    step = Step(action, UNSHELVE)
+    claims = named(compute_events(history, action), roles.UNSHELVE_EVENT)
+    if not claims or action.start is None:
+        # Not offloaded (compute_start_instance on its host) or never scheduled.
+        step.moves = False
+        step.note = "stayed where it was shelved"
+        return step
+    first = min(claims, key=lambda e: (e.start or action.start, e.id))
+    step.zone = (action.start - BOUNDARY_SLACK, first.start or action.start)
+    step.members_after = True
+    step.claim_host_known = len(claims) == 1 and claims[0].result == SUCCESS
+    step.note = "unshelved onto a host chosen anew"
+    return step
+
+
+def analyze(history: InstanceHistory, hosts: KnownHosts) -> list[Step]:
+    """The steps of an instance's history, in action order."""
+    linked = link_rows(history)
+    steps: list[Step] = []
+    by_action: dict[int, Step] = {}
+    actions = [a for a in history.actions if a.start is not None]
+    for index, action in enumerate(actions):
+        next_start = actions[index + 1].start if index + 1 < len(actions) else None
+        name = action.name or ""
+        step: Step | None
+        if name == roles.CREATE:
+            step = _build(history, action, next_start)
+        elif name in roles.COLD_MOVES:
+            step = _cold_move(history, action, linked.get(action.id, []), hosts, linked)
+        elif name == roles.LIVE_MIGRATION:
+            step = _live_migration(history, action, linked.get(action.id, []), next_start)
+        elif name == roles.EVACUATE:
+            step = _evacuation(history, action, linked.get(action.id, []))
+        elif name == roles.UNSHELVE:
+            step = _unshelve(history, action)
+        elif name in roles.COLD_PARTNERS:
+            move = _preceding(history, action, roles.COLD_MOVES)
+            move_step = by_action.get(move.id) if move is not None else None
+            if name == roles.REVERT_RESIZE:
+                step = _revert(history, action, move_step, hosts)
+            else:
+                step = _confirm(history, action, move_step)
+        elif name in roles.LIVE_PARTNERS:
+            move = _preceding(history, action, frozenset({roles.LIVE_MIGRATION}))
+            step = _live_partner(history, action, by_action.get(move.id) if move else None)
+        elif named(compute_events(history, action), "compute_confirm_resize"):
+            # Deleting a resized instance confirms it first under the delete's
+            # request id: Queens attaches that confirm to the ``delete`` action.
+            move = _preceding(history, action, roles.COLD_MOVES)
+            step = _confirm(history, action, by_action.get(move.id) if move else None)
+        else:
+            step = None
+        if step is not None:
+            steps.append(step)
+            by_action[action.id] = step
+    return steps

@@ -1,0 +1,367 @@
+"""An instance's host-constant segments and the evidence for each.
+
+The instance's life splits at the zones where its host may have changed
+(``steps``).  Inside a segment every compute event that is not source- or
+destination-specific ran on the same host, so any trustworthy evidence in the
+segment settles all of it; evidence that disagrees settles nothing
+(``ambiguous``).  Each piece of evidence keeps its provenance, which names the
+rule of the values it settles:
+
+``migration``        the move that ends the segment names its source, the one
+                     that starts it its destination (only when the rows prove
+                     the move happened: see ``steps``)
+``recorded``         an event whose host Nova recorded (Rocky+)
+``fault``            a fault recorded by a compute host while one of the
+                     segment's generic events failed
+``instance-host``    ``instances.host`` for the last segment
+``shelved-host``     the ``shelved_host`` system metadata, for the segment of
+                     the shelve that wrote it
+``launched-on``      ``instances.launched_on``, for the segment that starts at
+                     the last claim, when that claim is known to have stuck
+``volume-connector`` the connector a volume attachment saved, when the
+                     attachment lived inside the segment
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from . import roles
+from .model import (
+    AMBIGUOUS,
+    BOUNDARY_SLACK,
+    CURRENT_HOST,
+    FAILED,
+    FAULT_SLACK,
+    HOST_TIMELINE,
+    INSTANCE_MISSING,
+    LAUNCHED_ON,
+    MOVE_IN_FLIGHT,
+    NO_EVIDENCE,
+    NO_TIME,
+    SHELVED_HOST,
+    VOLUME_CONNECTOR,
+    ActionRow,
+    EventRow,
+    FaultRow,
+    InstanceHistory,
+    KnownHosts,
+)
+from .steps import BUILD, UNSHELVE, Step, analyze, compute_events, last_time
+
+# Provenance of segment evidence.
+MIGRATION = "migration"
+RECORDED = "recorded"
+FAULT = "fault"
+INSTANCE_HOST = "instance-host"
+SHELVED = "shelved-host"
+LAUNCHED = "launched-on"
+VOLUME = "volume-connector"
+#: Evidence read since the first engine, stronger than what older releases left
+#: by the side: when a segment has both, its values are ``host-timeline``.
+_CLASSIC = frozenset({MIGRATION, RECORDED, FAULT, INSTANCE_HOST})
+
+#: Faults the conductor records when scheduling fails.  On an all-in-one node
+#: the conductor's host name is a compute's too, so the message tells them apart.
+_SCHEDULING_FAILURES = (
+    "No valid host",
+    "Exceeded max scheduling attempts",
+    "Exhausted all hosts available",
+)
+#: Actions during which a volume's connection may be rewritten on another host.
+_CONNECTION_MOVES = frozenset(
+    {
+        roles.CREATE,
+        roles.RESIZE,
+        roles.MIGRATE,
+        roles.LIVE_MIGRATION,
+        roles.EVACUATE,
+        roles.REVERT_RESIZE,
+        roles.UNSHELVE,
+    }
+)
+
+
+@dataclass
+class Zone:
+    """A stretch of time during which the host may change (one or more steps)."""
+
+    t0: datetime
+    t1: datetime | None
+    """None: open-ended (a Kilo live migration with nothing after it)."""
+    before: set[str] = field(default_factory=set)
+    after: set[str] = field(default_factory=set)
+    after_actions: set[int] = field(default_factory=set)
+    moves: bool = False
+    steps: list[Step] = field(default_factory=list)
+
+    def contains(self, when: datetime) -> bool:
+        return self.t0 <= when and (self.t1 is None or when <= self.t1)
+
+
+@dataclass
+class Segment:
+    evidence: dict[str, set[str]] = field(default_factory=dict)
+    """Host -> provenance of the evidence naming it."""
+
+    def add(self, host: str | None, kind: str) -> None:
+        if host:
+            self.evidence.setdefault(host, set()).add(kind)
+
+
+def _after(a: datetime | None, b: datetime | None) -> bool:
+    """Whether end ``a`` is later than end ``b`` (None is open-ended)."""
+    if a is None:
+        return b is not None
+    return b is not None and a > b
+
+
+def is_scheduling_failure(fault: FaultRow) -> bool:
+    return bool(fault.message) and any(p in fault.message for p in _SCHEDULING_FAILURES)
+
+
+class Timeline:
+    """An instance's segments, the evidence for each, and its steps' decisions."""
+
+    def __init__(self, history: InstanceHistory, hosts: KnownHosts):
+        self.history = history
+        self.hosts = hosts
+        self.broken = any(m.created is None for m in history.migrations)
+        """A migration we cannot place in time: trust nothing segment-based."""
+        self.steps = analyze(history, hosts)
+        self.roles: dict[int, tuple[str | None, str]] = {}
+        for step in self.steps:
+            self.roles.update(step.roles)
+        self.actions = {a.id: a for a in history.actions}
+        self.zones = self._merge([s for s in self.steps if s.zone is not None])
+        self._starts = [z.t0 for z in self.zones]
+        self.segments = [Segment() for _ in range(len(self.zones) + 1)]
+        self.never_moved = not any(z.moves for z in self.zones)
+        self._collect_evidence()
+
+    # Zones ------------------------------------------------------------------
+
+    @staticmethod
+    def _merge(steps: list[Step]) -> list[Zone]:
+        raw = []
+        for step in steps:
+            t0, t1 = step.zone
+            raw.append(
+                Zone(
+                    t0,
+                    t1,
+                    before={step.before} if step.before else set(),
+                    after={step.after} if step.after else set(),
+                    after_actions={step.action.id} if step.members_after else set(),
+                    moves=step.moves,
+                    steps=[step],
+                )
+            )
+        raw.sort(key=lambda z: (z.t0, z.t1 is None, z.t1 or z.t0))
+        merged: list[Zone] = []
+        for zone in raw:
+            last = merged[-1] if merged else None
+            if last is None or (last.t1 is not None and zone.t0 > last.t1):
+                merged.append(zone)
+                continue
+            # Overlapping host changes: one zone.  The host before it is what
+            # the earliest-starting change says; the host after, what the
+            # latest-ending one says (both, if tied: then they must agree).
+            if zone.t0 == last.t0:
+                last.before |= zone.before
+            if _after(zone.t1, last.t1):
+                last.after = set(zone.after)
+                last.t1 = zone.t1
+            elif zone.t1 == last.t1:
+                last.after |= zone.after
+            last.after_actions |= zone.after_actions
+            last.moves = last.moves or zone.moves
+            last.steps += zone.steps
+        return merged
+
+    # Placement --------------------------------------------------------------
+
+    def locate(self, action: ActionRow | None, when: datetime | None) -> int | None:
+        """The segment index of an event (None when inside a zone)."""
+        if action is not None:
+            for index, zone in enumerate(self.zones):
+                if action.id in zone.after_actions:
+                    return index + 1
+        if when is None:
+            return None
+        index = bisect.bisect_right(self._starts, when)  # zones starting at or before `when`
+        if index > 0 and self.zones[index - 1].contains(when):
+            return None
+        return index
+
+    def segment_before(self, action: ActionRow) -> int | None:
+        """The segment the instance was in when ``action`` was requested.
+
+        The one before the action's own zone if it has one; else the one its
+        request time falls in (None inside another action's zone).
+        """
+        for index, zone in enumerate(self.zones):
+            if any(step.action.id == action.id for step in zone.steps):
+                return index
+        return self.locate(None, action.start)
+
+    def zone_of(self, step: Step) -> int | None:
+        for index, zone in enumerate(self.zones):
+            if step in zone.steps:
+                return index
+        return None
+
+    # Evidence ---------------------------------------------------------------
+
+    def repeated(self, event: EventRow) -> bool:
+        """Whether the event's name repeats in its action (its finish and result are not its own)."""
+        same = [e for e in self.history.events.get(event.action_id, ()) if e.name == event.name]
+        return len(same) > 1
+
+    def fault_host(self, event: EventRow, *, finish: datetime | None = None) -> str | None:
+        """The single compute host that recorded a fault while this event failed."""
+        if event.start is None:
+            return None
+        if finish is None:
+            if event.result != FAILED or self.repeated(event):
+                return None
+            finish = event.finish or event.start
+        low, high = event.start - FAULT_SLACK, finish + FAULT_SLACK
+        recorders = {
+            f.host
+            for f in self.history.faults
+            if f.host
+            and f.created is not None
+            and low <= f.created <= high
+            and not is_scheduling_failure(f)
+        }
+        if len(recorders) != 1:
+            return None
+        (host,) = recorders
+        return None if host in self.hosts.control else host
+
+    def _collect_evidence(self) -> None:
+        history = self.history
+        for index, zone in enumerate(self.zones):
+            for host in zone.before:
+                self.segments[index].add(host, MIGRATION)
+            for host in zone.after:
+                self.segments[index + 1].add(host, MIGRATION)
+        for action in history.actions:
+            for event in history.events.get(action.id, ()):
+                if roles.role_of(event.name, action.name) is not roles.Role.GENERIC:
+                    continue
+                if event.host:
+                    self._add(action, event.start, event.host, RECORDED)
+                elif event.result == FAILED:
+                    fault = self.fault_host(event)
+                    if fault and fault in self.hosts.compute:
+                        self._add(action, event.start, fault, FAULT)
+        for step in self.steps:
+            # A move that moved nothing still says where the instance was when
+            # it was requested: its row's source is the instance's host then.
+            if step.zone is None and step.migration is not None and step.migration.source:
+                index = self.segment_before(step.action)
+                if index is not None:
+                    self.segments[index].add(step.migration.source, MIGRATION)
+        instance = history.instance
+        if instance is not None and instance.host:
+            self.segments[-1].add(instance.host, INSTANCE_HOST)
+        self._shelved_host()
+        self._launched_on()
+        self._volume_connectors()
+
+    def _add(self, action: ActionRow | None, when: datetime | None, host: str, kind: str) -> None:
+        segment = self.locate(action, when)
+        if segment is not None:
+            self.segments[segment].add(host, kind)
+
+    def _shelved_host(self) -> None:
+        """``shelved_host`` names the host of the shelve whose window holds ``shelved_at``."""
+        record = self.history.shelve
+        if record is None or len(set(record.hosts)) != 1 or len(record.times) != 1:
+            return  # several shelves left rows (Kilo soft-deletes them): cannot pair them
+        host, when = record.hosts[0], record.times[0]
+        if host in self.hosts.control:
+            return
+        matches = [
+            (action, event)
+            for action in self.history.actions
+            for event in self.history.events.get(action.id, ())
+            if event.name == roles.SHELVE_EVENT
+            and event.start is not None
+            and event.start - BOUNDARY_SLACK
+            <= when
+            <= (event.finish or event.start) + BOUNDARY_SLACK
+        ]
+        if len(matches) == 1:
+            action, event = matches[0]
+            self._add(action, event.start, host, SHELVED)
+
+    def _launched_on(self) -> None:
+        """``launched_on`` is the host of the last claim that succeeded (build or unshelve)."""
+        instance = self.history.instance
+        if instance is None or not instance.launched_on:
+            return
+        claims = [s for s in self.steps if s.kind in (BUILD, UNSHELVE) and s.zone is not None]
+        if not claims or not claims[-1].claim_host_known:
+            return
+        index = self.zone_of(claims[-1])
+        if index is not None:
+            self.segments[index + 1].add(instance.launched_on, LAUNCHED)
+
+    def _volume_connectors(self) -> None:
+        """A connector names the host where the attachment's connection was last made.
+
+        Only an attachment that lived entirely inside one segment says so,
+        clear of every action that could have reconnected it elsewhere (a
+        rolled-back live migration keeps the destination's connector).
+        """
+        if not self.history.volumes:
+            return
+        spans: list[tuple[datetime, datetime | None]] = [(z.t0, z.t1) for z in self.zones]
+        for action in self.history.actions:
+            if action.name in _CONNECTION_MOVES and action.start is not None:
+                end = last_time(compute_events(self.history, action)) or action.start
+                spans.append(
+                    (action.start - BOUNDARY_SLACK, max(end, action.start) + BOUNDARY_SLACK)
+                )
+        for volume in self.history.volumes:
+            if volume.created is None or volume.connector_host not in self.hosts.compute:
+                continue
+            low, high = volume.created, volume.deleted_at
+            if any(s0 <= (high or s0) and (s1 is None or low <= s1) for s0, s1 in spans):
+                continue
+            self._add(None, low, volume.connector_host, VOLUME)
+
+    # Decisions --------------------------------------------------------------
+
+    def host_of(self, index: int | None, *, when_missing: str) -> tuple[str | None, str]:
+        """(host, rule) or (None, reason) for a segment."""
+        if self.broken:
+            return None, AMBIGUOUS
+        if index is None:
+            return None, when_missing
+        segment = self.segments[index]
+        if len(segment.evidence) > 1:
+            return None, AMBIGUOUS
+        if not segment.evidence:
+            return None, INSTANCE_MISSING if self.history.instance is None else NO_EVIDENCE
+        ((host, kinds),) = segment.evidence.items()
+        if self.never_moved and index == len(self.segments) - 1 and INSTANCE_HOST in kinds:
+            return host, CURRENT_HOST
+        if kinds & _CLASSIC:
+            return host, HOST_TIMELINE
+        if SHELVED in kinds:
+            return host, SHELVED_HOST
+        if LAUNCHED in kinds:
+            return host, LAUNCHED_ON
+        return host, VOLUME_CONNECTOR
+
+    def host_at(self, action: ActionRow | None, when: datetime | None) -> tuple[str | None, str]:
+        """(host, rule) or (None, reason) for a generic compute event."""
+        return self.host_of(
+            self.locate(action, when), when_missing=MOVE_IN_FLIGHT if when is not None else NO_TIME
+        )

@@ -23,6 +23,8 @@ class ExitCode(enum.IntEnum):
     """Another backfill or revert holds this database's runner lock: try later."""
     DRIFT = 4
     """``verify`` found audited values that no longer match the table."""
+    WRONG_HOSTS = 5
+    """``validate`` found inferred hosts that differ from the ones Nova recorded."""
     BAD_INPUT = 127
     """Bad flag, URL, credentials, privileges or not a Nova database; nothing was changed."""
 
@@ -30,7 +32,8 @@ class ExitCode(enum.IntEnum):
 EXIT_CODE_HELP = (
     "Exit codes: 0 done; 1 partial, more to do (run again); 2 error, intervene "
     "(database unreachable or failing); 3 busy, another runner holds the lock; "
-    "4 verify found drift; 127 bad input, nothing changed."
+    "4 verify found drift; 5 validate found wrong hosts (do not backfill; report them); "
+    "127 bad input, nothing changed."
 )
 
 

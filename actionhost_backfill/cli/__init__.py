@@ -6,7 +6,13 @@ them, prints results and maps errors to exit codes (see ``app.RootGroup``).
 
 from __future__ import annotations
 
-from . import backfill_cmd, schema_cmd, sim_cmd, views_cmd  # noqa: F401  (register their commands)
+from . import (  # noqa: F401  (register their commands)
+    backfill_cmd,
+    schema_cmd,
+    sim_cmd,
+    validate_cmd,
+    views_cmd,
+)
 from .app import app
 
 

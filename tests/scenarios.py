@@ -275,6 +275,47 @@ def evacuation_done(h, t0) -> Expect:
     return life.done(host="cmp-d", launched_on="cmp-s")
 
 
+def evacuation_rows_taken_over(h, t0) -> Expect:
+    """Liberty+: the conductor fills the oldest ``accepted`` row of the instance, not its own.
+
+    The first evacuation found no host and left its row accepted; the second
+    rebuilt on cmp-b through that row, leaving its own accepted; the third
+    rebuilt on cmp-c through the second's row.  Which row says which
+    destination is unknowable: the rebuilds stay NULL, the sources still hold.
+    """
+    life = Life(h, t0)
+    life.build("cmp-a", "host-timeline")
+    a = life.action("evacuate")
+    first = life.migration("evacuation", "cmp-a", None, "accepted", created=life.at(S))
+    life.event(
+        a,
+        "rebuild_server",
+        CONDUCTOR,
+        "control-plane",
+        result="Error",
+        fault=CONDUCTOR,
+        message="No valid host was found. ",
+    )
+    b = life.action("evacuate", gap=2 * DAY)
+    second = life.migration("evacuation", "cmp-a", None, "accepted", created=life.at(S))
+    life.event(b, "rebuild_server", CONDUCTOR, "control-plane")
+    life.event(b, "compute_rebuild_instance", "cmp-b", "migration-incomplete", took=2 * MIN)
+    h.update_migration(
+        first, dest_compute="cmp-b", dest_node=node("cmp-b"), status="done", updated_at=life.t
+    )
+    life.generic("compute_reboot_instance", "cmp-b")
+    c = life.action("evacuate", gap=2 * DAY)
+    third = life.migration("evacuation", "cmp-b", None, "accepted", created=life.at(S))
+    life.event(c, "rebuild_server", CONDUCTOR, "control-plane")
+    life.event(c, "compute_rebuild_instance", "cmp-c", "migration-incomplete", took=2 * MIN)
+    h.update_migration(
+        second, dest_compute="cmp-c", dest_node=node("cmp-c"), status="done", updated_at=life.t
+    )
+    h.update_migration(third, status="completed", updated_at=life.t + DAY)
+    life.generic("compute_stop_instance", "cmp-c", gap=3 * DAY)
+    return life.done(host="cmp-c", launched_on="cmp-a")
+
+
 def shelve_still_shelved(h, t0) -> Expect:
     """Liberty+: ``shelved_host`` survives for an instance still shelved."""
     life = Life(h, t0)
@@ -770,6 +811,7 @@ SCENARIOS = [
     live_migration_completed,
     live_migration_rolled_back,
     evacuation_done,
+    evacuation_rows_taken_over,
     shelve_still_shelved,
     unshelve_settled_by_new_evidence,
     shelve_cycle_in_kilo,

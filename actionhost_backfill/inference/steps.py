@@ -407,12 +407,55 @@ def _live_partner(history: InstanceHistory, action: ActionRow, move: Step | None
     return step
 
 
-def _evacuation(history: InstanceHistory, action: ActionRow, rows: list[MigrationRow]) -> Step:
+def evacuation_rows_taken_over(
+    history: InstanceHistory, linked: dict[int, list[MigrationRow]]
+) -> bool:
+    """Whether an evacuation updated another evacuation's row.
+
+    The conductor looks the row up with ``.first()`` among the instance's
+    ``accepted`` rows, with no order and no time bound (Liberty+), so an
+    evacuation can fill the row an earlier, failed one left ``accepted``,
+    leaving its own ``accepted`` for a later one to fill.  It shows as a row
+    that progressed (claimed, rebuilt) although its own action rebuilt
+    nothing, or an action that rebuilt although its own row never moved.
+    """
+    for action in history.actions:
+        if action.name != roles.EVACUATE:
+            continue
+        rebuilt = bool(named(compute_events(history, action), roles.REBUILD_EVENT))
+        for row in linked.get(action.id, []):
+            claimed = row.status in ("pre-migrating", "done", "failed") or (
+                row.status == "completed" and row.dest_node is not None
+            )
+            if claimed and not rebuilt:
+                return True
+            if rebuilt and row.status == "accepted":
+                return True
+    return False
+
+
+def _evacuation(
+    history: InstanceHistory, action: ActionRow, rows: list[MigrationRow], taken_over: bool
+) -> Step:
     events = compute_events(history, action)
     step = Step(action, EVACUATION)
     final = rows[-1] if rows else None
     step.migration = final
     rebuilds = named(events, roles.REBUILD_EVENT)
+    if taken_over:
+        # Which evacuation filled which row is unknowable: only the sources,
+        # written by the API at each request, still hold.
+        for event in rebuilds:
+            step.roles[event.id] = (None, MIGRATION_INCOMPLETE)
+        if rebuilds:
+            step.zone = _span(action, events)
+            step.before = final.source if final is not None else None
+            step.note = (
+                "another evacuation updated a row of this instance: the destination is unknown"
+            )
+        else:
+            step.note = "no destination rebuilt it"
+        return step
     for event in rebuilds:
         if final is not None and final.dest:
             step.roles[event.id] = (final.dest, MIGRATION_ROLE)
@@ -466,6 +509,7 @@ def analyze(history: InstanceHistory, hosts: KnownHosts) -> list[Step]:
     linked = link_rows(history)
     steps: list[Step] = []
     by_action: dict[int, Step] = {}
+    taken_over: bool | None = None
     actions = [a for a in history.actions if a.start is not None]
     for index, action in enumerate(actions):
         next_start = actions[index + 1].start if index + 1 < len(actions) else None
@@ -478,7 +522,9 @@ def analyze(history: InstanceHistory, hosts: KnownHosts) -> list[Step]:
         elif name == roles.LIVE_MIGRATION:
             step = _live_migration(history, action, linked.get(action.id, []), next_start)
         elif name == roles.EVACUATE:
-            step = _evacuation(history, action, linked.get(action.id, []))
+            if taken_over is None:
+                taken_over = evacuation_rows_taken_over(history, linked)
+            step = _evacuation(history, action, linked.get(action.id, []), taken_over)
         elif name == roles.UNSHELVE:
             step = _unshelve(history, action)
         elif name in roles.COLD_PARTNERS:

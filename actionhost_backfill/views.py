@@ -25,9 +25,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from . import db, novadb
+from .bulk import chunks
 from .errors import BadInput
+from .provenance import CHANGED, INFERRED, RECORDED, UNKNOWN, Provenance, ProvenanceIndex
 from .redact import mask_url
-from .tables import nova
+from .state import resolve_state_location
+from .tables import FILLED, nova, state
 
 Role = Literal["admin", "member"]
 ROLES = ("admin", "member")
@@ -96,6 +99,45 @@ def actions_body(actions: list[dict]) -> dict:
     return {"instanceActions": [_action_fields(a) for a in actions]}
 
 
+def provenance_body(
+    events: list[dict], provenance: dict[int, Provenance], role: Role
+) -> list[dict] | None:
+    """Where each event's host came from, in the body's event order (admins only).
+
+    Kept apart from the API body so tools parsing the 2.62 keys see them
+    untouched; members get None, as the source of a host they may not see
+    would tell them about it.
+    """
+    if role != "admin":
+        return None
+    out = []
+    for event in events:
+        known = provenance.get(event["id"]) if event.get("host") else None
+        out.append(
+            {
+                "event": event.get("event"),
+                "start_time": api_time(event.get("start_time")),
+                "host": event.get("host"),
+                **(known.to_dict() if known else {"source": None}),
+            }
+        )
+    return out
+
+
+def host_sources(events: list[dict], provenance: dict[int, Provenance]) -> str:
+    """``2 recorded, 3 inferred``: where an action's event hosts came from."""
+    counts = Counter(
+        provenance[e["id"]].source if e["id"] in provenance else UNKNOWN
+        for e in events
+        if e.get("host")
+    )
+    unset = sum(1 for e in events if not e.get("host"))
+    parts = [f"{n} {source}" for source, n in sorted(counts.items())]
+    if unset:
+        parts.append(f"{unset} unknown host")
+    return ", ".join(parts)
+
+
 # --------------------------------------------------------------------------- reading
 
 
@@ -106,6 +148,8 @@ class InstanceActions:
     archived: bool
     actions: list[dict] = field(default_factory=list)
     events: dict[int, list[dict]] = field(default_factory=dict)
+    provenance: dict[int, Provenance] = field(default_factory=dict)
+    """Event id -> where its host came from (with ``provenance=True``)."""
 
 
 def _find_instance(conn: sa.Connection, uuid: str) -> tuple[str | None, bool]:
@@ -123,9 +167,22 @@ def _find_instance(conn: sa.Connection, uuid: str) -> tuple[str | None, bool]:
     )
 
 
-def load_actions(url: URL, instance_uuid: str, *, request_id: str | None = None) -> InstanceActions:
-    """An instance's actions (newest first) and, for ``request_id``, its events."""
-    engine = db.create_engine(url)
+def load_actions(
+    url: URL,
+    instance_uuid: str,
+    *,
+    request_id: str | None = None,
+    provenance: bool = False,
+    state_schema: str | None = None,
+    with_events: bool = False,
+) -> InstanceActions:
+    """An instance's actions (newest first) and, for ``request_id``, its events.
+
+    ``provenance``: also where each event's host came from (the state schema's
+    audit; ``unknown`` when there is none).
+    """
+    location = resolve_state_location(url, state_schema)
+    engine = db.create_engine(url, location, attach="if-exists")
     try:
         with db.connect(engine) as conn:
             try:
@@ -140,20 +197,28 @@ def load_actions(url: URL, instance_uuid: str, *, request_id: str | None = None)
                 query = query.order_by(actions_t.c.start_time.desc(), actions_t.c.id.desc())
                 result = InstanceActions(instance_uuid, project_id, archived)
                 result.actions = [dict(r) for r in conn.execute(query).mappings()]
-                if request_id is not None:
-                    if not result.actions:
+                if request_id is not None or with_events:
+                    if not result.actions and request_id is not None:
                         raise BadInput(
                             f"instance {instance_uuid} has no action with request id "
                             f"{request_id}: list them with `events list {instance_uuid}`"
                         )
                     ids = [a["id"] for a in result.actions]
-                    events = conn.execute(
-                        sa.select(events_t)
-                        .where(events_t.c.action_id.in_(ids))
-                        .order_by(events_t.c.start_time.desc(), events_t.c.id.desc())
-                    ).mappings()
-                    for event in events:
-                        result.events.setdefault(event["action_id"], []).append(dict(event))
+                    for chunk in chunks(ids):
+                        events = conn.execute(
+                            sa.select(events_t)
+                            .where(events_t.c.action_id.in_(chunk))
+                            .order_by(events_t.c.start_time.desc(), events_t.c.id.desc())
+                        ).mappings()
+                        for event in events:
+                            result.events.setdefault(event["action_id"], []).append(dict(event))
+                    if provenance:
+                        index = ProvenanceIndex(conn, location)
+                        result.provenance = index.lookup(
+                            conn,
+                            events_t.name,
+                            [(e["id"], e["host"]) for evs in result.events.values() for e in evs],
+                        )
                 return result
             except sa.exc.DBAPIError as exc:
                 raise db.translate_error(exc, url) from None
@@ -172,9 +237,12 @@ class HostFailures:
     first_seen: datetime | None = None
     last_seen: datetime | None = None
     request_ids: list[str] = field(default_factory=list)
+    sources: Counter = field(default_factory=Counter)
+    """Failed events by where their host came from (recorded, inferred, ...)."""
+    inferred_by_rule: Counter = field(default_factory=Counter)
 
     def to_dict(self) -> dict:
-        return {
+        body = {
             "host": self.host,
             "failed": self.failed,
             "events": dict(self.events.most_common()),
@@ -182,6 +250,15 @@ class HostFailures:
             "last_seen": api_time(self.last_seen),
             "request_ids": self.request_ids,
         }
+        if self.host is not None:
+            body["provenance"] = {
+                RECORDED: self.sources[RECORDED],
+                INFERRED: self.sources[INFERRED],
+                CHANGED: self.sources[CHANGED],
+                UNKNOWN: self.sources[UNKNOWN],
+                "inferred_by_rule": dict(sorted(self.inferred_by_rule.items())),
+            }
+        return body
 
 
 @dataclass
@@ -193,6 +270,8 @@ class FailuresReport:
     unknown: HostFailures
     """Failed events whose host is still NULL (never hidden)."""
     total_hosts: int = 0
+    provenance_available: bool = False
+    recorded_only: bool = False
 
     def to_dict(self) -> dict:
         return {
@@ -202,6 +281,8 @@ class FailuresReport:
             "hosts": [h.to_dict() for h in self.hosts],
             "hosts_with_failures": self.total_hosts,
             "unknown_host": self.unknown.to_dict(),
+            "provenance_available": self.provenance_available,
+            "recorded_only": self.recorded_only,
         }
 
 
@@ -224,11 +305,14 @@ def failures_query(
     host: str | None,
     event: str | None,
     known: bool,
+    provenance: ProvenanceIndex | None = None,
 ) -> sa.Select:
     """Failed events grouped by host and event name, for the live events table.
 
     With ``host`` the WHERE clause is ``host = :host`` first: an index range
-    scan on ``actionhost_events_host_idx``.
+    scan on ``actionhost_events_host_idx``.  With ``provenance`` each group is
+    also split by what the audit says of the host (``written``: a run's value
+    and rule, or none) and whether a backfill run examined the event.
     """
     e = nova("instance_actions_events")
     conditions = [e.c.result == FAILED]
@@ -239,17 +323,44 @@ def failures_query(
     else:
         conditions.insert(0, e.c.host.is_(None))
     conditions += _window(e, since, until, event)
-    return (
-        sa.select(
-            e.c.host,
-            e.c.event,
-            sa.func.count().label("failed"),
-            sa.func.min(e.c.start_time).label("first_seen"),
-            sa.func.max(e.c.start_time).label("last_seen"),
-        )
-        .where(*conditions)
-        .group_by(e.c.host, e.c.event)
+    columns = [
+        e.c.host,
+        e.c.event,
+        sa.func.count().label("failed"),
+        sa.func.min(e.c.start_time).label("first_seen"),
+        sa.func.max(e.c.start_time).label("last_seen"),
+    ]
+    if provenance is None or not provenance.available:
+        return sa.select(*columns).where(*conditions).group_by(e.c.host, e.c.event)
+    audit = state(provenance.location.schema).audit
+    written = sa.case(
+        (audit.c.event_id.is_(None), sa.literal("none")),
+        (audit.c.host == e.c.host, sa.literal(INFERRED)),
+        else_=sa.literal(CHANGED),
+    ).label("written")
+    examined = sa.case((e.c.id <= provenance.examined.get(e.name, 0), 1), else_=0).label("examined")
+    joined = e.outerjoin(
+        audit,
+        sa.and_(
+            audit.c.event_id == e.c.id,
+            audit.c.outcome == FILLED,
+            audit.c.reverted_by.is_(None),
+        ),
     )
+    return (
+        sa.select(*columns, written, audit.c.rule, examined)
+        .select_from(joined)
+        .where(*conditions)
+        .group_by(e.c.host, e.c.event, written, audit.c.rule, examined)
+    )
+
+
+def _source(row, index: ProvenanceIndex | None) -> str:
+    if index is None or not index.available:
+        return UNKNOWN
+    if row["written"] != "none":
+        return row["written"]
+    return RECORDED if index.complete or not row["examined"] else UNKNOWN
 
 
 def failures(
@@ -261,24 +372,51 @@ def failures(
     event: str | None = None,
     top: int = 10,
     requests: int = 3,
+    recorded_only: bool = False,
+    state_schema: str | None = None,
 ) -> FailuresReport:
-    """Hosts ranked by failed events in ``[since, until)``, and the unknown-host count."""
+    """Hosts ranked by failed events in ``[since, until)``, and the unknown-host count.
+
+    Each host's failed events are split by where the host came from (the
+    audit in the state schema); ``recorded_only`` ranks hosts Nova recorded
+    only.
+    """
     if top < 1:
         raise BadInput(f"--top must be at least 1 (got {top})")
-    engine = db.create_engine(url)
+    location = resolve_state_location(url, state_schema)
+    engine = db.create_engine(url, location, attach="if-exists")
     try:
         with db.connect(engine) as conn:
             try:
                 novadb.require_nova(conn, (novadb.ACTIONS, novadb.EVENTS))
+                index = ProvenanceIndex(conn, location)
+                if recorded_only and not index.available:
+                    raise BadInput(
+                        f"--recorded-only needs the backfill's audit, but {location.describe()} "
+                        "has none: without it no host can be told recorded from inferred (pass "
+                        "the --state-schema the backfill used, or drop --recorded-only)"
+                    )
                 by_host: dict[str | None, HostFailures] = {}
                 passes = [False] if host is not None else [True, False]
                 for known in passes:
                     query = failures_query(
-                        since=since, until=until, host=host, event=event, known=known
+                        since=since,
+                        until=until,
+                        host=host,
+                        event=event,
+                        known=known,
+                        provenance=index if known or host is not None else None,
                     )
                     for row in conn.execute(query).mappings():
                         key = row["host"]
+                        source = _source(row, index) if key is not None else None
+                        if recorded_only and key is not None and source != RECORDED:
+                            continue
                         entry = by_host.setdefault(key, HostFailures(key))
+                        if source is not None:
+                            entry.sources[source] += row["failed"]
+                            if source == INFERRED:
+                                entry.inferred_by_rule[row["rule"]] += row["failed"]
                         entry.failed += row["failed"]
                         entry.events[row["event"]] += row["failed"]
                         entry.first_seen = min(
@@ -291,7 +429,13 @@ def failures(
                 ranked = sorted(by_host.values(), key=lambda h: (-h.failed, h.host or ""))
                 shown = ranked[:top]
                 _attach_requests(
-                    conn, [*shown, unknown], requests, since=since, until=until, event=event
+                    conn,
+                    [*shown, unknown],
+                    requests,
+                    since=since,
+                    until=until,
+                    event=event,
+                    recorded_only=index if recorded_only else None,
                 )
                 return FailuresReport(
                     database=mask_url(url),
@@ -300,6 +444,8 @@ def failures(
                     hosts=shown,
                     unknown=unknown,
                     total_hosts=len(ranked),
+                    provenance_available=index.available,
+                    recorded_only=recorded_only,
                 )
             except sa.exc.DBAPIError as exc:
                 raise db.translate_error(exc, url) from None
@@ -307,13 +453,31 @@ def failures(
         engine.dispose()
 
 
-def _attach_requests(conn, entries: list[HostFailures], limit: int, *, since, until, event) -> None:
+def _attach_requests(
+    conn,
+    entries: list[HostFailures],
+    limit: int,
+    *,
+    since,
+    until,
+    event,
+    recorded_only: ProvenanceIndex | None = None,
+) -> None:
     """A few request ids per host (its latest failed actions) to look up with `events show`."""
     e, a = nova("instance_actions_events"), nova("instance_actions")
     for entry in entries:
         conditions = [e.c.host == entry.host if entry.host is not None else e.c.host.is_(None)]
         conditions.append(e.c.result == FAILED)
         conditions += _window(e, since, until, event)
+        if recorded_only is not None and entry.host is not None:
+            audit = state(recorded_only.location.schema).audit
+            conditions.append(
+                ~sa.exists().where(
+                    audit.c.event_id == e.c.id,
+                    audit.c.outcome == FILLED,
+                    audit.c.reverted_by.is_(None),
+                )
+            )
         latest = (
             sa.select(e.c.action_id, e.c.start_time, e.c.id)
             .where(*conditions)

@@ -208,6 +208,10 @@ def test_member_never_sees_the_host(host, project, fallback, result):
     text = json.dumps(views.action_body(action, [event], "member", instance_project_id=fallback))
     if host not in json.dumps(other, ensure_ascii=False) and host not in json.dumps(other):
         assert host not in text and host not in json.loads(text).__repr__()
+    # ... and provenance, which would tell of a host the member may not see, is admins' only.
+    known = {1: views.Provenance("inferred", "host-timeline", 1, host)}
+    assert views.provenance_body([{**event, "id": 1}], known, "member") is None
+    assert views.provenance_body([{**event, "id": 1}], known, "admin")[0]["source"] == "inferred"
     body = views.action_body(action, [event], "member", instance_project_id=fallback)
     admin = views.action_body(action, [event], "admin", instance_project_id=fallback)
     assert admin["instanceAction"]["events"][0]["host"] == host

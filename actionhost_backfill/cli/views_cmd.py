@@ -19,6 +19,7 @@ from .common import (
     IncludeDisabledOption,
     JsonOption,
     NovaConfOption,
+    StateSchemaOption,
     WorkersOption,
     echo,
     emit_json,
@@ -57,24 +58,45 @@ def show_command(
     request_id: Annotated[str, typer.Argument(help="Request id of the action (req-...).")],
     db: DbOption = None,
     nova_conf: NovaConfOption = None,
+    state_schema: StateSchemaOption = None,
     role: AsOption = "admin",
     json_output: Annotated[
         bool,
         typer.Option("--json", help="Print exactly the 2.62 API body (instanceAction)."),
     ] = False,
+    provenance: Annotated[
+        bool,
+        typer.Option(
+            "--provenance",
+            help="With --json: add a separate 'provenance' list (recorded or inferred, rule, "
+            "run) next to the untouched API body; admins only.",
+        ),
+    ] = False,
 ) -> None:
     """One action and its events, with host (admins) and hostId (everyone).
+
+    For admins each host says where it came from: recorded by Nova, or
+    inferred by a backfill run (rule and run), or changed since a run wrote
+    it; "provenance unknown" without the backfill's audit.  Members see
+    neither host nor provenance.
 
     Example: actionhost-backfill events show 9f2c... req-4c1d... --as member --json
     """
     if role not in views.ROLES:
         raise BadInput(f"--as must be admin or member (got {role!r})")
-    found = views.load_actions(resolve_db(db, nova_conf), instance, request_id=request_id)
-    action = found.actions[0]
-    body = views.action_body(
-        action, found.events.get(action["id"], []), role, instance_project_id=found.project_id
+    found = views.load_actions(
+        resolve_db(db, nova_conf),
+        instance,
+        request_id=request_id,
+        provenance=role == "admin",
+        state_schema=state_schema,
     )
+    action = found.actions[0]
+    events = found.events.get(action["id"], [])
+    body = views.action_body(action, events, role, instance_project_id=found.project_id)
     if json_output:
+        if provenance and role == "admin":
+            body["provenance"] = views.provenance_body(events, found.provenance, role)
         emit_json(body)
         return
     shown = body["instanceAction"]
@@ -86,9 +108,9 @@ def show_command(
         + (f", message {shown['message']}" if shown["message"] else "")
     )
     headers = ["Event", "Result", "Start Time", "Finish Time"]
-    headers += ["Host", "hostId"] if role == "admin" else ["hostId"]
+    headers += ["Host", "Host source", "hostId"] if role == "admin" else ["hostId"]
     rows = []
-    for event in shown["events"]:
+    for event, raw in zip(shown["events"], events, strict=True):
         row = [
             event["event"] or "",
             event["result"] or "",
@@ -97,6 +119,8 @@ def show_command(
         ]
         if role == "admin":
             row.append(event["host"] or "(unknown)")
+            known = found.provenance.get(raw["id"]) if event["host"] else None
+            row.append(known.label() if known else "")
         row.append(event["hostId"] or '""')
         rows.append(row)
     for line in _grid(headers, rows):
@@ -113,6 +137,7 @@ def list_command(
     instance: Annotated[str, typer.Argument(help="Instance UUID.")],
     db: DbOption = None,
     nova_conf: NovaConfOption = None,
+    state_schema: StateSchemaOption = None,
     json_output: Annotated[
         bool,
         typer.Option("--json", help="Print exactly the 2.62 API body (instanceActions)."),
@@ -120,18 +145,35 @@ def list_command(
 ) -> None:
     """An instance's actions, newest first, like `nova instance-action-list`.
 
+    The table adds, per action, how many of its events' hosts Nova recorded
+    and how many a backfill inferred (an admin view).
+
     Example: actionhost-backfill events list 9f2c...
     """
-    found = views.load_actions(resolve_db(db, nova_conf), instance)
+    found = views.load_actions(
+        resolve_db(db, nova_conf),
+        instance,
+        provenance=not json_output,
+        state_schema=state_schema,
+        with_events=not json_output,
+    )
     body = views.actions_body(found.actions)
     if json_output:
         emit_json(body)
         return
-    rows = [
-        [a["action"] or "", a["request_id"] or "", a["message"] or "", a["start_time"] or ""]
-        for a in body["instanceActions"]
-    ]
-    for line in _grid(["Action", "Request_ID", "Message", "Start_Time"], rows):
+    rows = []
+    for action, shown in zip(found.actions, body["instanceActions"], strict=True):
+        sources = views.host_sources(found.events.get(action["id"], []), found.provenance)
+        rows.append(
+            [
+                shown["action"] or "",
+                shown["request_id"] or "",
+                shown["message"] or "",
+                shown["start_time"] or "",
+                sources,
+            ]
+        )
+    for line in _grid(["Action", "Request_ID", "Message", "Start_Time", "Event hosts"], rows):
         echo(line)
 
 
@@ -171,6 +213,14 @@ def failures_command(
         str | None, typer.Option("--event", help="Only this event name, e.g. compute_prep_resize.")
     ] = None,
     top: Annotated[int, typer.Option("--top", help="How many hosts to show.")] = 10,
+    recorded_only: Annotated[
+        bool,
+        typer.Option(
+            "--recorded-only",
+            help="Count only failed events whose host Nova recorded (not inferred by a backfill).",
+        ),
+    ] = False,
+    state_schema: StateSchemaOption = None,
     all_time: Annotated[
         bool, typer.Option("--all-time", help="No start: every failed event on record.")
     ] = False,
@@ -194,6 +244,8 @@ def failures_command(
         "host": host,
         "event": event,
         "top": top,
+        "recorded_only": recorded_only,
+        "state_schema": state_schema,
     }
     if all_cells:
 
@@ -227,6 +279,8 @@ def failures_command(
             [
                 entry.host or "",
                 f"{entry.failed:,}",
+                f"{entry.sources['recorded']:,}",
+                f"{entry.sources['inferred']:,}",
                 top_events,
                 views.api_time(entry.first_seen) or "",
                 views.api_time(entry.last_seen) or "",
@@ -234,10 +288,21 @@ def failures_command(
             ]
         )
     if rows:
-        for line in _grid(
-            ["Host", "Failed", "Events", "First seen", "Last seen", "Recent requests"], rows
-        ):
+        headers = ["Host", "Failed", "Recorded", "Inferred", "Events", "First seen", "Last seen"]
+        for line in _grid([*headers, "Recent requests"], rows):
             echo(line)
+        other = sum(e.sources["changed-since"] + e.sources["unknown"] for e in report.hosts)
+        if not report.provenance_available:
+            echo(
+                "provenance unknown: no backfill audit in the state schema, so recorded and "
+                "inferred hosts cannot be told apart (pass the --state-schema the backfill used)"
+            )
+        elif other:
+            echo(
+                f"{other:,} failed events have a host changed since a run wrote it, or unknown provenance"
+            )
+        if report.recorded_only:
+            echo("counting only hosts Nova recorded (--recorded-only)")
     else:
         echo("no failed events with a known host")
     if report.total_hosts > len(report.hosts):

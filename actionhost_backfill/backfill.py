@@ -332,22 +332,25 @@ class _Runner:
     # -- one batch ---------------------------------------------------------
 
     def decide(
-        self, snapshot: EvidenceSnapshot, table: str, events: list[EventRow]
+        self, snapshot: EvidenceSnapshot, table: str, uuids: list[str], events: list[EventRow]
     ) -> list[Decision]:
-        evidence = snapshot.load(events, table)
+        evidence = snapshot.load(uuids)
         decisions = infer(events, evidence.actions, evidence.histories, evidence.hosts)
         if self.options.dry_run and self.options.sample:
-            self._sample(table, events, decisions, evidence)
+            self._sample(snapshot, table, events, decisions, evidence)
         return decisions
 
-    def _sample(self, table, events, decisions, evidence) -> None:
+    def _sample(self, snapshot, table, events, decisions, evidence) -> None:
         seen = Counter((s["rule"]) for s in self.result.samples)
         by_id = {e.id: e for e in events}
+        picked = []
         for decision in decisions:
             if seen[decision.rule] >= self.options.sample:
                 continue
             seen[decision.rule] += 1
-            event = by_id[decision.event_id]
+            picked.append((decision, by_id[decision.event_id]))
+        requests = snapshot.request_ids(sorted({e.action_id for _, e in picked if e.action_id}))
+        for decision, event in picked:
             action = evidence.actions.get(event.action_id)
             self.result.samples.append(
                 {
@@ -355,7 +358,7 @@ class _Runner:
                     "event_id": event.id,
                     "event": event.name,
                     "instance_uuid": action.instance_uuid if action else None,
-                    "request_id": action.request_id if action else None,
+                    "request_id": requests.get(event.action_id),
                     "host": decision.host,
                     "rule": decision.rule,
                 }
@@ -699,12 +702,12 @@ class _Runner:
             total = snapshot.prepare_plan(table, after, upper)
             bar = self._bar(total, f"plan {table}") if total else Silent()
             try:
-                for events in snapshot.null_chunks(PLAN_INSTANCES):
+                for uuids, events in snapshot.null_chunks(PLAN_INSTANCES):
                     if self.stop.is_set():
                         return None, decided
                     if lock is not None:
                         lock.check()
-                    decisions = self.decide(snapshot, table, events)
+                    decisions = self.decide(snapshot, table, uuids, events)
                     if tally:
                         self._tally(
                             Counter(

@@ -275,7 +275,7 @@ class EvidenceSnapshot:
         # joins, not a join on a UNION: MariaDB has no hash join and would scan
         # the derived table per row.
         def events(t: sa.Table):
-            joined, owner = self._with_owner(t)
+            joined, owner, action_name = self._with_owner(t, with_action=True)
             host = t.c.host
             if self.audit_available and self.location is not None:
                 audit = state(self.location.schema).audit
@@ -297,7 +297,7 @@ class EvidenceSnapshot:
                     host.label("host"),
                 )
                 .select_from(joined)
-                .where(owner.is_not(None), only(owner))
+                .where(owner.is_not(None), only(owner), _needed(t, action_name))
             )
 
         self._create("ah_ev", self._union("instance_actions_events", events), ["instance_uuid"])
@@ -497,16 +497,18 @@ class EvidenceSnapshot:
 
     # ------------------------------------------------------------------ planning
 
-    def _with_owner(self, t: sa.Table):
-        """``t`` joined to its action (live, else archived), and the instance it belongs to."""
+    def _with_owner(self, t: sa.Table, *, with_action: bool = False):
+        """``t`` joined to its action (live, else archived), and the instance it belongs to
+        (and, ``with_action``, the action's name)."""
         live = nova("instance_actions").alias("live_action")
         joined = t.outerjoin(live, live.c.id == t.c.action_id)
-        owner = live.c.instance_uuid
+        owner, name = live.c.instance_uuid, live.c.action
         if self.has_shadow["instance_actions"]:
             shadow = nova("shadow_instance_actions").alias("archived_action")
             joined = joined.outerjoin(shadow, shadow.c.id == t.c.action_id)
             owner = sa.func.coalesce(live.c.instance_uuid, shadow.c.instance_uuid)
-        return joined, owner
+            name = sa.func.coalesce(live.c.action, shadow.c.action)
+        return (joined, owner, name) if with_action else (joined, owner)
 
     def prepare_plan(self, events_table: str, after: int, upper: int) -> int:
         """Copy the NULL-host events of ``(after, upper]`` with their instance; empty the plan.
@@ -536,9 +538,9 @@ class EvidenceSnapshot:
         self.conn.commit()
         return int(count or 0)
 
-    def null_chunks(self, instances: int) -> Iterator[list[EventRow]]:
+    def null_chunks(self, instances: int) -> Iterator[tuple[list[str], list[EventRow]]]:
         """The NULL-host events, a chunk of whole instances at a time (uuid order),
-        then the events whose action is gone (id order)."""
+        then the events whose action is gone (id order, no instance)."""
         n = self.t_null
         columns = (n.c.id, n.c.action_id, n.c.event, n.c.start_time, n.c.finish_time, n.c.result)
         # The instance list is read once (tens of bytes per instance): asking
@@ -564,7 +566,7 @@ class EvidenceSnapshot:
                 key=lambda r: r[0],
             )
             self.conn.commit()
-            yield [EventRow(*r) for r in rows]
+            yield uuids, [EventRow(*r) for r in rows]
         after = 0
         while True:
             rows = self.conn.execute(
@@ -576,29 +578,42 @@ class EvidenceSnapshot:
             self.conn.commit()
             if not rows:
                 break
-            yield [EventRow(*r) for r in rows]
+            yield [], [EventRow(*r) for r in rows]
             after = rows[-1][0]
 
     # ------------------------------------------------------------------ per chunk
 
-    def load(self, events: list[EventRow], events_table: str) -> BatchEvidence:
-        """Everything inference needs for these events' instances."""
-        action_ids = sorted({e.action_id for e in events if e.action_id is not None})
-        batch_actions = self._actions_by_id(
-            action_ids, prefer_shadow=events_table.startswith("shadow_")
-        )
-        uuids = sorted({a.instance_uuid for a in batch_actions.values() if a.instance_uuid})
+    def load(self, uuids: list[str]) -> BatchEvidence:
+        """Everything inference needs for these instances (their actions, live and archived)."""
         # Instances first, then actions and the migration overlay: a move or
         # unshelve that changed instances.host before this read is then seen.
         instances = self._instances(uuids)
         overlay = self._recent_migrations(set(uuids))
-        histories = self._load_histories(uuids, instances, batch_actions, overlay)
-        return BatchEvidence(batch_actions, histories, self.hosts)
+        histories = self._load_histories(uuids, instances, overlay)
+        actions = {a.id: a for h in histories.values() for a in h.actions}
+        return BatchEvidence(actions, histories, self.hosts)
+
+    def request_ids(self, action_ids: list[int]) -> dict[int, str | None]:
+        """Request ids of these actions, live or archived (dry-run samples)."""
+        found: dict[int, str | None] = {}
+        ia = nova("instance_actions")
+        sources = [ia] + ([self.t_sact] if self.has_shadow["instance_actions"] else [])
+        for source in sources:
+            for chunk in chunks([i for i in action_ids if i not in found]):
+                found.update(
+                    conn_row
+                    for conn_row in self.conn.execute(
+                        sa.select(source.c.id, source.c.request_id).where(
+                            self._in(source.c.id, chunk)
+                        )
+                    ).all()
+                )
+        return found
 
     def histories(self, uuids: list[str]) -> dict[str, InstanceHistory]:
         """Whole histories of these instances (``explain``, ``validate``)."""
         return self._load_histories(
-            uuids, self._instances(uuids), {}, self._recent_migrations(set(uuids))
+            uuids, self._instances(uuids), self._recent_migrations(set(uuids))
         )
 
     def _recent_migrations(self, uuids: set[str]) -> dict[str, list[MigrationRow]]:
@@ -617,13 +632,12 @@ class EvidenceSnapshot:
         self,
         uuids: list[str],
         instances: dict[str, InstanceRow],
-        batch_actions: dict[int, ActionRow],
         overlay: dict[str, list[MigrationRow]],
     ) -> dict[str, InstanceHistory]:
         if not uuids:
             return {}
         conn = self.conn
-        all_actions: dict[int, ActionRow] = dict(batch_actions)
+        all_actions: dict[int, ActionRow] = {}
         ia = nova("instance_actions")
         for chunk in chunks(uuids):
             for r in conn.execute(
@@ -631,7 +645,7 @@ class EvidenceSnapshot:
                 sa.select(ia.c.id, ia.c.instance_uuid, ia.c.action, ia.c.start_time).where(
                     self._in(ia.c.instance_uuid, chunk)
                 )
-            ):
+            ).all():
                 all_actions.setdefault(r[0], ActionRow(*r))
             if self.has_shadow["instance_actions"]:
                 s = self.t_sact
@@ -639,13 +653,13 @@ class EvidenceSnapshot:
                     sa.select(s.c.id, s.c.instance_uuid, s.c.action, s.c.start_time).where(
                         self._in(s.c.instance_uuid, chunk)
                     )
-                ):
+                ).all():
                     all_actions.setdefault(r[0], ActionRow(*r))
 
         migrations: dict[int, MigrationRow] = {}
         m = self.t_mig
         for chunk in chunks(uuids):
-            for r in conn.execute(sa.select(m).where(self._in(m.c.instance_uuid, chunk))):
+            for r in conn.execute(sa.select(m).where(self._in(m.c.instance_uuid, chunk))).all():
                 migrations[r.id] = _migration(r)
         for uuid in uuids:
             for migration in overlay.get(uuid, ()):
@@ -658,7 +672,7 @@ class EvidenceSnapshot:
                 sa.select(
                     f.c.instance_uuid, f.c.host, f.c.created_at, sa.func.substr(f.c.message, 1, 255)
                 ).where(self._in(f.c.instance_uuid, chunk))
-            ):
+            ).all():
                 faults[r[0]].append(FaultRow(r[1], r[2], r[3]))
             if self.has_shadow["instance_faults"]:
                 s = self.t_sfault
@@ -666,7 +680,7 @@ class EvidenceSnapshot:
                     sa.select(s.c.instance_uuid, s.c.host, s.c.created_at, s.c.message).where(
                         self._in(s.c.instance_uuid, chunk)
                     )
-                ):
+                ).all():
                     faults[r[0]].append(FaultRow(r[1], r[2], r[3]))
 
         events: dict[int, list[EventRow]] = defaultdict(list)
@@ -682,7 +696,7 @@ class EvidenceSnapshot:
                     ev.c.result,
                     ev.c.host,
                 ).where(self._in(ev.c.instance_uuid, chunk))
-            ):
+            ).all():
                 events[r[0]].append(EventRow(r[1], r[0], r[2], r[3], r[4], r[5], r[6]))
 
         shelve: dict[str, dict[str, list]] = defaultdict(lambda: {"hosts": [], "times": []})
@@ -693,7 +707,7 @@ class EvidenceSnapshot:
                     sa.select(t.c.instance_uuid, t.c.key, t.c.value).where(
                         self._in(t.c.instance_uuid, chunk)
                     )
-                ):
+                ).all():
                     if key == "shelved_host" and value:
                         shelve[uuid]["hosts"].append(value)
                     elif key == "shelved_at":
@@ -711,7 +725,7 @@ class EvidenceSnapshot:
                         t.c.deleted_at,
                         t.c.deleted,
                     ).where(self._in(t.c.instance_uuid, chunk))
-                ):
+                ).all():
                     host = connector_host(info)
                     if host is None or (deleted and deleted_at is None):
                         continue  # detached at an unknown time: no lifetime to place
@@ -753,28 +767,6 @@ class EvidenceSnapshot:
     def _in(self, column: sa.ColumnElement, values: list) -> sa.ColumnElement[bool]:
         return db.in_values(column, values, self.backend)
 
-    def _actions_by_id(self, ids: list[int], *, prefer_shadow: bool) -> dict[int, ActionRow]:
-        conn = self.conn
-        found: dict[int, ActionRow] = {}
-        ia = nova("instance_actions")
-        sources = [ia]
-        if self.has_shadow["instance_actions"]:
-            sources = [self.t_sact, ia] if prefer_shadow else [ia, self.t_sact]
-        for source in sources:
-            missing = [i for i in ids if i not in found]
-            for chunk in chunks(missing):
-                query = sa.select(
-                    source.c.id,
-                    source.c.instance_uuid,
-                    source.c.action,
-                    source.c.start_time,
-                    source.c.request_id,
-                    source.c.project_id,
-                ).where(self._in(source.c.id, chunk))
-                for r in conn.execute(query):
-                    found[r[0]] = ActionRow(*r)
-        return found
-
     def _instances(self, uuids: list[str]) -> dict[str, InstanceRow]:
         conn = self.conn
         found: dict[str, InstanceRow] = {}
@@ -784,7 +776,7 @@ class EvidenceSnapshot:
                 sa.select(
                     i.c.uuid, i.c.host, i.c.project_id, i.c.launched_on, i.c.launched_at
                 ).where(self._in(i.c.uuid, chunk))
-            ):
+            ).all():
                 found[r[0]] = InstanceRow(*r)
         missing = [u for u in uuids if u not in found]
         if missing and self.has_shadow["instances"]:
@@ -794,9 +786,47 @@ class EvidenceSnapshot:
                     sa.select(
                         s.c.uuid, s.c.host, s.c.project_id, s.c.launched_on, s.c.launched_at
                     ).where(self._in(s.c.uuid, chunk))
-                ):
+                ).all():
                     found.setdefault(r[0], InstanceRow(*r))
         return found
+
+
+#: Actions whose every event inference reads (their time spans bound host changes).
+_ACTIONS_READ_WHOLE = sorted(
+    roles.MOVE_ACTIONS
+    | roles.COLD_PARTNERS
+    | roles.LIVE_PARTNERS
+    | {roles.CREATE, roles.UNSHELVE, roles.SHELVE, roles.SHELVE_OFFLOAD}
+)
+#: Events inference reads wherever they are.
+_EVENTS_READ = sorted(
+    roles.SOURCE_EVENTS
+    | roles.DEST_SELECTION
+    | roles.DEST_TARGETED
+    | roles.BUILD_EVENTS
+    | {roles.REBUILD_EVENT, roles.UNSHELVE_EVENT, roles.SHELVE_EVENT}
+)
+
+
+def _needed(t: sa.Table, action_name: sa.ColumnElement) -> sa.ColumnElement[bool]:
+    """The events inference reads: compute events, but not the bulk of history, a
+    successful step of an ordinary action whose host nobody recorded.
+
+    Those are still decided (from ``ah_null``); as evidence they say nothing: a
+    generic step settles a segment only through its recorded host or its
+    failure's fault, and a repeated step shows itself by rows 2..n, whose
+    result is NULL.
+    """
+    return sa.and_(
+        t.c.event.startswith("compute_", autoescape=True),
+        sa.or_(
+            action_name.in_(_ACTIONS_READ_WHOLE),
+            t.c.event.in_(_EVENTS_READ),
+            t.c.host.is_not(None),
+            t.c.result.is_(None),
+            t.c.result != "Success",
+        ),
+    )
 
 
 def _migration_columns(t: sa.Table) -> list:

@@ -87,13 +87,16 @@ _RSS_WRAPPER = (
 )
 
 
-def run_toolkit(url: str) -> dict:
-    """The CLI as an operator runs it; returns its JSON and its peak RSS."""
+def run_toolkit(url: str, checkout: Path = ROOT) -> dict:
+    """The CLI as an operator runs it (from ``checkout``); returns its JSON and its peak RSS."""
     command = [sys.executable, "-m", "actionhost_backfill", "backfill", "--db", url]
     command += ["--include-shadow", "--json", "--no-progress"]
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", _RSS_WRAPPER, *command], capture_output=True, cwd=ROOT
+        [sys.executable, "-c", _RSS_WRAPPER, *command],
+        capture_output=True,
+        cwd=checkout,
+        env={**os.environ, "PYTHONPATH": str(checkout)},
     )
     seconds = time.perf_counter() - started
     err = done.stderr.decode().strip().splitlines()
@@ -201,7 +204,62 @@ def run_naive(conn: sa.Connection, written: str, sample: int) -> dict:
     return {"rows": len(ids), "seconds": seconds}
 
 
-def bench_one(backend: str, events: int, naive_sample: int, workdir: Path, keep: bool) -> dict:
+def baseline_checkout(ref: str) -> Path:
+    """A worktree of ``ref`` (e.g. the commit before a change), to run its toolkit on the same data."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", ref], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    path = ROOT / ".cache" / f"baseline-{commit}"
+    if not path.exists():
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(path), commit],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+    return path
+
+
+def forget_runs(conn: sa.Connection, state: str) -> None:
+    """Empty the state tables so the next backfill starts a fresh run on the same data."""
+    for table in ("audit", "run_counts", "checkpoints", "runner_lease", "runs"):
+        conn.exec_driver_sql(f"DELETE FROM {state}.{table}")
+    conn.commit()
+
+
+def compare(url: str, baseline: Path, rounds: int = 2) -> dict:
+    """The toolkit and a baseline checkout, alternately, on the same rows; best of ``rounds``."""
+    location = resolve_state_location(parse_url(url))
+    engine = create_engine(parse_url(url), location)
+    seconds: dict[str, list[float]] = {"toolkit": [], "baseline": []}
+    try:
+        for _ in range(rounds):
+            for name, checkout in (("baseline", baseline), ("toolkit", ROOT)):
+                result = run_toolkit(url, checkout)
+                seconds[name].append(result["elapsed_seconds"])
+                with engine.connect() as conn:
+                    written = written_table(conn, location.schema)
+                    reset(conn, written)
+                    forget_runs(conn, location.schema)
+    finally:
+        engine.dispose()
+    best = {name: min(values) for name, values in seconds.items()}
+    return {
+        "toolkit_seconds": best["toolkit"],
+        "baseline_seconds": best["baseline"],
+        "toolkit_to_baseline_throughput": round(best["baseline"] / best["toolkit"], 3),
+        "rounds": seconds,
+    }
+
+
+def bench_one(
+    backend: str,
+    events: int,
+    naive_sample: int,
+    workdir: Path,
+    keep: bool,
+    baseline: Path | None = None,
+) -> dict:
     url, drop = fresh_database(backend, workdir)
     try:
         started = time.perf_counter()
@@ -210,6 +268,7 @@ def bench_one(backend: str, events: int, naive_sample: int, workdir: Path, keep:
         )
         sim_seconds = time.perf_counter() - started
         schema.upgrade(parse_url(url))
+        versus = compare(url, baseline) if baseline is not None else None
         toolkit = run_toolkit(url)
         location = resolve_state_location(parse_url(url))
         state = location.schema
@@ -257,6 +316,7 @@ def bench_one(backend: str, events: int, naive_sample: int, workdir: Path, keep:
             "batch_p99_ms": round(1000 * toolkit["batch_seconds"]["p99"], 1),
             "batches": toolkit["batches"],
             "peak_rss_mb": toolkit["peak_rss_mb"],
+            "baseline": versus,
         }
     finally:
         if not keep:
@@ -335,19 +395,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp"))
     parser.add_argument("--keep", action="store_true", help="Keep the databases afterwards.")
     parser.add_argument("--json", type=Path, help="Also write the results here.")
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="Also time the backfill of this git ref on the same data (alternating, best of 2).",
+    )
     args = parser.parse_args(argv)
+    baseline = baseline_checkout(args.baseline) if args.baseline else None
     backends = args.backend or ["postgresql", "mysql"]
     sizes = args.events or [1_000_000]
     results = []
     for backend in backends:
         for size in sizes:
             print(f"[bench] {backend}, {size:,} events ...", file=sys.stderr, flush=True)
-            results.append(bench_one(backend, size, args.naive_sample, args.workdir, args.keep))
+            results.append(
+                bench_one(backend, size, args.naive_sample, args.workdir, args.keep, baseline)
+            )
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     print(f"Machine: {machine()}\n")
     print(table(results))
     for line in scaling(results):
         print(f"\n{line}")
+    for r in results:
+        if r.get("baseline"):
+            b = r["baseline"]
+            print(
+                f"\n{r['backend']} {r['events']:,} events: toolkit {b['toolkit_seconds']:.2f}s, "
+                f"baseline {args.baseline} {b['baseline_seconds']:.2f}s: throughput ratio "
+                f"{b['toolkit_to_baseline_throughput']:.3f} (best of {len(b['rounds']['toolkit'])})"
+            )
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
     return 0

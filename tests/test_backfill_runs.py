@@ -142,9 +142,9 @@ def test_host_recorded_concurrently_is_never_overwritten(cell, backend):
     expect = _prepare(cell)
     target = min(i for i, (host, _) in expect.items() if host)
     writer = sa.create_engine(cell.url, isolation_level="AUTOCOMMIT")
-    original = EvidenceSnapshot.load
+    original = backfill_module._Runner.decide
 
-    def load_while_nova_writes(self, events, table):
+    def load_while_nova_writes(self, snapshot, table, uuids, events):
         if any(e.id == target for e in events):
             with writer.connect() as conn:  # Nova records the host between our read and our write
                 conn.execute(
@@ -153,13 +153,13 @@ def test_host_recorded_concurrently_is_never_overwritten(cell, backend):
                     ),
                     {"i": target},
                 )
-        return original(self, events, table)
+        return original(self, snapshot, table, uuids, events)
 
     try:
-        EvidenceSnapshot.load = load_while_nova_writes
+        backfill_module._Runner.decide = load_while_nova_writes
         result = run_backfill(parse_url(cell.url), BackfillOptions(batch_size=10))
     finally:
-        EvidenceSnapshot.load = original
+        backfill_module._Runner.decide = original
         writer.dispose()
     assert result.skipped == 1
     assert (
@@ -267,7 +267,7 @@ def test_sqlite_busy_database_is_retried(cell, backend):
     _prepare(cell)
     holder = sa.create_engine(cell.url, connect_args={"isolation_level": None, "timeout": 30})
     threads = []
-    original = EvidenceSnapshot.load
+    original = backfill_module._Runner.decide
 
     def hold_write_lock():
         with holder.connect() as conn:
@@ -275,20 +275,20 @@ def test_sqlite_busy_database_is_retried(cell, backend):
             time.sleep(2.0)
             conn.exec_driver_sql("COMMIT")
 
-    def load_and_start_holder(self, events, table):
+    def load_and_start_holder(self, snapshot, table, uuids, events):
         if not threads:
             threads.append(threading.Thread(target=hold_write_lock))
             threads[0].start()
-        return original(self, events, table)
+        return original(self, snapshot, table, uuids, events)
 
     try:
-        EvidenceSnapshot.load = load_and_start_holder
+        backfill_module._Runner.decide = load_and_start_holder
         result = run_backfill(
             parse_url(cell.url),
             BackfillOptions(batch_size=10, sleep=0.3, lock_timeout=0.5, max_retries=10),
         )
     finally:
-        EvidenceSnapshot.load = original
+        backfill_module._Runner.decide = original
         for thread in threads:
             thread.join()
         holder.dispose()
@@ -425,7 +425,7 @@ def test_sigterm_finishes_the_batch_and_exits_partial(cell, backend):
 @pytest.mark.parametrize("until_complete", [False, True])
 def test_until_complete_takes_in_events_written_during_the_run(cell, until_complete):
     _prepare(cell)
-    original = EvidenceSnapshot.load
+    original = backfill_module._Runner.decide
     added: list[int] = []
     writers: list[threading.Thread] = []
 
@@ -446,20 +446,20 @@ def test_until_complete_takes_in_events_written_during_the_run(cell, until_compl
         writer.dispose()
         added.extend(late.items())
 
-    def load_while_old_computes_write(self, events, table):
+    def load_while_old_computes_write(self, snapshot, table, uuids, events):
         if not writers:
             writers.append(threading.Thread(target=write_late_events))
             writers[0].start()
-        return original(self, events, table)
+        return original(self, snapshot, table, uuids, events)
 
     try:
-        EvidenceSnapshot.load = load_while_old_computes_write
+        backfill_module._Runner.decide = load_while_old_computes_write
         result = run_backfill(
             parse_url(cell.url),
             BackfillOptions(batch_size=25, sleep=0.3, until_complete=until_complete),
         )
     finally:
-        EvidenceSnapshot.load = original
+        backfill_module._Runner.decide = original
         for thread in writers:
             thread.join()
     assert added, "the late events were written during the run"

@@ -158,6 +158,33 @@ class InstanceHistory:
     faults: list[FaultRow] = field(default_factory=list)
     shelve: ShelveRecord | None = None
     volumes: list[VolumeRecord] = field(default_factory=list)
+    _compute: dict[int, list[EventRow]] = field(default_factory=dict, init=False, repr=False)
+    _by_name: dict[int, dict[str, list[EventRow]]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+
+    def compute_events(self, action_id: int) -> list[EventRow]:
+        """The action's ``compute_*`` events (read many times while deciding: kept)."""
+        found = self._compute.get(action_id)
+        if found is None:
+            found = self._compute[action_id] = [
+                e for e in self.events.get(action_id, ()) if (e.name or "").startswith("compute_")
+            ]
+        return found
+
+    def named(self, action_id: int, *names: str) -> list[EventRow]:
+        """The action's events of these names, in (start, id) order."""
+        index = self._by_name.get(action_id)
+        if index is None:
+            index = self._by_name[action_id] = {}
+            for event in self.events.get(action_id, ()):
+                index.setdefault(event.name or "", []).append(event)
+        if len(names) == 1:
+            return index.get(names[0], [])
+        found = [e for name in names for e in index.get(name, ())]
+        if len(found) > 1:
+            found.sort(key=lambda e: (e.start or datetime.min, e.id))
+        return found
 
 
 @dataclass(frozen=True)

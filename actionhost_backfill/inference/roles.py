@@ -13,6 +13,7 @@ details behind each set are in docs/accuracy.md.
 from __future__ import annotations
 
 import enum
+import functools
 
 
 class Role(enum.Enum):
@@ -128,6 +129,7 @@ def family_of_row(kind: str) -> str:
     return EVACUATION if kind == "evacuation" else kind
 
 
+@functools.lru_cache(maxsize=4096)
 def role_of(event: str | None, action: str | None) -> Role:
     """The role of an event named ``event`` inside an action named ``action``."""
     if not event:

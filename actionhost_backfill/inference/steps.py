@@ -30,6 +30,7 @@ Everything here follows what Nova Kilo ... Queens wrote, not today's Nova
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -88,17 +89,7 @@ class Step:
 
 
 def compute_events(history: InstanceHistory, action: ActionRow) -> list[EventRow]:
-    return [e for e in history.events.get(action.id, ()) if (e.name or "").startswith("compute_")]
-
-
-def named(events: list[EventRow], *names: str) -> list[EventRow]:
-    return [e for e in events if e.name in names]
-
-
-def single(events: list[EventRow], name: str) -> EventRow | None:
-    """The one event of that name (None when absent or repeated: a repeated row's result is not its own)."""
-    found = named(events, name)
-    return found[0] if len(found) == 1 else None
+    return history.compute_events(action.id)
 
 
 def last_time(events: list[EventRow]) -> datetime | None:
@@ -123,43 +114,29 @@ def link_rows(history: InstanceHistory) -> dict[int, list[MigrationRow]]:
     before the action's request and never after a later action that could
     create rows of the same family started.
     """
+    by_family: dict[str, list[MigrationRow]] = {}
+    for migration in sorted(
+        (m for m in history.migrations if m.created is not None), key=lambda m: (m.created, m.id)
+    ):
+        by_family.setdefault(roles.family_of_row(migration.kind), []).append(migration)
+    created = {family: [m.created for m in rows] for family, rows in by_family.items()}
     linked: dict[int, list[MigrationRow]] = {}
     actions = [a for a in history.actions if a.start is not None]
-    for index, action in enumerate(actions):
+    # Walking backwards, the next creator of each family is known at each action.
+    next_creator: dict[str, datetime | None] = {}
+    for action in reversed(actions):
         family = roles.FAMILY_OF_ACTION.get(action.name or "")
-        if family is None:
-            continue
-        creators = roles.ROW_CREATORS[family]
-        window_end = next(
-            (a.start for a in actions[index + 1 :] if a.name in creators and a.start is not None),
-            None,
-        )
-        low = action.start - BOUNDARY_SLACK
-        rows = [
-            m
-            for m in history.migrations
-            if m.created is not None
-            and roles.family_of_row(m.kind) == family
-            and m.created >= low
-            and (window_end is None or m.created < window_end)
-        ]
-        linked[action.id] = sorted(rows, key=lambda m: (m.created, m.id))
+        if family is not None:
+            rows = by_family.get(family, [])
+            times = created.get(family, [])
+            low = bisect.bisect_left(times, action.start - BOUNDARY_SLACK)
+            end = next_creator.get(family)
+            high = len(times) if end is None else bisect.bisect_left(times, end)
+            linked[action.id] = rows[low:high]
+        for family, creators in roles.ROW_CREATORS.items():
+            if action.name in creators:
+                next_creator[family] = action.start
     return linked
-
-
-def _preceding(
-    history: InstanceHistory, action: ActionRow, names: frozenset[str]
-) -> ActionRow | None:
-    """The latest action named in ``names`` that started before ``action``."""
-    found = None
-    for other in history.actions:
-        if other.start is None or action.start is None:
-            continue
-        if (other.start, other.id) >= (action.start, action.id):
-            break
-        if other.name in names:
-            found = other
-    return found
 
 
 def cold_dest(migration: MigrationRow, hosts: KnownHosts) -> str | None:
@@ -189,7 +166,7 @@ def cold_dest(migration: MigrationRow, hosts: KnownHosts) -> str | None:
 def _build(history: InstanceHistory, action: ActionRow, next_start: datetime | None) -> Step:
     events = compute_events(history, action)
     attempts = sorted(
-        named(events, *roles.BUILD_EVENTS), key=lambda e: (e.start or action.start, e.id)
+        history.named(action.id, *roles.BUILD_EVENTS), key=lambda e: (e.start or action.start, e.id)
     )
     step = Step(action, BUILD, moves=False)
     if not attempts or action.start is None:
@@ -218,30 +195,36 @@ def _build(history: InstanceHistory, action: ActionRow, next_start: datetime | N
     return step
 
 
-def _reused_later(
-    history: InstanceHistory, rows: list[MigrationRow], linked: dict[int, list[MigrationRow]]
-) -> bool:
-    """Whether a later Queens move may have taken over one of these rows.
+def rowless_cold_moves(
+    history: InstanceHistory, linked: dict[int, list[MigrationRow]]
+) -> list[tuple[datetime, str]]:
+    """(start, migration type) of cold moves that reached a compute but have no row of their own.
 
     Queens' conductor reuses *any* live ``pre-migrating`` row of the instance
     and migration type, however old, and rewrites its destination and
-    status; that move then has no row of its own.  A row its own move left
-    ``pre-migrating`` (a rejected candidate, a move that died before the
-    source started) is then no evidence for its own move.  Kilo rows (type
-    NULL) never match Queens' filter.
+    status; such a move has no row of its own.
     """
-    typed = [r for r in rows if r.typed and r.created is not None]
-    if not typed:
-        return False
-    for other in history.actions:
-        if other.name not in roles.COLD_MOVES or linked.get(other.id) or other.start is None:
+    found = []
+    for action in history.actions:
+        if action.name not in roles.COLD_MOVES or linked.get(action.id) or action.start is None:
             continue
-        kind = "resize" if other.name == roles.RESIZE else "migration"
-        if not named(compute_events(history, other), roles.PREP_RESIZE):
-            continue  # never reached a compute: nothing claimed a row
-        if any(r.kind == kind and r.created < other.start for r in typed):
-            return True
-    return False
+        if history.named(action.id, roles.PREP_RESIZE):
+            found.append((action.start, "resize" if action.name == roles.RESIZE else "migration"))
+    return found
+
+
+def _reused_later(rows: list[MigrationRow], rowless: list[tuple[datetime, str]]) -> bool:
+    """Whether a later rowless Queens move may have taken over one of these rows.
+
+    A row its own move left ``pre-migrating`` (a rejected candidate, a move
+    that died before the source started) is then no evidence for its own
+    move.  Kilo rows (type NULL) never match Queens' filter.
+    """
+    return any(
+        r.typed and r.created is not None and r.kind == kind and r.created < start
+        for start, kind in rowless
+        for r in rows
+    )
 
 
 def _cold_move(
@@ -249,28 +232,30 @@ def _cold_move(
     action: ActionRow,
     rows: list[MigrationRow],
     hosts: KnownHosts,
-    linked: dict[int, list[MigrationRow]],
+    rowless: list[tuple[datetime, str]],
 ) -> Step:
     events = compute_events(history, action)
     step = Step(action, COLD_MOVE)
     final = rows[-1] if rows else None
     step.migration = final
-    resize = named(events, roles.RESIZE_INSTANCE)
+    resize = history.named(action.id, roles.RESIZE_INSTANCE)
     moved_on = len(resize) == 1 and resize[0].result == SUCCESS
     # A row whose status says the source moved the instance must belong to an
     # action that ran the source's step; and a row this action may have left
     # pre-migrating may since have been rewritten by a later Queens move.
-    reused = _reused_later(history, rows, linked)
+    reused = _reused_later(rows, rowless)
     consistent = (
         final is not None
         and (final.status == "error" or (final.status in _COLD_PROGRESSED) == bool(resize))
         and not (reused and not moved_on)
     )
     dest = cold_dest(final, hosts) if final is not None and consistent else None
-    for event in named(events, *roles.SOURCE_EVENTS):
+    for event in history.named(action.id, *roles.SOURCE_EVENTS):
         if final is not None and final.source:
             step.roles[event.id] = (final.source, MIGRATION_ROLE)
-    preps = sorted(named(events, roles.PREP_RESIZE), key=lambda e: (e.start or action.start, e.id))
+    preps = sorted(
+        history.named(action.id, roles.PREP_RESIZE), key=lambda e: (e.start or action.start, e.id)
+    )
     one_to_one = (
         consistent
         and not reused
@@ -289,7 +274,7 @@ def _cold_move(
             step.roles[event.id] = (dest, MIGRATION_ROLE)
         else:
             step.roles[event.id] = (None, MIGRATION_INCOMPLETE)
-    for event in named(events, roles.FINISH_RESIZE):
+    for event in history.named(action.id, roles.FINISH_RESIZE):
         step.roles[event.id] = (dest, MIGRATION_ROLE) if dest else (None, MIGRATION_INCOMPLETE)
     if not resize:
         step.note = "the source never started moving it"
@@ -321,7 +306,7 @@ def _revert(
             step.roles[event.id] = (
                 (source, MIGRATION_ROLE) if source else (None, MIGRATION_INCOMPLETE)
             )
-    back = named(events, roles.FINISH_REVERT_RESIZE)
+    back = history.named(action.id, roles.FINISH_REVERT_RESIZE)
     if not back:
         step.note = "the source never took it back"
         return step
@@ -338,7 +323,7 @@ def _revert(
 def _confirm(history: InstanceHistory, action: ActionRow, move: Step | None) -> Step:
     step = Step(action, PARTNER, moves=False)
     migration = move.migration if move is not None else None
-    for event in named(compute_events(history, action), *roles.SOURCE_EVENTS):
+    for event in history.named(action.id, *roles.SOURCE_EVENTS):
         if migration is not None and migration.source:
             step.roles[event.id] = (migration.source, MIGRATION_ROLE)
     return step
@@ -365,11 +350,13 @@ def _live_migration(
             step.zone = _span(action, events)
             step.note = "no migration row: the host may have changed"
         return step
-    for event in named(events, *roles.SOURCE_EVENTS):
+    for event in history.named(action.id, *roles.SOURCE_EVENTS):
         if final.source:
             step.roles[event.id] = (final.source, MIGRATION_ROLE)
-    checks = sorted(named(events, roles.CHECK_DEST), key=lambda e: (e.start or action.start, e.id))
-    proceeded = bool(named(events, roles.LIVE_MIGRATION_EVENT, roles.PRE_LIVE_MIGRATION))
+    checks = sorted(
+        history.named(action.id, roles.CHECK_DEST), key=lambda e: (e.start or action.start, e.id)
+    )
+    proceeded = bool(history.named(action.id, roles.LIVE_MIGRATION_EVENT, roles.PRE_LIVE_MIGRATION))
     for index, event in enumerate(checks):
         if index < len(checks) - 1:
             step.roles[event.id] = (None, RESCHEDULED_CANDIDATE)
@@ -377,13 +364,16 @@ def _live_migration(
             step.roles[event.id] = (final.dest, MIGRATION_ROLE)
         else:
             step.roles[event.id] = (None, MIGRATION_INCOMPLETE)
-    for event in named(
-        events, roles.PRE_LIVE_MIGRATION, roles.POST_LIVE_MIGRATION_AT_DEST, roles.ROLLBACK_AT_DEST
+    for event in history.named(
+        action.id,
+        roles.PRE_LIVE_MIGRATION,
+        roles.POST_LIVE_MIGRATION_AT_DEST,
+        roles.ROLLBACK_AT_DEST,
     ):
         step.roles[event.id] = (
             (final.dest, MIGRATION_ROLE) if final.dest else (None, MIGRATION_INCOMPLETE)
         )
-    post = named(events, roles.POST_LIVE_MIGRATION_AT_DEST)
+    post = history.named(action.id, roles.POST_LIVE_MIGRATION_AT_DEST)
     if not post:
         # The host changes only in post_live_migration_at_destination.
         step.note = "the destination never took it over (rolled back or failed before)"
@@ -401,7 +391,7 @@ def _live_migration(
 def _live_partner(history: InstanceHistory, action: ActionRow, move: Step | None) -> Step:
     step = Step(action, PARTNER, moves=False)
     migration = move.migration if move is not None else None
-    for event in named(compute_events(history, action), *roles.SOURCE_EVENTS):
+    for event in history.named(action.id, *roles.SOURCE_EVENTS):
         if migration is not None and migration.source:
             step.roles[event.id] = (migration.source, MIGRATION_ROLE)
     return step
@@ -422,7 +412,7 @@ def evacuation_rows_taken_over(
     for action in history.actions:
         if action.name != roles.EVACUATE:
             continue
-        rebuilt = bool(named(compute_events(history, action), roles.REBUILD_EVENT))
+        rebuilt = bool(history.named(action.id, roles.REBUILD_EVENT))
         for row in linked.get(action.id, []):
             claimed = row.status in ("pre-migrating", "done", "failed") or (
                 row.status == "completed" and row.dest_node is not None
@@ -441,7 +431,7 @@ def _evacuation(
     step = Step(action, EVACUATION)
     final = rows[-1] if rows else None
     step.migration = final
-    rebuilds = named(events, roles.REBUILD_EVENT)
+    rebuilds = history.named(action.id, roles.REBUILD_EVENT)
     if taken_over:
         # Which evacuation filled which row is unknowable: only the sources,
         # written by the API at each request, still hold.
@@ -490,7 +480,7 @@ def _evacuation(
 
 def _unshelve(history: InstanceHistory, action: ActionRow) -> Step:
     step = Step(action, UNSHELVE)
-    claims = named(compute_events(history, action), roles.UNSHELVE_EVENT)
+    claims = history.named(action.id, roles.UNSHELVE_EVENT)
     if not claims or action.start is None:
         # Not offloaded (compute_start_instance on its host) or never scheduled.
         step.moves = False
@@ -507,9 +497,12 @@ def _unshelve(history: InstanceHistory, action: ActionRow) -> Step:
 def analyze(history: InstanceHistory, hosts: KnownHosts) -> list[Step]:
     """The steps of an instance's history, in action order."""
     linked = link_rows(history)
+    rowless = rowless_cold_moves(history, linked)
     steps: list[Step] = []
     by_action: dict[int, Step] = {}
     taken_over: bool | None = None
+    last_cold: Step | None = None
+    last_live: Step | None = None
     actions = [a for a in history.actions if a.start is not None]
     for index, action in enumerate(actions):
         next_start = actions[index + 1].start if index + 1 < len(actions) else None
@@ -518,30 +511,29 @@ def analyze(history: InstanceHistory, hosts: KnownHosts) -> list[Step]:
         if name == roles.CREATE:
             step = _build(history, action, next_start)
         elif name in roles.COLD_MOVES:
-            step = _cold_move(history, action, linked.get(action.id, []), hosts, linked)
+            step = last_cold = _cold_move(
+                history, action, linked.get(action.id, []), hosts, rowless
+            )
         elif name == roles.LIVE_MIGRATION:
-            step = _live_migration(history, action, linked.get(action.id, []), next_start)
+            step = last_live = _live_migration(
+                history, action, linked.get(action.id, []), next_start
+            )
         elif name == roles.EVACUATE:
             if taken_over is None:
                 taken_over = evacuation_rows_taken_over(history, linked)
             step = _evacuation(history, action, linked.get(action.id, []), taken_over)
         elif name == roles.UNSHELVE:
             step = _unshelve(history, action)
-        elif name in roles.COLD_PARTNERS:
-            move = _preceding(history, action, roles.COLD_MOVES)
-            move_step = by_action.get(move.id) if move is not None else None
-            if name == roles.REVERT_RESIZE:
-                step = _revert(history, action, move_step, hosts)
-            else:
-                step = _confirm(history, action, move_step)
+        elif name == roles.REVERT_RESIZE:
+            step = _revert(history, action, last_cold, hosts)
+        elif name == roles.CONFIRM_RESIZE:
+            step = _confirm(history, action, last_cold)
         elif name in roles.LIVE_PARTNERS:
-            move = _preceding(history, action, frozenset({roles.LIVE_MIGRATION}))
-            step = _live_partner(history, action, by_action.get(move.id) if move else None)
-        elif named(compute_events(history, action), "compute_confirm_resize"):
+            step = _live_partner(history, action, last_live)
+        elif history.named(action.id, "compute_confirm_resize"):
             # Deleting a resized instance confirms it first under the delete's
             # request id: Queens attaches that confirm to the ``delete`` action.
-            move = _preceding(history, action, roles.COLD_MOVES)
-            step = _confirm(history, action, by_action.get(move.id) if move else None)
+            step = _confirm(history, action, last_cold)
         else:
             step = None
         if step is not None:

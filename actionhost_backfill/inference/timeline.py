@@ -25,6 +25,7 @@ rule of the values it settles:
 from __future__ import annotations
 
 import bisect
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -137,6 +138,14 @@ class Timeline:
         self.actions = {a.id: a for a in history.actions}
         self.zones = self._merge([s for s in self.steps if s.zone is not None])
         self._starts = [z.t0 for z in self.zones]
+        self._members = {
+            action_id: index + 1
+            for index, zone in enumerate(self.zones)
+            for action_id in zone.after_actions
+        }
+        self._names = Counter(
+            (action_id, e.name) for action_id, evs in history.events.items() for e in evs
+        )
         self.segments = [Segment() for _ in range(len(self.zones) + 1)]
         self.never_moved = not any(z.moves for z in self.zones)
         self._collect_evidence()
@@ -185,10 +194,8 @@ class Timeline:
 
     def locate(self, action: ActionRow | None, when: datetime | None) -> int | None:
         """The segment index of an event (None when inside a zone)."""
-        if action is not None:
-            for index, zone in enumerate(self.zones):
-                if action.id in zone.after_actions:
-                    return index + 1
+        if action is not None and action.id in self._members:
+            return self._members[action.id]
         if when is None:
             return None
         index = bisect.bisect_right(self._starts, when)  # zones starting at or before `when`
@@ -217,8 +224,7 @@ class Timeline:
 
     def repeated(self, event: EventRow) -> bool:
         """Whether the event's name repeats in its action (its finish and result are not its own)."""
-        same = [e for e in self.history.events.get(event.action_id, ()) if e.name == event.name]
-        return len(same) > 1
+        return self._names[(event.action_id, event.name)] > 1
 
     def fault_host(self, event: EventRow, *, finish: datetime | None = None) -> str | None:
         """The single compute host that recorded a fault while this event failed."""

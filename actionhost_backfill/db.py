@@ -19,9 +19,14 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
-from .errors import ActionHostError, BadInput, DatabaseUnavailable, PrivilegeError
-from .redact import mask_url, remember_secret, scrub
-from .state import StateLocation, backend_of
+from actionhost_backfill.errors import (
+    ActionHostError,
+    BadInput,
+    DatabaseUnavailable,
+    PrivilegeError,
+)
+from actionhost_backfill.redact import mask_url, remember_secret, scrub
+from actionhost_backfill.state.location import StateLocation, backend_of
 
 CONNECT_TIMEOUT = 10
 _DRIVERS = {
@@ -294,12 +299,6 @@ def server_version(conn: sa.Connection) -> str:
     if backend == "mysql":
         return str(conn.exec_driver_sql("SELECT VERSION()").scalar())
     return str(conn.exec_driver_sql("SELECT sqlite_version()").scalar())
-
-
-def mysql_can_read_committed(conn: sa.Connection) -> bool:
-    """Whether READ COMMITTED is safe here (not with statement-based binary logging)."""
-    log_bin, binlog_format = conn.exec_driver_sql("SELECT @@log_bin, @@binlog_format").first()
-    return not int(log_bin or 0) or str(binlog_format).upper() != "STATEMENT"
 
 
 def mysql_isolation(conn: sa.Connection) -> str:

@@ -29,6 +29,27 @@ class ExitCode(enum.IntEnum):
     """Bad flag, URL, credentials, privileges or not a Nova database; nothing was changed."""
 
 
+#: Which code --all-cells reports when cells differ, most urgent first: bad
+#: input (nothing ran as asked), intervene (a person must act), wrong hosts
+#: (do not backfill), drift (values changed since the run), busy (try later),
+#: partial (run again), done.  ``max()`` would rank busy above intervene.
+PRECEDENCE = (
+    ExitCode.BAD_INPUT,
+    ExitCode.INTERVENE,
+    ExitCode.WRONG_HOSTS,
+    ExitCode.DRIFT,
+    ExitCode.BUSY,
+    ExitCode.PARTIAL,
+    ExitCode.OK,
+)
+
+
+def most_urgent(codes: list[int]) -> int:
+    """The code of ``codes`` that comes first in :data:`PRECEDENCE` (unknown codes first)."""
+    rank = {int(code): i for i, code in enumerate(PRECEDENCE)}
+    return min(codes, key=lambda c: rank.get(c, -1), default=int(ExitCode.OK))
+
+
 EXIT_CODE_HELP = (
     "Exit codes: 0 done; 1 partial, more to do (run again); 2 error, intervene "
     "(database unreachable or failing); 3 busy, another runner holds the lock; "

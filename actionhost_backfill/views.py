@@ -24,13 +24,22 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from . import db, novadb
-from .bulk import chunks
-from .errors import BadInput
-from .provenance import CHANGED, INFERRED, RECORDED, UNKNOWN, Provenance, ProvenanceIndex
-from .redact import mask_url
-from .state import resolve_state_location
-from .tables import FILLED, nova, state
+from actionhost_backfill import db
+from actionhost_backfill.dialects.bulk import chunks
+from actionhost_backfill.errors import BadInput
+from actionhost_backfill.nova import catalog
+from actionhost_backfill.nova.tables import nova
+from actionhost_backfill.redact import mask_url
+from actionhost_backfill.state.location import resolve_state_location
+from actionhost_backfill.state.provenance import (
+    CHANGED,
+    INFERRED,
+    RECORDED,
+    UNKNOWN,
+    Provenance,
+    ProvenanceIndex,
+)
+from actionhost_backfill.state.tables import FILLED, state
 
 Role = Literal["admin", "member"]
 ROLES = ("admin", "member")
@@ -186,7 +195,7 @@ def load_actions(
     try:
         with db.connect(engine) as conn:
             try:
-                novadb.require_nova(conn, (novadb.INSTANCES, novadb.ACTIONS, novadb.EVENTS))
+                catalog.require_nova(conn, (catalog.INSTANCES, catalog.ACTIONS, catalog.EVENTS))
                 project_id, archived = _find_instance(conn, instance_uuid)
                 prefix = "shadow_" if archived else ""
                 actions_t = nova(f"{prefix}instance_actions")
@@ -388,7 +397,7 @@ def failures(
     try:
         with db.connect(engine) as conn:
             try:
-                novadb.require_nova(conn, (novadb.ACTIONS, novadb.EVENTS))
+                catalog.require_nova(conn, (catalog.ACTIONS, catalog.EVENTS))
                 index = ProvenanceIndex(conn, location)
                 if recorded_only and not index.available:
                     raise BadInput(

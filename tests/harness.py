@@ -13,8 +13,12 @@ from typer.testing import CliRunner
 
 from actionhost_backfill import db as ahb_db
 from actionhost_backfill.cli import app
-from actionhost_backfill.novamodel import create_cell_schema
-from actionhost_backfill.state import backend_of, resolve_state_location, state_schema_exists
+from actionhost_backfill.nova.models import create_cell_schema
+from actionhost_backfill.state.location import (
+    backend_of,
+    resolve_state_location,
+    state_schema_exists,
+)
 
 PG_ADMIN_URL = os.environ.get(
     "ACTIONHOST_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

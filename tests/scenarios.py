@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from actionhost_backfill.history import HistoryBuilder
 from actionhost_backfill.inference import REASONS
+from actionhost_backfill.sim.history import HistoryBuilder
 
 S = timedelta(seconds=1)
 MIN = timedelta(minutes=1)

@@ -7,12 +7,12 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from actionhost_backfill import schema
-from actionhost_backfill.accuracy import accuracy
-from actionhost_backfill.backfill import BackfillOptions, run_backfill
 from actionhost_backfill.db import parse_url
+from actionhost_backfill.engine.backfill import BackfillOptions, run_backfill
 from actionhost_backfill.errors import ExitCode
-from actionhost_backfill.simulate import SimulationOptions, simulate
+from actionhost_backfill.schema import revisions
+from actionhost_backfill.sim.accuracy import accuracy
+from actionhost_backfill.sim.simulate import SimulationOptions, simulate
 from tests import harness
 
 HISTORY = SimulationOptions(seed=11, events=6000, hosts=12, days=365)
@@ -20,7 +20,7 @@ HISTORY = SimulationOptions(seed=11, events=6000, hosts=12, days=365)
 
 def _backfilled(url: str) -> tuple[harness.Cell, object]:
     simulate(parse_url(url), HISTORY)
-    schema.upgrade(parse_url(url))
+    revisions.upgrade(parse_url(url))
     result = run_backfill(parse_url(url), BackfillOptions(include_shadow=True))
     assert result.outcome == "complete"
     return harness.Cell(url), result
@@ -93,7 +93,7 @@ def test_same_decisions_as_sqlite(blank_db, tmp_path):
 
 
 def test_accuracy_needs_a_simulated_history(cell):
-    schema.upgrade(parse_url(cell.url))
+    revisions.upgrade(parse_url(cell.url))
     result = harness.cli("accuracy", "--db", cell.url)
     assert result.exit_code == ExitCode.BAD_INPUT
     assert "simulate" in result.stderr

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from actionhost_backfill import schema
-from actionhost_backfill.backfill import BackfillOptions, run_backfill
 from actionhost_backfill.db import parse_url
-from actionhost_backfill.history import HistoryBuilder
+from actionhost_backfill.engine.backfill import BackfillOptions, run_backfill
 from actionhost_backfill.inference import RULES
+from actionhost_backfill.schema import revisions
+from actionhost_backfill.sim.history import HistoryBuilder
 from tests import scenarios
 
 
@@ -34,7 +34,7 @@ def scenario_cell(cell):
     builder = HistoryBuilder()
     expect = scenarios.build_all(builder)
     _load(cell, builder)
-    schema.upgrade(parse_url(cell.url))
+    revisions.upgrade(parse_url(cell.url))
     return cell, expect
 
 
@@ -66,7 +66,7 @@ def test_release_behaviour(cell, case):
     builder = HistoryBuilder()
     expect = scenarios.build_all(builder, scenarios=[case])
     _load(cell, builder)
-    schema.upgrade(parse_url(cell.url))
+    revisions.upgrade(parse_url(cell.url))
     run_backfill(parse_url(cell.url), BackfillOptions(include_shadow=True))
     audit = _audit(cell)
     got = {event_id: audit[event_id][:2] for event_id in expect}

@@ -13,16 +13,18 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from actionhost_backfill import backfill as backfill_module
-from actionhost_backfill import schema
-from actionhost_backfill.backfill import BackfillOptions, run_backfill
 from actionhost_backfill.db import create_engine, parse_url
+from actionhost_backfill.engine import planner as planner_module
+from actionhost_backfill.engine.backfill import BackfillOptions, run_backfill
+from actionhost_backfill.engine.fill import PlanFill
 from actionhost_backfill.errors import RunnerBusy
-from actionhost_backfill.evidence import EvidenceSnapshot
-from actionhost_backfill.history import HistoryBuilder
-from actionhost_backfill.locking import RunnerLock
+from actionhost_backfill.inference.evidence import EvidenceSnapshot
+from actionhost_backfill.schema import revisions
+from actionhost_backfill.sim.history import HistoryBuilder
+from actionhost_backfill.state.lease import RunnerLock
 from tests import scenarios
 from tests.harness import Cell, cli
+from tests.locks import held_during_first_batch
 
 
 def _prepare(cell: Cell, copies: int = 1) -> dict:
@@ -30,7 +32,7 @@ def _prepare(cell: Cell, copies: int = 1) -> dict:
     expect = scenarios.build_all(builder, copies=copies)
     with cell.engine().begin() as conn:
         builder.write(conn)
-    schema.upgrade(parse_url(cell.url))
+    revisions.upgrade(parse_url(cell.url))
     return expect
 
 
@@ -111,10 +113,10 @@ def test_stopped_after_n_rows_then_resumed_equals_uninterrupted(backend, server_
                 harness.drop_database(backend, cell.sa_url.database)
 
 
-def test_stop_request_finishes_the_batch_and_resumes(cell):
+def test_stop_request_finishes_the_batch_and_resumes(cell, monkeypatch):
     _prepare(cell)
     stop = threading.Event()
-    original = backfill_module._Runner.write
+    original = PlanFill.apply
     calls = []
 
     def write_then_stop(self, *args, **kwargs):
@@ -123,11 +125,9 @@ def test_stop_request_finishes_the_batch_and_resumes(cell):
             stop.set()  # as Ctrl-C would, in the middle of the second batch
         return original(self, *args, **kwargs)
 
-    try:
-        backfill_module._Runner.write = write_then_stop
-        result = run_backfill(parse_url(cell.url), BackfillOptions(batch_size=10), stop=stop)
-    finally:
-        backfill_module._Runner.write = original
+    monkeypatch.setattr(PlanFill, "apply", write_then_stop)
+    result = run_backfill(parse_url(cell.url), BackfillOptions(batch_size=10), stop=stop)
+    monkeypatch.undo()
     assert result.outcome == "interrupted" and result.exit_code == 1
     assert result.batches == 2, "the batch in flight is finished, then the run stops"
     assert "run the same command again" in result.message
@@ -138,13 +138,13 @@ def test_stop_request_finishes_the_batch_and_resumes(cell):
 
 
 @pytest.mark.backends("postgresql", "mysql")
-def test_host_recorded_concurrently_is_never_overwritten(cell, backend):
+def test_host_recorded_concurrently_is_never_overwritten(cell, backend, monkeypatch):
     expect = _prepare(cell)
     target = min(i for i, (host, _) in expect.items() if host)
     writer = sa.create_engine(cell.url, isolation_level="AUTOCOMMIT")
-    original = backfill_module._Runner.decide
+    original = planner_module.infer
 
-    def load_while_nova_writes(self, snapshot, table, uuids, events):
+    def load_while_nova_writes(events, *evidence):
         if any(e.id == target for e in events):
             with writer.connect() as conn:  # Nova records the host between our read and our write
                 conn.execute(
@@ -153,13 +153,12 @@ def test_host_recorded_concurrently_is_never_overwritten(cell, backend):
                     ),
                     {"i": target},
                 )
-        return original(self, snapshot, table, uuids, events)
+        return original(events, *evidence)
 
+    monkeypatch.setattr(planner_module, "infer", load_while_nova_writes)
     try:
-        backfill_module._Runner.decide = load_while_nova_writes
         result = run_backfill(parse_url(cell.url), BackfillOptions(batch_size=10))
     finally:
-        backfill_module._Runner.decide = original
         writer.dispose()
     assert result.skipped == 1
     assert (
@@ -229,71 +228,20 @@ def test_lease_of_a_dead_process_is_taken_over(cell, backend):
     assert result.outcome == "complete"
 
 
-@pytest.mark.backends("postgresql", "mysql")
-def test_lock_wait_is_retried(cell, backend):
+def test_lock_wait_is_retried(cell, backend, monkeypatch):
+    """Another session holds a row (SQLite: the database) as the first batch starts;
+    the batch waits --lock-timeout, rolls back, retries and writes once it is free."""
     expect = _prepare(cell)
     target = min(i for i, (host, _) in expect.items() if host)
-    holder = sa.create_engine(cell.url)
-    held = threading.Event()
-
-    def hold_row_lock():
-        with holder.begin() as conn:
-            conn.execute(
-                sa.text("SELECT id FROM instance_actions_events WHERE id = :i FOR UPDATE"),
-                {"i": target},
-            )
-            held.set()
-            time.sleep(2.5)
-
-    thread = threading.Thread(target=hold_row_lock)
-    thread.start()
-    held.wait(10)
-    try:
-        result = run_backfill(parse_url(cell.url), BackfillOptions(lock_timeout=1, max_retries=5))
-    finally:
-        thread.join()
-        holder.dispose()
+    with held_during_first_batch(monkeypatch, PlanFill, cell.url, backend, target) as seen:
+        result = run_backfill(parse_url(cell.url), BackfillOptions(lock_timeout=0.5, max_retries=5))
+    assert seen["retried"], "the first batch met the lock"
     assert result.outcome == "complete"
     assert result.retries >= 1
     assert (
         cell.scalar("SELECT host FROM instance_actions_events WHERE id = :i", {"i": target})
         == expect[target][0]
     )
-
-
-@pytest.mark.backends("sqlite")
-def test_sqlite_busy_database_is_retried(cell, backend):
-    """Another writer takes the database between two batches and keeps it 2s."""
-    _prepare(cell)
-    holder = sa.create_engine(cell.url, connect_args={"isolation_level": None, "timeout": 30})
-    threads = []
-    original = backfill_module._Runner.decide
-
-    def hold_write_lock():
-        with holder.connect() as conn:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")  # waits for our batch to commit
-            time.sleep(2.0)
-            conn.exec_driver_sql("COMMIT")
-
-    def load_and_start_holder(self, snapshot, table, uuids, events):
-        if not threads:
-            threads.append(threading.Thread(target=hold_write_lock))
-            threads[0].start()
-        return original(self, snapshot, table, uuids, events)
-
-    try:
-        backfill_module._Runner.decide = load_and_start_holder
-        result = run_backfill(
-            parse_url(cell.url),
-            BackfillOptions(batch_size=10, sleep=0.3, lock_timeout=0.5, max_retries=10),
-        )
-    finally:
-        backfill_module._Runner.decide = original
-        for thread in threads:
-            thread.join()
-        holder.dispose()
-    assert result.outcome == "complete"
-    assert result.retries >= 1
 
 
 def test_revert_restores_nulls_and_leaves_foreign_values_alone(cell):
@@ -423,9 +371,9 @@ def test_sigterm_finishes_the_batch_and_exits_partial(cell, backend):
 
 
 @pytest.mark.parametrize("until_complete", [False, True])
-def test_until_complete_takes_in_events_written_during_the_run(cell, until_complete):
+def test_until_complete_takes_in_events_written_during_the_run(cell, until_complete, monkeypatch):
     _prepare(cell)
-    original = backfill_module._Runner.decide
+    original = planner_module.infer
     added: list[int] = []
     writers: list[threading.Thread] = []
 
@@ -446,20 +394,19 @@ def test_until_complete_takes_in_events_written_during_the_run(cell, until_compl
         writer.dispose()
         added.extend(late.items())
 
-    def load_while_old_computes_write(self, snapshot, table, uuids, events):
+    def load_while_old_computes_write(events, *evidence):
         if not writers:
             writers.append(threading.Thread(target=write_late_events))
             writers[0].start()
-        return original(self, snapshot, table, uuids, events)
+        return original(events, *evidence)
 
+    monkeypatch.setattr(planner_module, "infer", load_while_old_computes_write)
     try:
-        backfill_module._Runner.decide = load_while_old_computes_write
         result = run_backfill(
             parse_url(cell.url),
             BackfillOptions(batch_size=25, sleep=0.3, until_complete=until_complete),
         )
     finally:
-        backfill_module._Runner.decide = original
         for thread in writers:
             thread.join()
     assert added, "the late events were written during the run"
@@ -478,10 +425,10 @@ def test_until_complete_takes_in_events_written_during_the_run(cell, until_compl
 @pytest.mark.backends("mysql")
 def test_mysql_statement_binlog_snapshot_copies_through_the_client(cell, backend, monkeypatch):
     """Under statement-based binlog READ COMMITTED is unsafe; the snapshot must not lock rows."""
-    from actionhost_backfill import db as ahb_db
+    from actionhost_backfill.dialects import mysql
 
     expect = _prepare(cell)
-    monkeypatch.setattr(ahb_db, "mysql_can_read_committed", lambda conn: False)
+    monkeypatch.setattr(mysql, "can_read_committed", lambda conn: False)
     copied = []
     original = EvidenceSnapshot._copy_through_client
 

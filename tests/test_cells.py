@@ -9,10 +9,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from actionhost_backfill import cells, novaconf
 from actionhost_backfill.db import parse_url
 from actionhost_backfill.errors import BadInput, ExitCode
-from actionhost_backfill.simulate import SimulationOptions, simulate
+from actionhost_backfill.nova import cells, novaconf
+from actionhost_backfill.sim.simulate import SimulationOptions, simulate
 from tests import harness
 
 # --------------------------------------------------------------------------- nova.conf
@@ -150,7 +150,7 @@ def test_all_cells(blank_db, backend, server_url, tmp_path, request):
     assert set(codes) == {"cell0", "cell1", "broken", "cell2"}  # disabled skipped
     assert codes["cell0"] == codes["cell1"] == codes["cell2"] == 0
     assert codes["broken"] in (ExitCode.INTERVENE, ExitCode.BAD_INPUT)
-    assert upgrade.exit_code == codes["broken"] == payload["exit_code"]  # the worst cell's
+    assert upgrade.exit_code == codes["broken"] == payload["exit_code"]  # the most urgent cell's
 
     backfill = harness.cli("backfill", *common, "--no-progress")
     assert backfill.exit_code == codes["broken"]
@@ -158,7 +158,7 @@ def test_all_cells(blank_db, backend, server_url, tmp_path, request):
     for name in ("cell0", "cell1", "cell2"):
         assert "complete: filled" in lines[name], backfill.stdout
     assert "error:" in lines["broken"]
-    assert "the worst cell's (3 of 4 cells exited 0)" in backfill.stdout
+    assert "the most urgent cell's (3 of 4 cells exited 0)" in backfill.stdout
 
     for args in (["status"], ["verify"], ["failures", "--all-time"], ["schema", "status"]):
         result = harness.cli(*args, *common, "--json")
@@ -186,3 +186,23 @@ def test_all_cells_needs_an_api_database(tmp_path):
         "status", "--all-cells", "--api-db", "sqlite:///x.db", "--db", "sqlite:///y"
     )
     assert result.exit_code == ExitCode.BAD_INPUT and "drop --db" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("codes", "expected"),
+    [
+        ([0, 3, 2], 2),  # busy must not hide a cell that needs a person
+        ([4, 127, 2], 127),  # bad input above everything
+        ([1, 4], 4),  # drift above partial
+        ([1, 3], 3),
+        ([0, 5, 4], 5),
+        ([0, 0], 0),
+        ([], 0),
+    ],
+)
+def test_all_cells_exit_code_follows_the_documented_precedence(codes, expected):
+    outcomes = [
+        cells.CellOutcome(cells.CellMapping(f"u{i}", f"c{i}", "sqlite://", False), code, "")
+        for i, code in enumerate(codes)
+    ]
+    assert cells.worst(outcomes) == expected

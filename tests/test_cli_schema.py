@@ -8,7 +8,7 @@ import uuid
 import pytest
 from sqlalchemy.engine import make_url
 
-from actionhost_backfill.novadb import HOST_INDEX
+from actionhost_backfill.nova.catalog import HOST_INDEX
 from tests import harness
 from tests.harness import cli
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from actionhost_backfill.batching import BatchSizer, galera_cap
+from actionhost_backfill.dialects.mysql import galera_cap
+from actionhost_backfill.engine.throttle import BatchSizer
 
 
 def test_not_galera_means_no_cap():
@@ -26,9 +27,27 @@ def test_write_set_limits_cap_the_batch():
 
 
 def test_the_sizer_never_exceeds_the_cap():
-    sizer = BatchSizer(1000, target_seconds=0.5)
+    sizer = BatchSizer(target_seconds=0.5)
     sizer.cap(300)
     assert sizer.size == 300
     for _ in range(10):
         sizer.observe(300, 0.01)  # fast batches would grow it
     assert sizer.size == 300
+
+
+def test_without_batch_size_the_size_follows_the_target_duration():
+    sizer = BatchSizer(target_seconds=0.1)
+    first = sizer.size
+    for _ in range(20):
+        sizer.observe(sizer.size, sizer.size / 50_000)  # 50k rows/s
+    assert sizer.size == 5000 != first
+    for _ in range(20):
+        sizer.observe(sizer.size, sizer.size / 2_000)  # the server slows down
+    assert sizer.size == 200
+
+
+def test_batch_size_fixes_the_size():
+    sizer = BatchSizer(250)
+    for _ in range(5):
+        sizer.observe(250, 0.001)
+    assert sizer.size == 250

@@ -8,9 +8,9 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from actionhost_backfill import schema
 from actionhost_backfill.db import parse_url
-from actionhost_backfill.novadb import HOST_INDEX
+from actionhost_backfill.nova.catalog import HOST_INDEX
+from actionhost_backfill.schema import revisions
 
 ROWS = 1_500_000
 
@@ -60,13 +60,13 @@ def _build_running(conn, backend: str) -> bool:
 @pytest.mark.backends("postgresql", "mysql")
 def test_inserts_are_not_blocked_while_the_index_builds(cell, backend):
     _fill(cell)
-    schema.upgrade(parse_url(cell.url), target="0001_host_column")
+    revisions.upgrade(parse_url(cell.url), target="0001_host_column")
 
     failure: list[BaseException] = []
 
     def build():
         try:
-            schema.upgrade(parse_url(cell.url), lock_timeout=30)
+            revisions.upgrade(parse_url(cell.url), lock_timeout=30)
         except BaseException as exc:  # reported by the main thread
             failure.append(exc)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from actionhost_backfill.novamodel import create_cell_schema
+from actionhost_backfill.nova.models import create_cell_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,8 +32,8 @@ def test_wheel_ships_revisions_and_environment(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for revision in sorted((ROOT / "versions").glob("*.py")):
         assert f"actionhost_backfill/versions/{revision.name}" in names
-    assert "actionhost_backfill/migrations/env.py" in names
-    assert "actionhost_backfill/migrations/script.py.mako" in names
+    assert "actionhost_backfill/schema/migrations/env.py" in names
+    assert "actionhost_backfill/schema/migrations/script.py.mako" in names
 
 
 @pytest.mark.slow

@@ -7,11 +7,12 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from actionhost_backfill import schema, views
-from actionhost_backfill.backfill import BackfillOptions, run_backfill
+from actionhost_backfill import views
 from actionhost_backfill.db import create_engine, parse_url
+from actionhost_backfill.engine.backfill import BackfillOptions, run_backfill
 from actionhost_backfill.errors import ExitCode
-from actionhost_backfill.history import HistoryBuilder
+from actionhost_backfill.schema import revisions
+from actionhost_backfill.sim.history import HistoryBuilder
 from tests import harness
 
 T0 = datetime(2018, 3, 1, 10, 0, 0)
@@ -47,7 +48,7 @@ def backfilled(cell):
             h.write(conn)
     finally:
         engine.dispose()
-    schema.upgrade(parse_url(cell.url))
+    revisions.upgrade(parse_url(cell.url))
     result = run_backfill(parse_url(cell.url), BackfillOptions())
     assert result.filled == 4
     return cell

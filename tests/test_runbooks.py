@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from actionhost_backfill.db import parse_url
-from actionhost_backfill.simulate import SimulationOptions, simulate
+from actionhost_backfill.sim.simulate import SimulationOptions, simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNBOOKS = sorted((ROOT / "runbooks").glob("0*.md"))

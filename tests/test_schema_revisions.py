@@ -5,21 +5,21 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from actionhost_backfill import schema
 from actionhost_backfill.db import parse_url
 from actionhost_backfill.errors import IncompatibleSchema, NotANovaDatabase
-from actionhost_backfill.novadb import HOST_INDEX
-from actionhost_backfill.novamodel import NOVA_HEAD_REVISION
+from actionhost_backfill.nova.catalog import HOST_INDEX
+from actionhost_backfill.nova.models import NOVA_HEAD_REVISION
+from actionhost_backfill.schema import revisions
 
 REVISIONS = ["0001_host_column", "0002_host_index", "0003_backfill_state"]
 
 
 def _upgrade(cell, target="head", **kw):
-    return schema.upgrade(parse_url(cell.url), target=target, **kw)
+    return revisions.upgrade(parse_url(cell.url), target=target, **kw)
 
 
 def _downgrade(cell, target, **kw):
-    return schema.downgrade(parse_url(cell.url), target=target, **kw)
+    return revisions.downgrade(parse_url(cell.url), target=target, **kw)
 
 
 def _ledger(cell):
@@ -31,19 +31,19 @@ def _ledger(cell):
 
 def _current(cell):
     with cell.engine().connect() as conn:
-        return schema.current_revision(conn, cell.location)
+        return revisions.current_revision(conn, cell.location)
 
 
 def test_single_head_and_base():
-    script = schema.script_directory()
+    script = revisions.script_directory()
     assert script.get_heads() == ["0003_backfill_state"]
     assert script.get_bases() == ["0001_host_column"]
-    assert schema.revision_ids() == REVISIONS
+    assert revisions.revision_ids() == REVISIONS
 
 
 def test_revision_files_read_like_their_template():
     """Short revisions with the template's header and typed identifiers."""
-    for path in sorted(schema.versions_dir().glob("*.py")):
+    for path in sorted(revisions.versions_dir().glob("*.py")):
         text = path.read_text()
         assert "Revision ID:" in text and "Revises:" in text and "Create Date:" in text, path
         assert "revision: str = " in text and "def upgrade() -> None:" in text, path
@@ -212,19 +212,19 @@ def test_not_a_nova_database_changes_nothing(blank_db):
     cell.execute("CREATE TABLE something_else (id INTEGER PRIMARY KEY)")
     before = cell.fingerprint()
     with pytest.raises(NotANovaDatabase, match="is this a Nova cell database"):
-        schema.upgrade(parse_url(blank_db))
+        revisions.upgrade(parse_url(blank_db))
     assert cell.fingerprint() == before
     assert cell.state_table_names() == set()
     cell.dispose()
 
 
 def test_state_schema_is_configurable(cell):
-    schema.upgrade(parse_url(cell.url), state_schema="ahb_other")
+    revisions.upgrade(parse_url(cell.url), state_schema="ahb_other")
     assert "actionhost_version" in cell.state_table_names("ahb_other")
     assert cell.state_table_names() == set()
     with cell.engine("ahb_other").connect() as conn:
-        location = schema.resolve_state_location(parse_url(cell.url), "ahb_other")
-        assert schema.current_revision(conn, location) == "0003_backfill_state"
+        location = revisions.resolve_state_location(parse_url(cell.url), "ahb_other")
+        assert revisions.current_revision(conn, location) == "0003_backfill_state"
 
 
 @pytest.mark.backends("postgresql")
@@ -248,7 +248,7 @@ def test_invalid_leftover_index_is_dropped_and_rebuilt(cell, backend):
     )
     assert valid == [(False, True)]
 
-    status = schema.status(parse_url(cell.url))
+    status = revisions.status(parse_url(cell.url))
     assert any("INVALID" in line for line in status.plan)
     result = _upgrade(cell)
     assert any("dropped INVALID index" in line for line in result.actions)

@@ -17,12 +17,12 @@ from datetime import datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from actionhost_backfill import novamodel
-from actionhost_backfill import simulate as simulate_module
 from actionhost_backfill.db import parse_url
 from actionhost_backfill.errors import ExitCode
-from actionhost_backfill.releases import NAMES, SIMULATED
-from actionhost_backfill.simulate import SimulationOptions, simulate, truth_tables
+from actionhost_backfill.nova import models
+from actionhost_backfill.nova.releases import NAMES, SIMULATED
+from actionhost_backfill.sim import simulate as simulate_module
+from actionhost_backfill.sim.simulate import SimulationOptions, simulate, truth_tables
 from tests import harness
 
 #: All of Kilo ... Queens, then Rocky, over the default four years.
@@ -71,7 +71,7 @@ class History:
 
     def __init__(self, cell: harness.Cell):
         self.cell = cell
-        meta = novamodel.build_metadata()
+        meta = models.build_metadata()
         schema = cell.location.schema
         truth, meta_table = truth_tables(schema)
 

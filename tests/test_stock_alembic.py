@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from actionhost_backfill.novadb import HOST_INDEX
+from actionhost_backfill.nova.catalog import HOST_INDEX
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from actionhost_backfill import schema
-from actionhost_backfill.backfill import BackfillOptions, run_backfill
 from actionhost_backfill.db import parse_url
+from actionhost_backfill.engine.backfill import BackfillOptions, run_backfill
 from actionhost_backfill.errors import ExitCode
 from actionhost_backfill.inference import timeline as timeline_module
-from actionhost_backfill.simulate import SimulationOptions, simulate
-from actionhost_backfill.validate import ValidateOptions, lower_bound, run_validate
+from actionhost_backfill.inference.validate import ValidateOptions, lower_bound, run_validate
+from actionhost_backfill.schema import revisions
+from actionhost_backfill.sim.simulate import SimulationOptions, simulate
 from tests import harness
 
 #: A small history whose last third was recorded by "Rocky": plenty of recorded events.
@@ -42,7 +42,7 @@ def test_validate_writes_nothing_and_finds_no_wrong_host(simulated):
 
 def test_validate_after_a_backfill_is_still_read_only(simulated):
     """With a state schema and an audit present, the toolkit's own values are not evidence."""
-    schema.upgrade(parse_url(simulated.url))
+    revisions.upgrade(parse_url(simulated.url))
     run_backfill(parse_url(simulated.url), BackfillOptions(include_shadow=True))
     before = simulated.checksum()
     report = run_validate(parse_url(simulated.url), ValidateOptions(sample=50, seed=1))
@@ -69,7 +69,7 @@ def test_validate_reports_a_broken_rule(simulated, monkeypatch):
 
 
 def test_explain_agrees_with_what_the_backfill_wrote(simulated):
-    schema.upgrade(parse_url(simulated.url))
+    revisions.upgrade(parse_url(simulated.url))
     run_backfill(parse_url(simulated.url), BackfillOptions(include_shadow=True))
     schema_name = simulated.location.schema
     rows = simulated.rows(

@@ -10,11 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actionhost_backfill import schema, views
+from actionhost_backfill import views
 from actionhost_backfill.db import create_engine, parse_url
 from actionhost_backfill.errors import ExitCode
-from actionhost_backfill.history import HistoryBuilder
-from actionhost_backfill.simulate import SimulationOptions, simulate
+from actionhost_backfill.schema import revisions
+from actionhost_backfill.sim.history import HistoryBuilder
+from actionhost_backfill.sim.simulate import SimulationOptions, simulate
 from tests import harness
 
 T0 = datetime(2019, 3, 1, 10, 0, 0)
@@ -275,7 +276,7 @@ def test_failures_ranking(cell):
 def test_failures_by_host_uses_the_host_index(blank_db):
     url = parse_url(blank_db)
     simulate(url, SimulationOptions(seed=3, events=30000, hosts=40, cutover=0.0))
-    schema.upgrade(url)
+    revisions.upgrade(url)
     engine = create_engine(url)
     try:
         with engine.connect() as conn:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from actionhost_backfill import ddl
+from actionhost_backfill.schema import ddl
 
 revision: str = "0001_host_column"
 down_revision: str | Sequence[str] | None = None

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from actionhost_backfill import ddl
+from actionhost_backfill.schema import ddl
 
 revision: str = "0002_host_index"
 down_revision: str | Sequence[str] | None = "0001_host_column"

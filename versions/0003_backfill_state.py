@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from actionhost_backfill import ddl
+from actionhost_backfill.schema import ddl
 
 revision: str = "0003_backfill_state"
 down_revision: str | Sequence[str] | None = "0002_host_index"

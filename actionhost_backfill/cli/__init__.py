@@ -6,14 +6,14 @@ them, prints results and maps errors to exit codes (see ``app.RootGroup``).
 
 from __future__ import annotations
 
-from . import (  # noqa: F401  (register their commands)
+from actionhost_backfill.cli import (  # noqa: F401  (register their commands)
     backfill_cmd,
     schema_cmd,
     sim_cmd,
     validate_cmd,
     views_cmd,
 )
-from .app import app
+from actionhost_backfill.cli.app import app
 
 
 def main() -> None:

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import typer
 
-from .. import cells, novaconf
-from ..db import parse_url
-from ..errors import BadInput
-from .common import echo, emit_json, note
+from actionhost_backfill.cli.common import echo, emit_json, note
+from actionhost_backfill.db import parse_url
+from actionhost_backfill.errors import BadInput
+from actionhost_backfill.nova import cells, novaconf
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ def run_all_cells(
     request: CellsRequest,
     stop: threading.Event | None = None,
 ) -> None:
-    """Load the cells, run ``task`` on each, print the table (or JSON), exit with the worst code."""
+    """Load the cells, run ``task`` on each, print the table (or JSON), exit with the most urgent code."""
     if request.workers < 1:
         raise BadInput(f"--workers must be at least 1 (got {request.workers})")
     if request.db:
@@ -63,5 +63,5 @@ def run_all_cells(
     for outcome in outcomes:
         echo(f"{outcome.cell.label:<{width}}  {outcome.exit_code:>4}  {outcome.summary}")
     fine = sum(1 for o in outcomes if o.exit_code == 0)
-    echo(f"exit {code}: the worst cell's ({fine} of {len(outcomes)} cells exited 0)")
+    echo(f"exit {code}: the most urgent cell's ({fine} of {len(outcomes)} cells exited 0)")
     raise typer.Exit(code)

@@ -21,15 +21,11 @@ except ImportError:  # pragma: no cover - Typer with Click as a dependency
     from click.exceptions import ClickException, UsageError
 from typer import Abort
 
-from .. import __version__
-from ..errors import EXIT_CODE_HELP, ActionHostError, ExitCode
-from ..redact import install_log_scrubber, scrub
+from actionhost_backfill import __version__
+from actionhost_backfill.errors import EXIT_CODE_HELP, ActionHostError, ExitCode
+from actionhost_backfill.redact import install_log_scrubber, scrub
 
 _OPTIONS = {"debug": False}
-
-
-def debug_enabled() -> bool:
-    return _OPTIONS["debug"]
 
 
 class RootGroup(TyperGroup):

@@ -10,22 +10,21 @@ from typing import Annotated
 
 import typer
 
-from .. import audit
-from ..backfill import BackfillOptions, BackfillResult, run_backfill
-from ..errors import EXIT_CODE_HELP
-from ..progress import bar
-from ..schema_settings import DEFAULT_LOCK_TIMEOUT
-from .allcells import CellsRequest, run_all_cells
-from .app import app
-from .common import (
+from actionhost_backfill.cli.allcells import CellsRequest, run_all_cells
+from actionhost_backfill.cli.app import app
+from actionhost_backfill.cli.common import (
     AllCellsOption,
     ApiDbOption,
+    BatchSizeOption,
     DbOption,
     IncludeDisabledOption,
     JsonOption,
     LockTimeoutOption,
+    MaxRetriesOption,
     NovaConfOption,
+    SleepOption,
     StateSchemaOption,
+    TargetBatchSecondsOption,
     WorkersOption,
     echo,
     emit_json,
@@ -33,6 +32,12 @@ from .common import (
     resolve_db,
     stderr_is_terminal,
 )
+from actionhost_backfill.engine.backfill import BackfillOptions, BackfillResult, run_backfill
+from actionhost_backfill.engine.progress import bar
+from actionhost_backfill.errors import EXIT_CODE_HELP
+from actionhost_backfill.schema.settings import DEFAULT_LOCK_TIMEOUT
+from actionhost_backfill.state import audit
+from actionhost_backfill.state.revert import RevertOptions, revert
 
 NoProgressOption = Annotated[
     bool,
@@ -150,22 +155,9 @@ def backfill_command(
             help="Compute and report everything; write nothing (state schema included).",
         ),
     ] = False,
-    batch_size: Annotated[
-        int,
-        typer.Option(
-            "--batch-size", help="Events per batch (the first batch, with --target-batch-seconds)."
-        ),
-    ] = 1000,
-    target_batch_seconds: Annotated[
-        float | None,
-        typer.Option(
-            "--target-batch-seconds",
-            help="Size batches toward this duration, like pt-online-schema-change --chunk-time.",
-        ),
-    ] = None,
-    sleep: Annotated[
-        float, typer.Option("--sleep", help="Seconds to pause between batches (throttle).")
-    ] = 0.0,
+    batch_size: BatchSizeOption = None,
+    target_batch_seconds: TargetBatchSecondsOption = None,
+    sleep: SleepOption = 0.0,
     max_rows: Annotated[
         int | None,
         typer.Option(
@@ -193,13 +185,7 @@ def backfill_command(
         ),
     ] = False,
     lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
-    max_retries: Annotated[
-        int,
-        typer.Option(
-            "--max-retries",
-            help="Retries of a batch on deadlock, lock wait timeout or serialization failure.",
-        ),
-    ] = 5,
+    max_retries: MaxRetriesOption = 5,
     no_progress: NoProgressOption = False,
     all_cells: AllCellsOption = False,
     api_db: ApiDbOption = None,
@@ -413,35 +399,42 @@ def revert_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Count what would be reverted; change nothing.")
     ] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Audited rows per batch.")] = 1000,
-    sleep: Annotated[
-        float, typer.Option("--sleep", help="Seconds to pause between batches.")
-    ] = 0.0,
+    batch_size: BatchSizeOption = None,
+    target_batch_seconds: TargetBatchSecondsOption = None,
+    sleep: SleepOption = 0.0,
     max_rows: Annotated[
         int | None,
         typer.Option(
             "--max-rows", help="Revert at most this many rows now; exit 1 if more remain."
         ),
     ] = None,
+    lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
+    max_retries: MaxRetriesOption = 5,
     no_progress: NoProgressOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Set back to NULL the rows a backfill run filled, where the host is still its value.
 
-    Rows whose host changed since are left alone and counted.  Batched and
-    resumable like the backfill, under the same one-runner lock.
+    Rows whose host changed since are left alone and counted.  Batched,
+    throttled, retried and resumable like the backfill (the same applier),
+    under the same one-runner lock.
 
     Example: actionhost-backfill revert --run 3 --db mysql+pymysql://nova:PASS@db/nova --dry-run
     """
     with graceful_stop() as stop:
-        result = audit.revert(
+        result = revert(
             resolve_db(db, nova_conf),
             run,
+            RevertOptions(
+                dry_run=dry_run,
+                batch_size=batch_size,
+                target_batch_seconds=target_batch_seconds,
+                sleep=sleep,
+                max_rows=max_rows,
+                lock_timeout=lock_timeout,
+                max_retries=max_retries,
+            ),
             state_schema=state_schema,
-            dry_run=dry_run,
-            batch_size=batch_size,
-            sleep=sleep,
-            max_rows=max_rows,
             stop=stop,
             progress=progress_factory(no_progress),
         )

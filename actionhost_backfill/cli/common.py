@@ -10,9 +10,9 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy.engine import URL
 
-from .. import novaconf
-from ..db import parse_url
-from ..redact import scrub
+from actionhost_backfill.db import parse_url
+from actionhost_backfill.nova import novaconf
+from actionhost_backfill.redact import scrub
 
 DbOption = Annotated[
     str | None,
@@ -46,6 +46,32 @@ LockTimeoutOption = Annotated[
     ),
 ]
 
+BatchSizeOption = Annotated[
+    int | None,
+    typer.Option(
+        "--batch-size",
+        help="Rows per batch, fixed. Default: sized toward --target-batch-seconds.",
+    ),
+]
+TargetBatchSecondsOption = Annotated[
+    float | None,
+    typer.Option(
+        "--target-batch-seconds",
+        help="Size batches toward this duration, like pt-online-schema-change --chunk-time "
+        "(default 0.1; ignored with --batch-size).",
+    ),
+]
+SleepOption = Annotated[
+    float, typer.Option("--sleep", help="Seconds to pause between batches (throttle).")
+]
+MaxRetriesOption = Annotated[
+    int,
+    typer.Option(
+        "--max-retries",
+        help="Retries of a batch on deadlock, lock wait timeout, serialization failure "
+        "or Galera certification failure.",
+    ),
+]
 
 NovaConfOption = Annotated[
     list[str] | None,

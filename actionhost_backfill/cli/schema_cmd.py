@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated
 
 import typer
 
-from .. import schema
-from ..errors import EXIT_CODE_HELP, ExitCode
-from ..schema_settings import DEFAULT_LOCK_TIMEOUT, parse_lock_timeout
-from .allcells import CellsRequest, run_all_cells
-from .app import app
-from .common import (
+from actionhost_backfill.cli.allcells import CellsRequest, run_all_cells
+from actionhost_backfill.cli.app import app
+from actionhost_backfill.cli.common import (
     AllCellsOption,
     ApiDbOption,
     DbOption,
@@ -25,6 +23,9 @@ from .common import (
     emit_json,
     resolve_db,
 )
+from actionhost_backfill.errors import EXIT_CODE_HELP, ExitCode
+from actionhost_backfill.schema import revisions
+from actionhost_backfill.schema.settings import DEFAULT_LOCK_TIMEOUT, parse_lock_timeout
 
 schema_app = typer.Typer(
     help=(
@@ -35,6 +36,12 @@ schema_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(schema_app, name="schema")
+
+
+#: ``schema sql --dialect``: the backends offline SQL is rendered for.
+OfflineDialect = enum.Enum(
+    "OfflineDialect", {name: name for name in revisions.OFFLINE_URLS}, type=str
+)
 
 
 @schema_app.command("status", epilog=EXIT_CODE_HELP)
@@ -58,7 +65,7 @@ def status_command(
     if all_cells:
 
         def task(url):
-            result = schema.status(url, state_schema=state_schema)
+            result = revisions.status(url, state_schema=state_schema)
             code = _status_code(result)
             summary = {
                 ExitCode.OK: f"at head ({result.head_revision})",
@@ -71,7 +78,7 @@ def status_command(
             task,
             CellsRequest(db, nova_conf, api_db, include_disabled, workers, json_output),
         )
-    result = schema.status(resolve_db(db, nova_conf), state_schema=state_schema)
+    result = revisions.status(resolve_db(db, nova_conf), state_schema=state_schema)
     if json_output:
         emit_json(result.to_dict())
     else:
@@ -79,13 +86,13 @@ def status_command(
     raise typer.Exit(_status_code(result))
 
 
-def _status_code(result: schema.SchemaStatus) -> ExitCode:
+def _status_code(result: revisions.SchemaStatus) -> ExitCode:
     if not result.is_nova or any(line.startswith("blocked") for line in result.plan):
         return ExitCode.BAD_INPUT
     return ExitCode.OK if result.current_revision == result.head_revision else ExitCode.PARTIAL
 
 
-def _print_status(result: schema.SchemaStatus) -> None:
+def _print_status(result: revisions.SchemaStatus) -> None:
     echo(f"database:        {result.database} ({result.backend} {result.server_version})")
     if result.is_nova:
         echo(f"nova cell db:    yes (found {', '.join(result.tables_found)})")
@@ -158,7 +165,9 @@ def upgrade_command(
     if all_cells:
 
         def task(url):
-            result = schema.upgrade(url, state_schema=state_schema, target=to, lock_timeout=timeout)
+            result = revisions.upgrade(
+                url, state_schema=state_schema, target=to, lock_timeout=timeout
+            )
             done = [a for a in result.actions if "nothing to do" not in a]
             summary = f"{result.before or 'base'} -> {result.after}" + (
                 f": {len(done)} changes" if done else ": nothing to do"
@@ -170,7 +179,7 @@ def upgrade_command(
             task,
             CellsRequest(db, nova_conf, api_db, include_disabled, workers, json_output),
         )
-    result = schema.upgrade(
+    result = revisions.upgrade(
         resolve_db(db, nova_conf), state_schema=state_schema, target=to, lock_timeout=timeout
     )
     _print_result(result, json_output, "upgrade")
@@ -196,13 +205,13 @@ def downgrade_command(
     Example: actionhost-backfill schema downgrade base --db sqlite:///nova.sqlite
     """
     timeout = parse_lock_timeout(lock_timeout)
-    result = schema.downgrade(
+    result = revisions.downgrade(
         resolve_db(db, nova_conf), target=target, state_schema=state_schema, lock_timeout=timeout
     )
     _print_result(result, json_output, "downgrade")
 
 
-def _print_result(result: schema.SchemaResult, json_output: bool, verb: str) -> None:
+def _print_result(result: revisions.SchemaResult, json_output: bool, verb: str) -> None:
     if json_output:
         emit_json(result.to_dict())
         return
@@ -218,7 +227,7 @@ def sql_command(
     db: DbOption = None,
     nova_conf: NovaConfOption = None,
     dialect: Annotated[
-        str | None,
+        OfflineDialect | None,
         typer.Option(
             "--dialect",
             help="Render for postgresql, mysql (MySQL 8), mariadb or sqlite without a URL.",
@@ -241,8 +250,8 @@ def sql_command(
     Example: actionhost-backfill schema sql --dialect postgresql > upgrade.sql
     """
     timeout = parse_lock_timeout(lock_timeout)
-    url = schema.offline_url(dialect) if dialect and not db else resolve_db(db, nova_conf)
-    text = schema.offline_sql(
+    url = revisions.offline_url(dialect.value) if dialect and not db else resolve_db(db, nova_conf)
+    text = revisions.offline_sql(
         url,
         state_schema=state_schema,
         from_revision=from_revision,

@@ -8,17 +8,14 @@ from typing import Annotated
 
 import typer
 
-from .. import schema
-from ..accuracy import AccuracyReport, accuracy
-from ..backfill import BackfillOptions, run_backfill
-from ..db import parse_url
-from ..errors import EXIT_CODE_HELP, BadInput
-from ..releases import SIMULATED
-from ..simulate import SimulationOptions, SimulationResult, simulate
-from ..state import resolve_state_location
-from .app import app
-from .backfill_cmd import NoProgressOption, graceful_stop, print_summary, progress_factory
-from .common import (
+from actionhost_backfill.cli.app import app
+from actionhost_backfill.cli.backfill_cmd import (
+    NoProgressOption,
+    graceful_stop,
+    print_summary,
+    progress_factory,
+)
+from actionhost_backfill.cli.common import (
     DbOption,
     JsonOption,
     NovaConfOption,
@@ -28,6 +25,14 @@ from .common import (
     note,
     resolve_db,
 )
+from actionhost_backfill.db import parse_url
+from actionhost_backfill.engine.backfill import BackfillOptions, run_backfill
+from actionhost_backfill.errors import EXIT_CODE_HELP, BadInput
+from actionhost_backfill.nova.releases import SIMULATED
+from actionhost_backfill.schema import revisions
+from actionhost_backfill.sim.accuracy import AccuracyReport, accuracy
+from actionhost_backfill.sim.simulate import SimulationOptions, SimulationResult, simulate
+from actionhost_backfill.state.location import resolve_state_location
 
 DEMO_DB = "sqlite:///actionhost-demo.sqlite"
 
@@ -246,7 +251,7 @@ def demo_command(
     _print_simulation(result)
 
     note(f"2/4 schema: actionhost-backfill schema upgrade --db {shown}")
-    upgraded = schema.upgrade(url)
+    upgraded = revisions.upgrade(url)
     for line in upgraded.actions:
         echo(f"  {line}")
 

@@ -6,13 +6,9 @@ from typing import Annotated
 
 import typer
 
-from ..errors import EXIT_CODE_HELP
-from ..explain import Explanation, explain
-from ..tables import EVENT_TABLES
-from ..validate import CONFIDENCE, ValidateOptions, ValidationReport, run_validate
-from .allcells import CellsRequest, run_all_cells
-from .app import app
-from .common import (
+from actionhost_backfill.cli.allcells import CellsRequest, run_all_cells
+from actionhost_backfill.cli.app import app
+from actionhost_backfill.cli.common import (
     AllCellsOption,
     ApiDbOption,
     DbOption,
@@ -25,6 +21,15 @@ from .common import (
     emit_json,
     resolve_db,
 )
+from actionhost_backfill.errors import EXIT_CODE_HELP
+from actionhost_backfill.inference.explain import Explanation, explain
+from actionhost_backfill.inference.validate import (
+    CONFIDENCE,
+    ValidateOptions,
+    ValidationReport,
+    run_validate,
+)
+from actionhost_backfill.nova.tables import EVENT_TABLES
 
 
 def _pct(value: float | None) -> str:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import enum
 import re
 from datetime import datetime, timedelta
 from typing import Annotated
 
 import typer
 
-from .. import views
-from ..errors import EXIT_CODE_HELP, BadInput
-from .allcells import CellsRequest, run_all_cells
-from .app import app
-from .common import (
+from actionhost_backfill import views
+from actionhost_backfill.cli.allcells import CellsRequest, run_all_cells
+from actionhost_backfill.cli.app import app
+from actionhost_backfill.cli.common import (
     AllCellsOption,
     ApiDbOption,
     DbOption,
@@ -25,6 +25,8 @@ from .common import (
     emit_json,
     resolve_db,
 )
+from actionhost_backfill.clock import utcnow
+from actionhost_backfill.errors import EXIT_CODE_HELP, BadInput
 
 events_app = typer.Typer(
     help="Instance actions and their events as Nova's API shows them (microversion 2.62).",
@@ -32,8 +34,14 @@ events_app = typer.Typer(
 )
 app.add_typer(events_app, name="events")
 
+
+class Role(str, enum.Enum):
+    admin = "admin"
+    member = "member"
+
+
 AsOption = Annotated[
-    str,
+    Role,
     typer.Option(
         "--as",
         help="admin: host and traceback shown; member: neither (hostId only), as Nova's policy.",
@@ -59,7 +67,7 @@ def show_command(
     db: DbOption = None,
     nova_conf: NovaConfOption = None,
     state_schema: StateSchemaOption = None,
-    role: AsOption = "admin",
+    as_: AsOption = Role.admin,
     json_output: Annotated[
         bool,
         typer.Option("--json", help="Print exactly the 2.62 API body (instanceAction)."),
@@ -82,8 +90,7 @@ def show_command(
 
     Example: actionhost-backfill events show 9f2c... req-4c1d... --as member --json
     """
-    if role not in views.ROLES:
-        raise BadInput(f"--as must be admin or member (got {role!r})")
+    role = as_.value
     found = views.load_actions(
         resolve_db(db, nova_conf),
         instance,
@@ -187,7 +194,7 @@ def parse_moment(value: str | None, option: str, now: datetime | None = None) ->
         return None
     match = _RELATIVE.match(value.strip())
     if match:
-        now = now or datetime.utcnow()
+        now = now or utcnow()
         return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
     try:
         return datetime.fromisoformat(value.strip())

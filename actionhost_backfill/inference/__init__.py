@@ -7,7 +7,7 @@ Everything here is pure: rows in, decisions out, no I/O.
 
 from __future__ import annotations
 
-from .model import (
+from actionhost_backfill.inference.model import (
     ACTION_MISSING,
     AMBIGUOUS,
     BOUNDARY_SLACK,
@@ -43,8 +43,8 @@ from .model import (
     ShelveRecord,
     VolumeRecord,
 )
-from .rules import decide, infer
-from .timeline import Timeline
+from actionhost_backfill.inference.rules import decide, infer
+from actionhost_backfill.inference.timeline import Timeline
 
 __all__ = [
     "ACTION_MISSING",

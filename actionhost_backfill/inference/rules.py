@@ -31,8 +31,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from . import roles
-from .model import (
+from actionhost_backfill.inference import roles
+from actionhost_backfill.inference.model import (
     ACTION_MISSING,
     AMBIGUOUS,
     CONTROL_PLANE,
@@ -51,8 +51,8 @@ from .model import (
     InstanceHistory,
     KnownHosts,
 )
-from .roles import Role
-from .timeline import Timeline
+from actionhost_backfill.inference.roles import Role
+from actionhost_backfill.inference.timeline import Timeline
 
 #: Reasons a fault may overrule: the segment knows nothing, the fault does.
 _SILENT = frozenset({MOVE_IN_FLIGHT, NO_EVIDENCE, INSTANCE_MISSING, NO_TIME})

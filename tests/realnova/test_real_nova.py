@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from actionhost_backfill import schema
 from actionhost_backfill.db import parse_url
-from actionhost_backfill.novadb import HOST_INDEX
+from actionhost_backfill.nova.catalog import HOST_INDEX
+from actionhost_backfill.schema import revisions
 from tests.harness import Cell, cli
 
 TOOL = Path(__file__).with_name("nova_cell.py")
@@ -89,7 +89,7 @@ def _soft_deleted_instance(cell: Cell, n: int) -> str:
 
 
 def test_status_recognises_a_real_nova_cell(real_cell):
-    status = schema.status(parse_url(real_cell.url))
+    status = revisions.status(parse_url(real_cell.url))
     assert status.is_nova
     assert status.nova_alembic_version == real_cell.nova_version()
     assert all(c["present"] and c["compatible"] for c in status.host_columns)

@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from actionhost_backfill import schema
 from actionhost_backfill.db import parse_url
-from actionhost_backfill.simulate import SimulationOptions, simulate
+from actionhost_backfill.schema import revisions
+from actionhost_backfill.sim.simulate import SimulationOptions, simulate
 from tests import harness
 from tests.harness import another_database  # noqa: F401 (re-exported for the suite)
 
@@ -19,7 +19,7 @@ HISTORY = SimulationOptions(seed=21, events=4000, hosts=8, days=200)
 
 def simulated(url: str, options: SimulationOptions = HISTORY) -> harness.Cell:
     simulate(parse_url(url), options)
-    schema.upgrade(parse_url(url))
+    revisions.upgrade(parse_url(url))
     return harness.Cell(url)
 
 

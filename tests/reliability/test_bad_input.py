@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from actionhost_backfill.backfill import BackfillOptions, run_backfill
 from actionhost_backfill.db import parse_url
+from actionhost_backfill.engine.backfill import BackfillOptions, run_backfill
 from actionhost_backfill.errors import ExitCode
-from actionhost_backfill.simulate import SimulationOptions
+from actionhost_backfill.sim.simulate import SimulationOptions
 from tests import harness
 
 from .common import simulated

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from actionhost_backfill.backfill import BackfillOptions, run_backfill
 from actionhost_backfill.db import parse_url
+from actionhost_backfill.engine.backfill import BackfillOptions, run_backfill
 
 from .common import another_database, audit_state, backfill_process, simulated, table_state
 

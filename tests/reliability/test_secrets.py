@@ -15,7 +15,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from actionhost_backfill.simulate import SimulationOptions
+from actionhost_backfill.sim.simulate import SimulationOptions
 from tests import harness
 
 from .common import ROOT, simulated

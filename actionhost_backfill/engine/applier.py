@@ -1,0 +1,219 @@
+"""The one writer: every change the toolkit makes to Nova's tables goes through :class:`Applier`.
+
+The backfill and the revert hand it a :class:`BatchWork` (what one batch
+covers and how it is written); the applier owns everything around it, the same
+for both: one short transaction per batch, bounded lock waits (the session is
+set up by the dialect), retries with backoff on deadlock, lock-wait timeout,
+serialization failure and Galera certification failure, the batch size
+(:class:`~actionhost_backfill.engine.throttle.BatchSizer`), ``--sleep``,
+``--max-rows``, the runner lease, progress and the checkpoint, committed in
+the same transaction as the batch.  Killed at any instant, the batch in flight
+is rolled back by the database and the run resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from actionhost_backfill import db
+from actionhost_backfill.engine.progress import Progress
+from actionhost_backfill.engine.throttle import BatchSizer, pause
+from actionhost_backfill.errors import ActionHostError, DatabaseUnavailable
+from actionhost_backfill.redact import mask_url
+from actionhost_backfill.state import runs
+from actionhost_backfill.state.lease import RunnerLock
+from actionhost_backfill.state.runs import Checkpoint
+from actionhost_backfill.state.tables import StateTables
+
+log = logging.getLogger(__name__)
+
+#: Longest pause between two attempts of a failed batch.
+MAX_BACKOFF = 5.0
+
+
+@dataclass
+class Applied:
+    """What one batch did: rows it covered, and counts per (outcome, rule)."""
+
+    rows: int
+    counts: Counter = field(default_factory=Counter)
+
+
+class BatchWork(Protocol):
+    """One table's work, batch by batch, in id order."""
+
+    table: str
+
+    def bound(self, conn: sa.Connection, after: int, size: int) -> int | None:
+        """The last id of the next batch (at most ``size`` rows after ``after``); None when done."""
+
+    def apply(self, conn: sa.Connection, after: int, upto: int, batch: int) -> Applied:
+        """Write the batch ``(after, upto]`` (the applier commits or rolls back)."""
+
+
+@dataclass
+class ApplyLimits:
+    sleep: float = 0.0
+    max_rows: int | None = None
+    max_retries: int = 5
+
+
+@dataclass
+class ApplyStats:
+    batches: int = 0
+    rows: int = 0
+    retries: int = 0
+    batch_seconds: list[float] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
+
+
+class Applier:
+    """Applies :class:`BatchWork` on ``conn``, recording progress in run ``run_id``.
+
+    ``write=False`` (a dry run) rolls every batch back and records nothing;
+    ``keep_counts`` adds each batch's counts to the run's ``run_counts`` (the
+    backfill's per-rule figures).  ``stats`` sums what committed batches did.
+    """
+
+    def __init__(
+        self,
+        conn: sa.Connection,
+        *,
+        url: URL,
+        st: StateTables,
+        run_id: int | None,
+        sizer: BatchSizer,
+        limits: ApplyLimits,
+        stop: threading.Event,
+        lease: RunnerLock | None,
+        progress: Progress,
+        what: str,
+        write: bool = True,
+        keep_counts: bool = True,
+    ):
+        self.conn = conn
+        self.url = url
+        self.st = st
+        self.run_id = run_id
+        self.sizer = sizer
+        self.limits = limits
+        self.stop = stop
+        self.lease = lease
+        self.progress = progress
+        self.what = what
+        self.write = write
+        self.keep_counts = keep_counts
+        self.budget = limits.max_rows
+        self.stats = ApplyStats()
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop.is_set() or (self.budget is not None and self.budget <= 0)
+
+    def run(self, work: BatchWork, checkpoint: Checkpoint) -> bool:
+        """Apply ``work`` from ``checkpoint`` on; True when the table is done (else stopped)."""
+        while not self.stopping:
+            if self.lease is not None:
+                self.lease.check()
+            size = self.sizer.size
+            if self.budget is not None:
+                size = max(1, min(size, self.budget))
+            started = time.monotonic()
+            applied, upto, retries = self._one_batch(work, checkpoint, size, started)
+            if upto is None:
+                return retries >= 0
+            checkpoint.last_id = upto
+            checkpoint.batches += 1
+            seconds = time.monotonic() - started
+            self.stats.batches += 1
+            self.stats.rows += applied.rows
+            self.stats.batch_seconds.append(seconds)
+            self.stats.counts.update(applied.counts)
+            self.sizer.observe(applied.rows, seconds)
+            if self.budget is not None:
+                self.budget -= applied.rows
+            self.progress.update(applied.rows)
+            if self.limits.sleep and pause(self.limits.sleep, self.stop):
+                break
+        return False
+
+    def _one_batch(
+        self, work: BatchWork, checkpoint: Checkpoint, size: int, started: float
+    ) -> tuple[Applied, int | None, int]:
+        """Returns (applied, upto, retries); upto None when nothing is left (retries -1: stopped)."""
+        conn, after = self.conn, checkpoint.last_id
+        retries = 0
+        while True:
+            try:
+                upto = work.bound(conn, after, size)
+                if upto is None:
+                    conn.rollback()
+                    return Applied(0), None, 0
+                applied = work.apply(conn, after, upto, checkpoint.batches + 1)
+                if self.write:
+                    if self.keep_counts:
+                        runs.add_counts(conn, self.st, self.run_id, work.table, applied.counts)
+                    runs.advance(
+                        conn,
+                        self.st,
+                        self.run_id,
+                        work.table,
+                        last_id=upto,
+                        examined=applied.rows,
+                        seconds=time.monotonic() - started,
+                        retries=retries,
+                    )
+                    conn.commit()
+                else:
+                    conn.rollback()
+                return applied, upto, retries
+            except sa.exc.DBAPIError as exc:
+                retries = self._after_failure(exc, work.table, after, retries)
+                if retries < 0:
+                    return Applied(0), None, -1
+
+    def _after_failure(self, exc: sa.exc.DBAPIError, table: str, after: int, retries: int) -> int:
+        """Roll back; raise when the failure is final; else wait and return the retry count.
+
+        Returns -1 when a stop was requested while waiting.
+        """
+        db.rollback_hard(self.conn)
+        if isinstance(exc, sa.exc.DBAPIError) and db.is_connection_lost(exc):
+            raise DatabaseUnavailable(
+                f"lost the connection to {mask_url(self.url)} during a {self.what} batch of "
+                f"{table} after id {after} (the batch was rolled back; the checkpoint is safe): "
+                "once the server is back, run the same command again to resume"
+            ) from None
+        if not db.is_retryable(exc):
+            raise exc
+        if retries >= self.limits.max_retries:
+            log.warning(
+                "giving up a batch of %s after id %s after %s attempts", table, after, retries + 1
+            )
+            reason = db.translate_error(exc, self.url)
+            raise ActionHostError(
+                f"a {self.what} batch of {table} after id {after} failed {retries + 1} times "
+                f"({reason}): find the blocking transaction, then run the same command again "
+                "to resume"
+            ) from None
+        retries += 1
+        self.stats.retries += 1
+        log.info(
+            "retrying a batch of %s after id %s (%s/%s): %s",
+            table,
+            after,
+            retries,
+            self.limits.max_retries,
+            exc,
+        )
+        if pause(min(0.1 * 2**retries, MAX_BACKOFF), self.stop):
+            return -1
+        return retries

@@ -1,0 +1,612 @@
+"""The backfill: plan every NULL-host event's decision, then apply the plan in batches.
+
+A run is opened (or resumed) in the state schema under the runner lease.  Per
+events table, :class:`~actionhost_backfill.engine.planner.Planner` decides the
+events after the checkpoint into a temporary plan table (reads only), and the
+:class:`~actionhost_backfill.engine.applier.Applier` writes it in short batches
+(:class:`~actionhost_backfill.engine.fill.PlanFill`): hosts of the rows still
+NULL, their audit rows, the per-rule counts and the checkpoint, in one
+transaction each.  Killed at any instant, the batch in flight is rolled back by
+the database and the run resumes from the last checkpoint, planning the rest
+again from the same evidence, to the same final state.  A host Nova records
+meanwhile is never overwritten.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from actionhost_backfill import db, dialects
+from actionhost_backfill.dialects import Dialect
+from actionhost_backfill.engine.applier import Applier, ApplyLimits
+from actionhost_backfill.engine.fill import PlanFill
+from actionhost_backfill.engine.planner import Planner
+from actionhost_backfill.engine.progress import Progress, silent
+from actionhost_backfill.engine.throttle import MAX_BATCH, BatchSizer
+from actionhost_backfill.errors import ActionHostError, BadInput, PrivilegeError, SchemaNotReady
+from actionhost_backfill.inference.evidence import EvidenceSnapshot, SnapshotStats
+from actionhost_backfill.nova import catalog
+from actionhost_backfill.nova.tables import EVENTS, SHADOW_EVENTS, nova
+from actionhost_backfill.redact import mask_url
+from actionhost_backfill.schema import revisions
+from actionhost_backfill.state import runs
+from actionhost_backfill.state.lease import RunnerLock
+from actionhost_backfill.state.location import (
+    StateLocation,
+    resolve_state_location,
+    state_schema_exists,
+)
+from actionhost_backfill.state.tables import FILLED, LEFT_NULL, StateTables, state
+
+log = logging.getLogger(__name__)
+
+ProgressFactory = Callable[[int | None, str], Progress]
+
+
+@dataclass
+class BackfillOptions:
+    batch_size: int | None = None
+    """Fixed rows per batch; None sizes batches toward ``target_batch_seconds``."""
+    target_batch_seconds: float | None = None
+    """None: :data:`~actionhost_backfill.engine.throttle.DEFAULT_TARGET_SECONDS`."""
+    sleep: float = 0.0
+    max_rows: int | None = None
+    until_complete: bool = False
+    include_shadow: bool = False
+    dry_run: bool = False
+    new_run: bool = False
+    lock_timeout: float = 5.0
+    max_retries: int = 5
+    sample: int = 5
+
+    def validate(self) -> None:
+        if self.batch_size is not None and not 1 <= self.batch_size <= MAX_BATCH:
+            raise BadInput(
+                f"--batch-size must be between 1 and {MAX_BATCH} (got {self.batch_size})"
+            )
+        if self.target_batch_seconds is not None and not 0.01 <= self.target_batch_seconds <= 60:
+            raise BadInput(
+                f"--target-batch-seconds must be between 0.01 and 60 (got {self.target_batch_seconds})"
+            )
+        if self.sleep < 0 or self.sleep > 3600:
+            raise BadInput(f"--sleep must be between 0 and 3600 seconds (got {self.sleep})")
+        if self.max_rows is not None and self.max_rows < 1:
+            raise BadInput(f"--max-rows must be at least 1 (got {self.max_rows})")
+        if not 0 < self.lock_timeout <= 3600:
+            raise BadInput(
+                f"--lock-timeout must be between 0 and 3600 seconds (got {self.lock_timeout})"
+            )
+        if not 0 <= self.max_retries <= 100:
+            raise BadInput(f"--max-retries must be between 0 and 100 (got {self.max_retries})")
+
+    def tables(self) -> list[str]:
+        return [EVENTS, SHADOW_EVENTS] if self.include_shadow else [EVENTS]
+
+    def scope(self) -> dict:
+        """What a run covers; resuming with another scope is refused."""
+        return {"include_shadow": self.include_shadow}
+
+
+@dataclass
+class BackfillResult:
+    database: str
+    dry_run: bool
+    run_id: int | None = None
+    resumed: bool = False
+    outcome: str = "complete"
+    """complete, partial (more to do) or interrupted."""
+    filled_by_rule: Counter = field(default_factory=Counter)
+    null_by_reason: Counter = field(default_factory=Counter)
+    skipped: int = 0
+    examined: int = 0
+    batches: int = 0
+    retries: int = 0
+    elapsed: float = 0.0
+    remaining: int = 0
+    snapshot: SnapshotStats | None = None
+    samples: list[dict] = field(default_factory=list)
+    batch_seconds: list[float] = field(default_factory=list)
+    plan_seconds: float = 0.0
+    """Time spent deciding (reads only); the rest went to applying batches."""
+    message: str | None = None
+
+    @property
+    def filled(self) -> int:
+        return sum(self.filled_by_rule.values())
+
+    @property
+    def left_null(self) -> int:
+        return sum(self.null_by_reason.values())
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.examined / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.outcome == "complete" else 1
+
+    def batch_percentiles(self) -> dict[str, float] | None:
+        """p50 / p99 / max of batch durations in seconds (what a lock holder waits)."""
+        if not self.batch_seconds:
+            return None
+        ordered = sorted(self.batch_seconds)
+
+        def pick(q: float) -> float:
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 4)
+
+        return {"p50": pick(0.50), "p99": pick(0.99), "max": round(ordered[-1], 4)}
+
+    def to_dict(self) -> dict:
+        return {
+            "database": self.database,
+            "dry_run": self.dry_run,
+            "run_id": self.run_id,
+            "resumed": self.resumed,
+            "outcome": self.outcome,
+            "examined": self.examined,
+            "filled": self.filled,
+            "filled_by_rule": dict(sorted(self.filled_by_rule.items())),
+            "left_null": self.left_null,
+            "null_by_reason": dict(sorted(self.null_by_reason.items())),
+            "skipped_recorded_meanwhile": self.skipped,
+            "batches": self.batches,
+            "retries": self.retries,
+            "elapsed_seconds": round(self.elapsed, 3),
+            "rows_per_second": round(self.rows_per_second, 1),
+            "remaining": self.remaining,
+            "batch_seconds": self.batch_percentiles(),
+            "plan_seconds": round(self.plan_seconds, 3),
+            "snapshot": None
+            if self.snapshot is None
+            else {
+                "migrations": self.snapshot.migrations,
+                "events": self.snapshot.events,
+                "shelve_records": self.snapshot.shelve_records,
+                "volume_connectors": self.snapshot.volume_connectors,
+                "archived_actions": self.snapshot.archived_actions,
+                "compute_hosts": self.snapshot.compute_hosts,
+                "seconds": round(self.snapshot.seconds, 3),
+            },
+            "samples": self.samples,
+            "message": self.message,
+            "exit_code": self.exit_code,
+        }
+
+
+# --------------------------------------------------------------------------- preflight
+
+
+def _preflight(
+    conn: sa.Connection, url: URL, location: StateLocation, options: BackfillOptions
+) -> bool:
+    """Refuse bad input before anything is written; return whether state is ready."""
+    catalog.require_nova(conn, catalog.BACKFILL_TABLES)
+    names = catalog.list_tables(conn)
+    for table in options.tables():
+        if table not in names:
+            raise BadInput(
+                f"--include-shadow: table {table} not found in {mask_url(url)}: drop the option "
+                "(this cell has no archived events)"
+            )
+        column = catalog.host_column(conn, table)
+        if not column.present:
+            raise SchemaNotReady(
+                f"{table}.host is missing in {mask_url(url)}: run `actionhost-backfill schema upgrade` first"
+            )
+        if column.problem:
+            catalog.raise_if_incompatible(conn, [column])
+    ready = (
+        state_schema_exists(conn, location)
+        and revisions.current_revision(conn, location) == revisions.head_revision()
+    )
+    if not options.dry_run and not ready:
+        current = (
+            revisions.current_revision(conn, location)
+            if state_schema_exists(conn, location)
+            else None
+        )
+        raise SchemaNotReady(
+            f"the toolkit's schema in {location.describe()} is at {current or 'no revision'}, "
+            f"the backfill needs {revisions.head_revision()}: run `actionhost-backfill schema upgrade` "
+            "first (or use --dry-run, which needs no schema change)"
+        )
+    if not options.dry_run:
+        _check_write_privileges(conn, url, location, options)
+    return ready
+
+
+def _check_write_privileges(
+    conn: sa.Connection, url: URL, location: StateLocation, options: BackfillOptions
+) -> None:
+    """Statements that touch no row still need their privileges: try them, roll back."""
+    backend = location.backend
+    if backend == "sqlite":
+        for path in (url.database, location.sqlite_path):
+            if path and not os.access(path, os.W_OK):
+                raise PrivilegeError(
+                    f"{path} is read-only: the backfill writes to it; fix its permissions"
+                )
+        return
+    st = state(location.schema)
+    probes = [
+        (t, nova(t).update().where(nova(t).c.id == -1).values(host=nova(t).c.host))
+        for t in options.tables()
+    ]
+    probes += [
+        (
+            f"{location.schema}.audit",
+            st.audit.insert().from_select(
+                list(st.audit.c.keys()), sa.select(*st.audit.c).where(sa.false())
+            ),
+        ),
+        (
+            f"{location.schema}.runs",
+            st.runs.update().where(st.runs.c.id == -1).values(message=None),
+        ),
+        (
+            f"{location.schema}.checkpoints",
+            st.checkpoints.update().where(st.checkpoints.c.run_id == -1).values(done=False),
+        ),
+    ]
+    user = url.username or "<user>"
+    try:
+        for name, statement in probes:
+            try:
+                conn.execute(statement)
+            except sa.exc.DBAPIError as exc:
+                if isinstance(db.translate_error(exc, url), PrivilegeError):
+                    conn.rollback()
+                    if backend == "postgresql":
+                        grant = (
+                            f"GRANT UPDATE ON {name} TO {user};"
+                            if "." not in name
+                            else f"GRANT USAGE ON SCHEMA {location.schema} TO {user}; GRANT ALL ON ALL TABLES IN SCHEMA {location.schema} TO {user};"
+                        )
+                    else:
+                        database = name.split(".")[0] if "." in name else url.database
+                        grant = f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{database}`.* TO '{user}'@'%';"
+                    raise PrivilegeError(
+                        f"user {user} may not write {name} in {mask_url(url)}: run {grant} (nothing was changed)"
+                    ) from None
+                raise
+    finally:
+        conn.rollback()
+
+
+# --------------------------------------------------------------------------- runner
+
+
+class _Runner:
+    """Opens (or resumes) a run, then per table: plan, then apply through the Applier."""
+
+    def __init__(
+        self,
+        url: URL,
+        location: StateLocation,
+        options: BackfillOptions,
+        *,
+        stop: threading.Event | None,
+        progress: ProgressFactory | None,
+    ):
+        self.url = url
+        self.location = location
+        self.options = options
+        self.stop = stop or threading.Event()
+        self.progress_factory = progress
+        self.st: StateTables = state(location.schema)
+        self.result = BackfillResult(database=mask_url(url), dry_run=options.dry_run)
+        self.sizer = BatchSizer(options.batch_size, options.target_batch_seconds)
+        self.dialect: Dialect | None = None
+
+    # -- connection ------------------------------------------------------
+
+    def configure(self, conn: sa.Connection) -> None:
+        self.dialect = dialects.for_connection(conn)
+        cap = self.dialect.configure_session(conn, self.options.lock_timeout)
+        if cap is not None:
+            self.sizer.cap(cap)
+        conn.commit()
+
+    def pending(self, conn: sa.Connection, table: str, after: int, horizon: int) -> int:
+        t = nova(table)
+        return (
+            conn.execute(
+                sa.select(sa.func.count())
+                .select_from(t)
+                .where(t.c.id > after, t.c.id <= horizon, t.c.host.is_(None))
+            ).scalar()
+            or 0
+        )
+
+    def max_id(self, conn: sa.Connection, table: str) -> int:
+        t = nova(table)
+        return conn.execute(sa.select(sa.func.max(t.c.id))).scalar() or 0
+
+    def planner(self, conn: sa.Connection, snapshot: EvidenceSnapshot) -> Planner:
+        sample = self._sample if self.options.dry_run and self.options.sample else None
+        return Planner(
+            conn, snapshot, url=self.url, stop=self.stop, bar=self._bar, on_decided=sample
+        )
+
+    def _sample(self, table, events, decisions, evidence) -> None:
+        snapshot = self._snapshot
+        seen = Counter(s["rule"] for s in self.result.samples)
+        by_id = {e.id: e for e in events}
+        picked = []
+        for decision in decisions:
+            if seen[decision.rule] >= self.options.sample:
+                continue
+            seen[decision.rule] += 1
+            picked.append((decision, by_id[decision.event_id]))
+        requests = snapshot.request_ids(sorted({e.action_id for _, e in picked if e.action_id}))
+        for decision, event in picked:
+            action = evidence.actions.get(event.action_id)
+            self.result.samples.append(
+                {
+                    "table": table,
+                    "event_id": event.id,
+                    "event": event.name,
+                    "instance_uuid": action.instance_uuid if action else None,
+                    "request_id": requests.get(event.action_id),
+                    "host": decision.host,
+                    "rule": decision.rule,
+                }
+            )
+
+    # -- flow --------------------------------------------------------------
+
+    def run(self) -> BackfillResult:
+        started = time.monotonic()
+        # SQLite: a batch takes the write lock when it begins (see db.create_engine).
+        begin = "DEFERRED" if self.options.dry_run else "IMMEDIATE"
+        engine = db.create_engine(self.url, self.location, attach="if-exists", sqlite_begin=begin)
+        try:
+            with db.connect(engine) as conn:
+                ready = _preflight(conn, self.url, self.location, self.options)
+                conn.rollback()
+            if self.options.dry_run:
+                self._dry_run(engine, audit_available=ready)
+            else:
+                self._real_run(engine)
+        except sa.exc.DBAPIError as exc:
+            raise db.translate_error(exc, self.url) from None
+        finally:
+            engine.dispose()
+            self.result.elapsed = time.monotonic() - started
+        return self.result
+
+    def _dry_run(self, engine: sa.Engine, *, audit_available: bool) -> None:
+        with db.connect(engine) as conn:
+            self.configure(conn)
+            snapshot = self._snapshot = EvidenceSnapshot(
+                conn, self.location, audit_available=audit_available
+            )
+            self._take_snapshot(snapshot)
+            horizons = {t: self.max_id(conn, t) for t in self.options.tables()}
+            conn.rollback()
+            planner = self.planner(conn, snapshot)
+            budget = self.options.max_rows
+            try:
+                for table in self.options.tables():
+                    upper = planner.upper_bound(table, 0, horizons[table], budget)
+                    tally: Counter = Counter()
+                    decided = planner.plan_range(table, 0, upper, tally=tally)
+                    self._tally(tally)
+                    if decided is None:
+                        self.result.outcome = "interrupted"
+                        break
+                    self.result.examined += decided
+                    if budget is not None:
+                        budget -= decided
+                    if upper < horizons[table]:
+                        self.result.remaining += self.pending(conn, table, upper, horizons[table])
+                        self.result.outcome = "partial"
+                        conn.rollback()
+                        break
+            finally:
+                self.result.plan_seconds = planner.seconds
+                snapshot.drop()
+
+    def _real_run(self, engine: sa.Engine) -> None:
+        lease = RunnerLock(engine, self.location)
+        lease.acquire(None)
+        try:
+            with db.connect(engine) as conn:
+                self.configure(conn)
+                run = self._open_run(conn)
+                lease.set_run(run.id)
+                try:
+                    self._run_tables(conn, run, lease)
+                except KeyboardInterrupt:
+                    conn.rollback()
+                    runs.finish(
+                        conn,
+                        self.st,
+                        run.id,
+                        runs.INTERRUPTED,
+                        "aborted during a batch (rolled back)",
+                    )
+                    self.result.outcome = "interrupted"
+                    self.result.message = _resume_hint(run.id)
+                except ActionHostError as exc:
+                    runs.record_failure(conn, engine, self.st, run.id, str(exc))
+                    raise
+                except sa.exc.DBAPIError as exc:
+                    error = db.translate_error(exc, self.url)
+                    runs.record_failure(conn, engine, self.st, run.id, str(error))
+                    raise error from None
+        finally:
+            lease.release()
+
+    def _open_run(self, conn: sa.Connection) -> runs.Run:
+        options = self.options
+        existing = runs.latest_unfinished(conn, self.st, runs.BACKFILL)
+        if existing is not None and options.new_run:
+            runs.set_state(conn, self.st, existing.id, runs.ABANDONED, "superseded by --new-run")
+            existing = None
+        if existing is not None:
+            if existing.options.get("scope") != options.scope():
+                conn.rollback()
+                flag = (
+                    "with" if existing.options.get("scope", {}).get("include_shadow") else "without"
+                )
+                raise BadInput(
+                    f"unfinished run {existing.id} was started {flag} --include-shadow: run again the same "
+                    "way to resume it, or pass --new-run to start over"
+                )
+            self.result.run_id = existing.id
+            self.result.resumed = True
+            existing.state = runs.RUNNING
+            runs.set_state(conn, self.st, existing.id, runs.RUNNING)
+            conn.commit()
+            return existing
+        horizons = {t: self.max_id(conn, t) for t in options.tables()}
+        run_id = runs.create(
+            conn,
+            self.st,
+            runs.BACKFILL,
+            {
+                "scope": options.scope(),
+                "batch_size": options.batch_size,
+                "target_batch_seconds": self.sizer.target,
+            },
+            horizons,
+            runner=f"pid {os.getpid()}",
+        )
+        conn.commit()
+        self.result.run_id = run_id
+        run = runs.load(conn, self.st, run_id)
+        conn.rollback()
+        return run
+
+    def _run_tables(self, conn: sa.Connection, run: runs.Run, lease: RunnerLock) -> None:
+        snapshot = self._snapshot = EvidenceSnapshot(conn, self.location, audit_available=True)
+        self._take_snapshot(snapshot)
+        checkpoints = {t: run.checkpoints[t] for t in self.options.tables()}
+        total = sum(
+            self.pending(conn, t, c.last_id, c.horizon)
+            for t, c in checkpoints.items()
+            if not c.done
+        )
+        conn.rollback()
+        planner = self.planner(conn, snapshot)
+        bar = self._bar(total, f"run {run.id}")
+        applier = Applier(
+            conn,
+            url=self.url,
+            st=self.st,
+            run_id=run.id,
+            sizer=self.sizer,
+            limits=ApplyLimits(self.options.sleep, self.options.max_rows, self.options.max_retries),
+            stop=self.stop,
+            lease=lease,
+            progress=bar,
+            what="backfill",
+        )
+        try:
+            while True:
+                for table, checkpoint in checkpoints.items():
+                    if checkpoint.done or applier.stopping:
+                        continue
+                    upper = planner.upper_bound(
+                        table, checkpoint.last_id, checkpoint.horizon, applier.budget
+                    )
+                    if planner.plan_range(table, checkpoint.last_id, upper, lease=lease) is None:
+                        break  # stopped while planning
+                    work = PlanFill(self.dialect, planner.plan, table, self.st, run.id)
+                    if applier.run(work, checkpoint) and upper >= checkpoint.horizon:
+                        checkpoint.done = True
+                if applier.stopping or not self.options.until_complete:
+                    break
+                if not self._extend_horizons(conn, run.id, checkpoints, snapshot):
+                    break
+        finally:
+            bar.close()
+            self.result.plan_seconds = planner.seconds
+            self._collect(applier)
+        remaining = sum(self.pending(conn, t, c.last_id, c.horizon) for t, c in checkpoints.items())
+        conn.rollback()
+        self.result.remaining = remaining
+        if applier.stopping and remaining:
+            self.result.outcome = "interrupted" if self.stop.is_set() else "partial"
+            message = "stopped on request" if self.stop.is_set() else "--max-rows reached"
+            runs.finish(conn, self.st, run.id, runs.INTERRUPTED, message)
+            self.result.message = _resume_hint(run.id)
+        else:
+            for table in checkpoints:
+                runs.mark_table(conn, self.st, run.id, table, done=True)
+            runs.finish(conn, self.st, run.id, runs.COMPLETE, None)
+        snapshot.drop()
+
+    def _collect(self, applier: Applier) -> None:
+        stats = applier.stats
+        self.result.batches += stats.batches
+        self.result.examined += stats.rows
+        self.result.retries += stats.retries
+        self.result.batch_seconds.extend(stats.batch_seconds)
+        self._tally(stats.counts)
+
+    def _extend_horizons(self, conn, run_id, checkpoints, snapshot) -> bool:
+        """--until-complete: take in rows that appeared after the horizon."""
+        extended = False
+        for table, checkpoint in checkpoints.items():
+            newest = self.max_id(conn, table)
+            if newest > checkpoint.horizon and self.pending(
+                conn, table, checkpoint.horizon, newest
+            ):
+                checkpoint.horizon = newest
+                checkpoint.done = False
+                runs.mark_table(conn, self.st, run_id, table, done=False, horizon=newest)
+                extended = True
+        conn.commit()
+        if extended:
+            self._take_snapshot(snapshot)
+        return extended
+
+    # -- helpers -----------------------------------------------------------
+
+    def _take_snapshot(self, snapshot: EvidenceSnapshot) -> None:
+        self.result.snapshot = snapshot.take()
+
+    def _tally(self, counts: Counter) -> None:
+        for (outcome, rule), rows in counts.items():
+            if outcome == FILLED:
+                self.result.filled_by_rule[rule] += rows
+            elif outcome == LEFT_NULL:
+                self.result.null_by_reason[rule] += rows
+            else:
+                self.result.skipped += rows
+
+    def _bar(self, total: int | None, description: str) -> Progress:
+        if self.progress_factory is None:
+            return silent()
+        return self.progress_factory(total, description)
+
+
+def _resume_hint(run_id: int) -> str:
+    return f"run {run_id} stopped at its checkpoint: run the same command again to resume it (--new-run starts over)"
+
+
+def run_backfill(
+    url: URL,
+    options: BackfillOptions | None = None,
+    *,
+    state_schema: str | None = None,
+    stop: threading.Event | None = None,
+    progress: ProgressFactory | None = None,
+) -> BackfillResult:
+    """Backfill (or, with ``dry_run``, only report) the NULL hosts of ``url``."""
+    options = options or BackfillOptions()
+    options.validate()
+    location = resolve_state_location(url, state_schema)
+    return _Runner(url, location, options, stop=stop, progress=progress).run()

@@ -1,0 +1,75 @@
+"""The backfill's batch: hosts from the plan into the events table, with their audit rows.
+
+The plan (``ah_plan``: event id, host or NULL, rule) is a temporary table on
+the runner's connection, written while planning.  A batch is a few set-based
+statements the dialect provides: write the hosts of the planned events still
+NULL (locking them), insert one audit row per planned event (filled, skipped
+because Nova recorded a host meanwhile, or left NULL with its reason), and
+read back the counts per rule.  No event row travels through the client.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import sqlalchemy as sa
+
+from actionhost_backfill.dialects.base import Dialect, FillBatch
+from actionhost_backfill.engine.applier import Applied
+from actionhost_backfill.inference import RECORDED_MEANWHILE
+from actionhost_backfill.nova.tables import nova
+from actionhost_backfill.state.tables import FILLED, LEFT_NULL, SKIPPED, StateTables
+
+OUTCOMES = {
+    "filled": FILLED,
+    "skipped": SKIPPED,
+    "left_null": LEFT_NULL,
+    "meanwhile": RECORDED_MEANWHILE,
+}
+
+
+class PlanFill:
+    """Batches of ``plan`` (a :class:`sa.Table`) applied to ``table`` for run ``run_id``."""
+
+    def __init__(self, dialect: Dialect, plan: sa.Table, table: str, st: StateTables, run_id: int):
+        self.dialect = dialect
+        self.plan = plan
+        self.table = table
+        self.st = st
+        self.run_id = run_id
+
+    def bound(self, conn: sa.Connection, after: int, size: int) -> int | None:
+        p = self.plan
+        upto = conn.execute(
+            sa.select(p.c.event_id)
+            .where(p.c.event_id > after)
+            .order_by(p.c.event_id)
+            .offset(size - 1)
+            .limit(1)
+        ).scalar()
+        if upto is None:
+            upto = conn.execute(
+                sa.select(sa.func.max(p.c.event_id)).where(p.c.event_id > after)
+            ).scalar()
+        return upto
+
+    def apply(self, conn: sa.Connection, after: int, upto: int, batch: int) -> Applied:
+        work = FillBatch(nova(self.table), self.st.audit, self.run_id, batch, after, upto)
+        self.dialect.fill_from_plan(conn, self.dialect.temp_table(self.plan.name), work, OUTCOMES)
+        a = self.st.audit
+        counts = Counter(
+            {
+                (outcome, rule): n
+                for outcome, rule, n in conn.execute(
+                    sa.select(a.c.outcome, a.c.rule, sa.func.count())
+                    .where(
+                        a.c.run_id == self.run_id,
+                        a.c.event_table == self.table,
+                        a.c.event_id > after,
+                        a.c.event_id <= upto,
+                    )
+                    .group_by(a.c.outcome, a.c.rule)
+                )
+            }
+        )
+        return Applied(sum(counts.values()), counts)

@@ -1,0 +1,142 @@
+"""Planning: decide every NULL-host event of a range, instance by instance, into the plan.
+
+Planning only reads.  It copies the range's NULL-host events (with their
+instance) into a temporary table, then, a chunk of whole instances at a time,
+loads their evidence once (:class:`~actionhost_backfill.inference.evidence.EvidenceSnapshot`),
+runs the rules (:func:`~actionhost_backfill.inference.infer`) and bulk-loads
+the decisions into the plan (``ah_plan``) on the same connection.  A dry run
+counts the decisions instead of keeping them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from actionhost_backfill import db
+from actionhost_backfill.dialects import bulk
+from actionhost_backfill.engine.progress import Progress, silent
+from actionhost_backfill.errors import DatabaseUnavailable
+from actionhost_backfill.inference import Decision, EventRow, infer
+from actionhost_backfill.inference.evidence import EvidenceSnapshot
+from actionhost_backfill.nova.tables import nova
+from actionhost_backfill.redact import mask_url
+from actionhost_backfill.state.lease import RunnerLock
+from actionhost_backfill.state.tables import FILLED, LEFT_NULL
+
+#: Instances whose events are decided together.
+PLAN_INSTANCES = 500
+
+
+def still_null(t: sa.Table) -> sa.ColumnElement[bool]:
+    """``host IS NULL`` in a form the host index cannot serve.
+
+    Most of the table is NULL before a backfill, so a planner that reads the
+    host index for ``host IS NULL`` walks most of it (MariaDB does, for the
+    row locks of every batch; PostgreSQL does with stale statistics).  The
+    toolkit always knows the ids it wants: the primary key must drive.
+    """
+    return sa.func.length(t.c.host).is_(None)
+
+
+class Planner:
+    def __init__(
+        self,
+        conn: sa.Connection,
+        snapshot: EvidenceSnapshot,
+        *,
+        url: URL,
+        stop: threading.Event,
+        bar: Callable[[int | None, str], Progress],
+        on_decided: Callable[[str, list[EventRow], list[Decision], object], None] | None = None,
+    ):
+        self.conn = conn
+        self.snapshot = snapshot
+        self.url = url
+        self.stop = stop
+        self.bar = bar
+        self.on_decided = on_decided
+        self.seconds = 0.0
+
+    @property
+    def plan(self) -> sa.Table:
+        return self.snapshot.t_plan
+
+    def upper_bound(self, table: str, after: int, horizon: int, budget: int | None) -> int:
+        """``horizon``, or with --max-rows the id of the last NULL event in the budget
+        (no point planning what will not be applied now)."""
+        if budget is None:
+            return horizon
+        t = nova(table)
+        cutoff = self.conn.execute(
+            sa.select(t.c.id)
+            .where(t.c.id > after, t.c.id <= horizon, still_null(t))
+            .order_by(t.c.id)
+            .offset(max(0, budget - 1))
+            .limit(1)
+        ).scalar()
+        self.conn.rollback()
+        return horizon if cutoff is None else cutoff
+
+    def plan_range(
+        self,
+        table: str,
+        after: int,
+        upper: int,
+        *,
+        lease: RunnerLock | None = None,
+        tally: Counter | None = None,
+    ) -> int | None:
+        """Decide the NULL-host events of ``(after, upper]``; return how many, None if stopped.
+
+        ``tally``: count decisions per (outcome, rule) there instead of keeping them.
+        """
+        started = time.monotonic()
+        conn, snapshot = self.conn, self.snapshot
+        decided = 0
+        try:
+            total = snapshot.prepare_plan(table, after, upper)
+            bar = self.bar(total, f"plan {table}") if total else silent()
+            try:
+                for uuids, events in snapshot.null_chunks(PLAN_INSTANCES):
+                    if self.stop.is_set():
+                        return None
+                    if lease is not None:
+                        lease.check()
+                    evidence = snapshot.load(uuids)
+                    decisions = infer(events, evidence.actions, evidence.histories, evidence.hosts)
+                    if self.on_decided is not None:
+                        self.on_decided(table, events, decisions, evidence)
+                    if tally is not None:
+                        tally.update(
+                            ((FILLED if d.filled else LEFT_NULL), d.rule) for d in decisions
+                        )
+                    else:
+                        bulk.insert_rows(
+                            conn,
+                            self.plan.name,
+                            ("event_id", "host", "rule"),
+                            [(d.event_id, d.host, d.rule) for d in decisions],
+                        )
+                    conn.commit()
+                    decided += len(decisions)
+                    bar.update(len(decisions))
+            finally:
+                bar.close()
+        except sa.exc.DBAPIError as exc:
+            db.rollback_hard(conn)
+            if db.is_connection_lost(exc):
+                raise DatabaseUnavailable(
+                    f"lost the connection to {mask_url(self.url)} while planning {table} after id "
+                    f"{after} (nothing was written; the checkpoint is safe): once the server is "
+                    "back, run the same command again to resume"
+                ) from None
+            raise
+        finally:
+            self.seconds += time.monotonic() - started
+        return decided

@@ -1,0 +1,169 @@
+"""Every cell of a cloud: ``cell_mappings`` from the API database, run per cell in parallel.
+
+A cell's ``database_connection`` may be a template whose ``{scheme}``,
+``{username}``, ``{password}``, ``{hostname}``, ``{port}``, ``{path}`` and
+``{query}`` come from ``[database] connection`` (as Nova's CellMapping does).
+Each cell runs on its own connection, with its own runner lock, checkpoint
+and summary; a failing cell does not stop the others, and the overall exit
+code is the most urgent cell's (``errors.PRECEDENCE``).  Output names cells, never passwords.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from actionhost_backfill import db
+from actionhost_backfill.errors import ActionHostError, BadInput, ExitCode, most_urgent
+from actionhost_backfill.redact import mask_url, remember_secret, scrub
+
+CELL0_UUID = "00000000-0000-0000-0000-000000000000"
+
+
+@dataclass(frozen=True)
+class CellMapping:
+    uuid: str
+    name: str | None
+    url: str
+    disabled: bool
+
+    @property
+    def label(self) -> str:
+        return self.name or self.uuid
+
+
+@dataclass
+class CellOutcome:
+    cell: CellMapping
+    exit_code: int
+    summary: str
+    payload: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "cell": self.cell.label,
+            "uuid": self.cell.uuid,
+            "database": mask_url(self.cell.url),
+            "exit_code": self.exit_code,
+            "summary": self.summary,
+            "result": self.payload,
+        }
+
+
+def expand_template(connection: str, database_connection: str | None) -> str:
+    """Fill a cell's templated URL from ``[database] connection``."""
+    if "{" not in connection:
+        return connection
+    if not database_connection:
+        raise BadInput(
+            "a cell's database_connection is a template ({...}) but no [database] connection "
+            "is known to fill it: pass --nova-conf with a [database] section"
+        )
+    default = urlsplit(database_connection)
+    values = {
+        "scheme": default.scheme,
+        "username": default.username or "",
+        "password": default.password or "",
+        "hostname": default.hostname or "",
+        "port": default.port or "",
+        "path": default.path.lstrip("/"),
+        "query": default.query,
+        "fragment": default.fragment,
+    }
+    try:
+        return connection.format(**values)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise BadInput(
+            f"a cell's database_connection template uses an unknown field ({exc}): "
+            "known fields are {scheme} {username} {password} {hostname} {port} {path} {query}"
+        ) from None
+
+
+def load_cells(
+    api_url: URL, *, database_connection: str | None, include_disabled: bool = False
+) -> list[CellMapping]:
+    """The cells in ``cell_mappings`` (cell0 included), with their expanded URLs."""
+    engine = db.create_engine(api_url, None)
+    try:
+        with db.connect(engine) as conn:
+            try:
+                names = set(sa.inspect(conn).get_table_names())
+                if "cell_mappings" not in names:
+                    raise BadInput(
+                        f"{mask_url(api_url)} has no cell_mappings table: --api-db must be "
+                        "Nova's API database ([api_database] connection), not a cell"
+                    )
+                rows = conn.execute(
+                    sa.text(
+                        "SELECT uuid, name, database_connection, disabled FROM cell_mappings "
+                        "ORDER BY id"
+                    )
+                ).all()
+            except sa.exc.DBAPIError as exc:
+                raise db.translate_error(exc, api_url) from None
+    finally:
+        engine.dispose()
+    cells = []
+    for uuid, name, connection, disabled in rows:
+        if not connection:
+            continue
+        url = expand_template(connection, database_connection)
+        with contextlib.suppress(Exception):
+            remember_secret(sa.engine.make_url(url).password)
+        cell = CellMapping(uuid, name, url, bool(disabled))
+        if cell.disabled and not include_disabled:
+            continue
+        cells.append(cell)
+    if not cells:
+        raise BadInput(
+            f"{mask_url(api_url)} maps no enabled cell: check cell_mappings "
+            "(nova-manage cell_v2 list_cells), or pass --include-disabled"
+        )
+    return cells
+
+
+CellTask = Callable[[URL], tuple[int, str, dict]]
+
+
+def run_cells(
+    cells: list[CellMapping],
+    task: CellTask,
+    *,
+    workers: int = 1,
+    stop: threading.Event | None = None,
+) -> list[CellOutcome]:
+    """Run ``task`` on every cell (``workers`` at a time); failures stay per cell."""
+    if workers < 1:
+        raise BadInput(f"--workers must be at least 1 (got {workers})")
+
+    def one(cell: CellMapping) -> CellOutcome:
+        if stop is not None and stop.is_set():
+            return CellOutcome(cell, ExitCode.PARTIAL, "not started (stopping)")
+        try:
+            url = db.parse_url(cell.url, option=f"cell {cell.label} database_connection")
+            code, summary, payload = task(url)
+            return CellOutcome(cell, int(code), summary, payload)
+        except ActionHostError as exc:
+            return CellOutcome(cell, int(exc.exit_code), f"error: {scrub(str(exc))}")
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [""])[0]
+            return CellOutcome(
+                cell,
+                int(ExitCode.INTERVENE),
+                f"error: internal error {type(exc).__name__}: {scrub(first)}",
+            )
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, cells))
+
+
+def worst(outcomes: list[CellOutcome]) -> int:
+    """The most urgent cell's exit code (see :data:`~actionhost_backfill.errors.PRECEDENCE`)."""
+    return most_urgent([o.exit_code for o in outcomes])

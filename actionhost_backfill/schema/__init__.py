@@ -1,0 +1,1 @@
+"""Schema revisions: the host column and its index through Alembic, online and idempotent."""

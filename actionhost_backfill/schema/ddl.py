@@ -1,0 +1,607 @@
+"""The schema changes the revisions make, idempotent, online, per dialect.
+
+Revision scripts stay short by calling these.  Each function works online
+(inspect, then change only what is missing) and offline (``--sql``: emit
+guarded statements where the dialect has them, and say in a comment where it
+does not).  What the toolkit creates is written to its ledger
+(``<state>.schema_changes``) so a downgrade removes only that.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import sqlalchemy as sa
+from alembic import context, op
+
+from actionhost_backfill.errors import ActionHostError, DatabaseUnavailable, IncompatibleSchema
+from actionhost_backfill.nova import catalog
+from actionhost_backfill.nova.catalog import EVENTS, HOST_INDEX, HOST_LENGTH, SHADOW_EVENTS
+from actionhost_backfill.schema.settings import SchemaSettings, current_settings
+
+log = logging.getLogger(__name__)
+
+LEDGER = "schema_changes"
+_HOST_TYPE = f"VARCHAR({HOST_LENGTH})"
+# MySQL/MariaDB errors meaning "this ALTER algorithm is not possible here".
+_ALGORITHM_UNSUPPORTED = (1064, 1800, 1845, 1846, 4092)
+
+
+# --------------------------------------------------------------------------- ledger
+
+
+def create_ledger() -> None:
+    """The ledger of what the toolkit created (read by downgrades)."""
+    settings = current_settings()
+    op.create_table(
+        LEDGER,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("revision", sa.String(32), nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("table_name", sa.String(64), nullable=False),
+        sa.Column("object_name", sa.String(64), nullable=False),
+        sa.Column("detail", sa.String(255)),
+        sa.Column(
+            "created_at", sa.DateTime, nullable=False, server_default=sa.func.current_timestamp()
+        ),
+        schema=settings.location.schema,
+        mysql_engine="InnoDB",
+    )
+
+
+def drop_ledger() -> None:
+    op.drop_table(LEDGER, schema=current_settings().location.schema)
+
+
+def _ledger(settings: SchemaSettings) -> sa.TableClause:
+    return sa.table(
+        LEDGER,
+        sa.column("id"),
+        sa.column("revision"),
+        sa.column("kind"),
+        sa.column("table_name"),
+        sa.column("object_name"),
+        sa.column("detail"),
+        schema=settings.location.schema,
+    )
+
+
+def _record(
+    conn: sa.Connection,
+    settings: SchemaSettings,
+    revision: str,
+    kind: str,
+    table: str,
+    name: str,
+    detail: str,
+) -> None:
+    conn.execute(
+        _ledger(settings)
+        .insert()
+        .values(revision=revision, kind=kind, table_name=table, object_name=name, detail=detail)
+    )
+
+
+def _recorded(conn: sa.Connection, settings: SchemaSettings, kind: str) -> list[tuple[str, str]]:
+    ledger = _ledger(settings)
+    rows = conn.execute(
+        sa.select(ledger.c.table_name, ledger.c.object_name).where(ledger.c.kind == kind)
+    ).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+def _forget(conn: sa.Connection, settings: SchemaSettings, kind: str, table: str) -> None:
+    ledger = _ledger(settings)
+    conn.execute(ledger.delete().where(ledger.c.kind == kind, ledger.c.table_name == table))
+
+
+def _say(settings: SchemaSettings, line: str) -> None:
+    settings.report.append(line)
+    log.info(line)
+
+
+def _comment(text: str) -> None:
+    """A SQL comment in ``--sql`` output."""
+    lines = [f"-- {line}" if line else "--" for line in text.splitlines()]
+    op.get_context().impl.static_output("\n".join(lines))
+
+
+# --------------------------------------------------------------------------- column
+
+
+def ensure_host_column(revision: str) -> None:
+    """``host VARCHAR(255) NULL`` on the events table and its shadow copy."""
+    settings = current_settings()
+    if context.is_offline_mode():
+        _offline_ensure_column(settings, revision)
+        return
+    conn = op.get_bind()
+    catalog.require_nova(conn)
+    columns = catalog.check_host_columns(conn)
+    # Check every table before touching any: an incompatible shadow column must
+    # not leave the live table altered (MySQL DDL cannot be rolled back).
+    catalog.raise_if_incompatible(conn, columns)
+    for column in columns:
+        if column.present:
+            _say(
+                settings,
+                f"column {column.table}.host already present ({column.type_text}): nothing to do",
+            )
+            continue
+        how = _add_column(conn, settings, column.table)
+        _record(conn, settings, revision, "column", column.table, "host", how)
+        _say(settings, f"added column {column.table}.host {_HOST_TYPE} NULL ({how})")
+
+
+def _add_column(conn: sa.Connection, settings: SchemaSettings, table: str) -> str:
+    backend = settings.backend
+    if backend == "mysql":
+        return _mysql_alter(
+            conn, settings, table, f"ADD COLUMN host {_HOST_TYPE} NULL", ("INSTANT", "INPLACE")
+        )
+    if backend == "postgresql":
+        # Adding a nullable column without default only touches the catalog, but
+        # it needs a brief ACCESS EXCLUSIVE lock: never queue behind a long
+        # transaction (and block everyone behind us) for longer than lock_timeout.
+        _pg_lock_timeout(conn, settings, local=True)
+        _guard_lock(
+            lambda: conn.exec_driver_sql(f'ALTER TABLE "{table}" ADD COLUMN host {_HOST_TYPE}'),
+            settings,
+            table,
+        )
+        return "catalog-only ALTER TABLE"
+    conn.exec_driver_sql(f'ALTER TABLE "{table}" ADD COLUMN host {_HOST_TYPE}')
+    return "ALTER TABLE ADD COLUMN"
+
+
+def _offline_ensure_column(settings: SchemaSettings, revision: str) -> None:
+    backend = settings.backend
+    schema = settings.location.schema
+    if backend == "postgresql":
+        _comment(
+            "Guarded: checks the column's type, adds it only when missing, and records\n"
+            "the addition in the ledger so that a downgrade drops only what it added."
+        )
+        op.execute(f"SET lock_timeout = '{_ms(settings)}ms'")
+        for table in (EVENTS, SHADOW_EVENTS):
+            op.execute(_pg_guarded_add_column(table, schema, revision))
+        return
+    if backend == "mysql" and settings.mariadb_offline:
+        _comment(
+            "MariaDB: IF NOT EXISTS makes these no-ops where the column exists. Offline mode\n"
+            "cannot check an existing column's type nor record the addition, so a later\n"
+            "downgrade will leave the column in place (it never drops what it cannot prove it added)."
+        )
+        op.execute(f"SET SESSION lock_wait_timeout = {math.ceil(settings.lock_timeout)}")
+        op.execute(
+            f"ALTER TABLE {EVENTS} ADD COLUMN IF NOT EXISTS host {_HOST_TYPE} NULL, ALGORITHM=INSTANT"
+        )
+        _comment(f"{SHADOW_EVENTS} exists in every Nova since Icehouse; skip if yours has none.")
+        op.execute(
+            f"ALTER TABLE {SHADOW_EVENTS} ADD COLUMN IF NOT EXISTS host {_HOST_TYPE} NULL, ALGORITHM=INSTANT"
+        )
+        _comment("If the server rejects ALGORITHM=INSTANT, use ALGORITHM=INPLACE, LOCK=NONE.")
+        return
+    if backend == "mysql":
+        _comment(
+            "MySQL has no ADD COLUMN IF NOT EXISTS: run each statement only when\n"
+            "SHOW COLUMNS FROM <table> LIKE 'host' returns no row (every Nova since\n"
+            "Icehouse already has it, so usually skip both). Offline mode cannot record\n"
+            "the addition, so a later downgrade leaves the column in place."
+        )
+        op.execute(f"SET SESSION lock_wait_timeout = {math.ceil(settings.lock_timeout)}")
+        op.execute(f"ALTER TABLE {EVENTS} ADD COLUMN host {_HOST_TYPE} NULL, ALGORITHM=INSTANT")
+        op.execute(
+            f"ALTER TABLE {SHADOW_EVENTS} ADD COLUMN host {_HOST_TYPE} NULL, ALGORITHM=INSTANT"
+        )
+        _comment(
+            "If the server rejects ALGORITHM=INSTANT (before 8.0.12), use ALGORITHM=INPLACE, LOCK=NONE."
+        )
+        return
+    _comment(
+        "SQLite has no ADD COLUMN IF NOT EXISTS: run each statement only when\n"
+        "PRAGMA table_info(<table>) lists no 'host' column. Not recorded in the ledger."
+    )
+    op.execute(f"ALTER TABLE {EVENTS} ADD COLUMN host {_HOST_TYPE}")
+    op.execute(f"ALTER TABLE {SHADOW_EVENTS} ADD COLUMN host {_HOST_TYPE}")
+
+
+def _pg_guarded_add_column(table: str, schema: str, revision: str) -> str:
+    if table == EVENTS:
+        missing = f"RAISE EXCEPTION 'table {EVENTS} not found: is this a Nova cell database?';"
+    else:
+        missing = "RETURN;  -- no shadow table: nothing to do"
+    return f"""DO $$
+BEGIN
+    IF to_regclass('{table}') IS NULL THEN
+        {missing}
+    END IF;
+    IF EXISTS (
+        SELECT 1 FROM information_schema.columns
+        WHERE table_schema = current_schema() AND table_name = '{table}' AND column_name = 'host'
+          AND (data_type NOT IN ('character varying', 'text')
+               OR COALESCE(character_maximum_length, {HOST_LENGTH}) < {HOST_LENGTH}
+               OR is_nullable = 'NO')
+    ) THEN
+        RAISE EXCEPTION '{table}.host exists with an incompatible type: the toolkit needs {_HOST_TYPE} NULL as Nova defines it';
+    END IF;
+    IF NOT EXISTS (
+        SELECT 1 FROM information_schema.columns
+        WHERE table_schema = current_schema() AND table_name = '{table}' AND column_name = 'host'
+    ) THEN
+        ALTER TABLE {table} ADD COLUMN host {_HOST_TYPE};
+        INSERT INTO "{schema}".{LEDGER} (revision, kind, table_name, object_name, detail)
+        VALUES ('{revision}', 'column', '{table}', 'host', 'offline SQL');
+    END IF;
+END $$"""
+
+
+def drop_host_column_if_added() -> None:
+    """Drop ``host`` only from tables where the ledger says the toolkit added it."""
+    settings = current_settings()
+    schema = settings.location.schema
+    if context.is_offline_mode():
+        if settings.backend == "postgresql":
+            _comment("Drops host only where the ledger records that the toolkit added it.")
+            for table in (EVENTS, SHADOW_EVENTS):
+                op.execute(
+                    f"""DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM "{schema}".{LEDGER} WHERE kind = 'column' AND table_name = '{table}') THEN
+        ALTER TABLE {table} DROP COLUMN host;
+        DELETE FROM "{schema}".{LEDGER} WHERE kind = 'column' AND table_name = '{table}';
+    END IF;
+END $$"""
+                )
+        else:
+            _comment(
+                "Nova's host column is never dropped by offline SQL: the toolkit cannot prove\n"
+                f"here that it added it. Check {schema}.{LEDGER} (kind 'column'); only a\n"
+                "table listed there got its column from the toolkit."
+            )
+        return
+    conn = op.get_bind()
+    added = {table for table, _ in _recorded(conn, settings, "column")}
+    for table in (EVENTS, SHADOW_EVENTS):
+        present = table in catalog.list_tables(conn) and catalog.host_column(conn, table).present
+        if table in added and present:
+            if settings.backend == "mysql":
+                _mysql_alter(conn, settings, table, "DROP COLUMN host", ("INSTANT", "INPLACE"))
+            else:
+                if settings.backend == "postgresql":
+                    _pg_lock_timeout(conn, settings, local=True)
+                conn.exec_driver_sql(f'ALTER TABLE "{table}" DROP COLUMN host')
+            _forget(conn, settings, "column", table)
+            _say(settings, f"dropped column {table}.host (the toolkit had added it)")
+        elif present:
+            _say(settings, f"kept column {table}.host: Nova's, not added by the toolkit")
+
+
+# --------------------------------------------------------------------------- index
+
+
+def ensure_host_index(revision: str) -> None:
+    """An index on ``instance_actions_events(host)``, unless one led by host exists."""
+    settings = current_settings()
+    if context.is_offline_mode():
+        _offline_ensure_index(settings)
+        return
+    conn = op.get_bind()
+    catalog.require_nova(conn)
+    column = catalog.host_column(conn, EVENTS)
+    if not column.present:
+        raise IncompatibleSchema(
+            f"{EVENTS}.host is missing: apply revision 0001 first (actionhost-backfill schema upgrade)"
+        )
+    indexes = catalog.host_indexes(conn)
+    ours = next((ix for ix in indexes if ix.ours), None)
+    others = [ix for ix in indexes if not ix.ours and ix.valid]
+    for ix in indexes:
+        if not ix.ours and not ix.valid:
+            _say(
+                settings,
+                f"ignored INVALID index {ix.name} on {EVENTS}(host): not the toolkit's; drop it yourself",
+            )
+    if ours is not None and ours.valid:
+        _say(settings, f"index {HOST_INDEX} already present: nothing to do")
+        return
+    if others and ours is None:
+        names = ", ".join(ix.name for ix in others)
+        _say(settings, f"skipped index {HOST_INDEX}: {names} already indexes {EVENTS}(host)")
+        return
+    how = _create_index(conn, settings, rebuild_invalid=ours is not None)
+    _record(conn, settings, revision, "index", EVENTS, HOST_INDEX, how)
+    _say(settings, f"created index {HOST_INDEX} on {EVENTS}(host) ({how})")
+
+
+def _create_index(conn: sa.Connection, settings: SchemaSettings, *, rebuild_invalid: bool) -> str:
+    backend = settings.backend
+    if backend == "postgresql":
+        ctx = op.get_context()
+        with ctx.autocommit_block():
+            _pg_lock_timeout(conn, settings, local=False)
+            try:
+                if rebuild_invalid:
+                    # A failed CREATE INDEX CONCURRENTLY leaves an INVALID index that
+                    # IF NOT EXISTS would silently keep: drop it and build again.
+                    _guard_lock(
+                        lambda: conn.exec_driver_sql(
+                            f'DROP INDEX CONCURRENTLY IF EXISTS "{HOST_INDEX}"'
+                        ),
+                        settings,
+                        EVENTS,
+                    )
+                    _say(
+                        settings,
+                        f"dropped INVALID index {HOST_INDEX} left by an earlier failed build",
+                    )
+                _guard_lock(
+                    lambda: conn.exec_driver_sql(
+                        f'CREATE INDEX CONCURRENTLY "{HOST_INDEX}" ON "{EVENTS}" (host)'
+                    ),
+                    settings,
+                    EVENTS,
+                    leftover=True,
+                )
+            finally:
+                conn.exec_driver_sql("RESET lock_timeout")
+        return "CREATE INDEX CONCURRENTLY" + (
+            ", after dropping an INVALID leftover" if rebuild_invalid else ""
+        )
+    if backend == "mysql":
+        return _mysql_alter(
+            conn, settings, EVENTS, f"ADD INDEX `{HOST_INDEX}` (host)", ("INPLACE",)
+        )
+    conn.exec_driver_sql(f'CREATE INDEX IF NOT EXISTS "{HOST_INDEX}" ON "{EVENTS}" (host)')
+    return "CREATE INDEX"
+
+
+def _offline_ensure_index(settings: SchemaSettings) -> None:
+    backend = settings.backend
+    if backend == "postgresql":
+        _comment(
+            f"Skip the CREATE INDEX below if \\d {EVENTS} already shows an index led by host.\n"
+            "CREATE INDEX CONCURRENTLY cannot run in a transaction block; a failed build leaves an\n"
+            "INVALID index that IF NOT EXISTS would keep, so the guard stops on one:"
+        )
+        op.execute(
+            f"""DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+               WHERE c.relname = '{HOST_INDEX}' AND NOT i.indisvalid) THEN
+        RAISE EXCEPTION 'INVALID index {HOST_INDEX} left by a failed build: run DROP INDEX CONCURRENTLY {HOST_INDEX}; then run this script again';
+    END IF;
+END $$"""
+        )
+        with op.get_context().autocommit_block():
+            op.execute(f"SET lock_timeout = '{_ms(settings)}ms'")
+            op.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {HOST_INDEX} ON {EVENTS} (host)")
+            op.execute("RESET lock_timeout")
+        return
+    if backend == "mysql":
+        op.execute(f"SET SESSION lock_wait_timeout = {math.ceil(settings.lock_timeout)}")
+        if settings.mariadb_offline:
+            _comment(
+                f"Skip this if SHOW INDEX FROM {EVENTS} already lists an index whose first column is host."
+            )
+            op.execute(
+                f"ALTER TABLE {EVENTS} ADD INDEX IF NOT EXISTS {HOST_INDEX} (host), ALGORITHM=INPLACE, LOCK=NONE"
+            )
+        else:
+            _comment(
+                "MySQL has no ADD INDEX IF NOT EXISTS: skip this statement if\n"
+                f"SHOW INDEX FROM {EVENTS} already lists an index whose first column is host."
+            )
+            op.execute(
+                f"ALTER TABLE {EVENTS} ADD INDEX {HOST_INDEX} (host), ALGORITHM=INPLACE, LOCK=NONE"
+            )
+        return
+    op.execute(f"CREATE INDEX IF NOT EXISTS {HOST_INDEX} ON {EVENTS} (host)")
+
+
+def drop_host_index_if_ours() -> None:
+    """Drop the toolkit's index (its distinctive name proves it is ours)."""
+    settings = current_settings()
+    backend = settings.backend
+    if context.is_offline_mode():
+        if backend == "postgresql":
+            with op.get_context().autocommit_block():
+                op.execute(f"SET lock_timeout = '{_ms(settings)}ms'")
+                op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {HOST_INDEX}")
+                op.execute("RESET lock_timeout")
+        elif backend == "mysql":
+            op.execute(f"SET SESSION lock_wait_timeout = {math.ceil(settings.lock_timeout)}")
+            if settings.mariadb_offline:
+                op.execute(
+                    f"ALTER TABLE {EVENTS} DROP INDEX IF EXISTS {HOST_INDEX}, ALGORITHM=INPLACE, LOCK=NONE"
+                )
+            else:
+                _comment(
+                    f"MySQL has no DROP INDEX IF EXISTS: skip if SHOW INDEX FROM {EVENTS} lacks {HOST_INDEX}."
+                )
+                op.execute(
+                    f"ALTER TABLE {EVENTS} DROP INDEX {HOST_INDEX}, ALGORITHM=INPLACE, LOCK=NONE"
+                )
+        else:
+            op.execute(f"DROP INDEX IF EXISTS {HOST_INDEX}")
+        op.execute(_ledger(settings).delete().where(sa.column("kind") == "index"))
+        return
+    conn = op.get_bind()
+    ours = [ix for ix in catalog.host_indexes(conn) if ix.ours]
+    if not ours:
+        _say(settings, f"index {HOST_INDEX} not present: nothing to drop")
+    elif backend == "postgresql":
+        with op.get_context().autocommit_block():
+            _pg_lock_timeout(conn, settings, local=False)
+            try:
+                _guard_lock(
+                    lambda: conn.exec_driver_sql(
+                        f'DROP INDEX CONCURRENTLY IF EXISTS "{HOST_INDEX}"'
+                    ),
+                    settings,
+                    EVENTS,
+                )
+            finally:
+                conn.exec_driver_sql("RESET lock_timeout")
+        _say(settings, f"dropped index {HOST_INDEX}")
+    elif backend == "mysql":
+        _mysql_alter(conn, settings, EVENTS, f"DROP INDEX `{HOST_INDEX}`", ("INPLACE",))
+        _say(settings, f"dropped index {HOST_INDEX}")
+    else:
+        conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{HOST_INDEX}"')
+        _say(settings, f"dropped index {HOST_INDEX}")
+    _forget(conn, settings, "index", EVENTS)
+
+
+# --------------------------------------------------------------------------- backfill state
+
+BACKFILL_TABLES = ("audit", "run_counts", "checkpoints", "runs", "runner_lease")
+
+
+def create_backfill_state() -> None:
+    """Runs, checkpoints, audit, per-rule counts and the runner lease."""
+    schema = current_settings().location.schema
+    mysql = {"mysql_engine": "InnoDB"}
+    op.create_table(
+        "runs",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("target_run_id", sa.Integer),
+        sa.Column("options", sa.Text),
+        sa.Column("started_at", sa.DateTime, nullable=False),
+        sa.Column("updated_at", sa.DateTime, nullable=False),
+        sa.Column("finished_at", sa.DateTime),
+        sa.Column("runner", sa.String(255)),
+        sa.Column("toolkit_version", sa.String(32)),
+        sa.Column("message", sa.Text),
+        schema=schema,
+        **mysql,
+    )
+    op.create_table(
+        "checkpoints",
+        sa.Column("run_id", sa.Integer, primary_key=True),
+        sa.Column("event_table", sa.String(64), primary_key=True),
+        sa.Column("last_id", sa.BigInteger, nullable=False),
+        sa.Column("horizon", sa.BigInteger, nullable=False),
+        sa.Column("done", sa.Boolean, nullable=False),
+        sa.Column("batches", sa.Integer, nullable=False),
+        sa.Column("examined", sa.BigInteger, nullable=False),
+        sa.Column("retries", sa.Integer, nullable=False),
+        sa.Column("seconds", sa.Float, nullable=False),
+        sa.Column("updated_at", sa.DateTime, nullable=False),
+        schema=schema,
+        **mysql,
+    )
+    op.create_table(
+        "audit",
+        sa.Column("run_id", sa.Integer, primary_key=True),
+        sa.Column("event_table", sa.String(64), primary_key=True),
+        sa.Column("event_id", sa.BigInteger, primary_key=True),
+        sa.Column("host", sa.String(255)),
+        sa.Column("rule", sa.String(32), nullable=False),
+        sa.Column("outcome", sa.String(16), nullable=False),
+        sa.Column("batch", sa.Integer, nullable=False),
+        sa.Column("reverted_by", sa.Integer),
+        sa.Index("audit_event_idx", "event_id"),
+        schema=schema,
+        **mysql,
+    )
+    op.create_table(
+        "run_counts",
+        sa.Column("run_id", sa.Integer, primary_key=True),
+        sa.Column("event_table", sa.String(64), primary_key=True),
+        sa.Column("outcome", sa.String(16), primary_key=True),
+        sa.Column("rule", sa.String(32), primary_key=True),
+        sa.Column("row_count", sa.BigInteger, nullable=False),
+        schema=schema,
+        **mysql,
+    )
+    op.create_table(
+        "runner_lease",
+        sa.Column("name", sa.String(32), primary_key=True),
+        sa.Column("run_id", sa.Integer),
+        sa.Column("holder", sa.String(255)),
+        sa.Column("hostname", sa.String(255)),
+        sa.Column("pid", sa.Integer),
+        sa.Column("token", sa.String(64)),
+        sa.Column("acquired_at", sa.DateTime),
+        sa.Column("heartbeat_at", sa.DateTime),
+        sa.Column("expires_at", sa.DateTime),
+        schema=schema,
+        **mysql,
+    )
+
+
+def drop_backfill_state() -> None:
+    schema = current_settings().location.schema
+    for table in BACKFILL_TABLES:
+        op.drop_table(table, schema=schema)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _ms(settings: SchemaSettings) -> int:
+    return max(1, round(settings.lock_timeout * 1000))
+
+
+def _pg_lock_timeout(conn: sa.Connection, settings: SchemaSettings, *, local: bool) -> None:
+    scope = "LOCAL " if local else ""
+    conn.exec_driver_sql(f"SET {scope}lock_timeout = '{_ms(settings)}ms'")
+
+
+def _guard_lock(statement, settings: SchemaSettings, table: str, *, leftover: bool = False):
+    """Run DDL; a lock timeout becomes a plain message saying what to do."""
+    try:
+        return statement()
+    except sa.exc.DBAPIError as exc:
+        orig = exc.orig
+        sqlstate = getattr(orig, "sqlstate", None)
+        errno = (
+            orig.args[0] if getattr(orig, "args", None) and isinstance(orig.args[0], int) else None
+        )
+        if sqlstate == "55P03" or errno == 1205:
+            extra = (
+                f"; it may have left an INVALID index {HOST_INDEX}, which the next upgrade drops and rebuilds"
+                if leftover
+                else ""
+            )
+            raise DatabaseUnavailable(
+                f"gave up after {settings.lock_timeout:g}s waiting for a lock on {table} "
+                f"(a long transaction holds it){extra}: run the upgrade again at a quieter "
+                "moment or pass a larger --lock-timeout"
+            ) from None
+        raise
+
+
+def _mysql_alter(
+    conn: sa.Connection,
+    settings: SchemaSettings,
+    table: str,
+    clause: str,
+    algorithms: tuple[str, ...],
+) -> str:
+    """ALTER with the cheapest online algorithm the server accepts; never COPY."""
+    conn.exec_driver_sql(f"SET SESSION lock_wait_timeout = {math.ceil(settings.lock_timeout)}")
+    rejected = []
+    for algorithm in algorithms:
+        lock = "" if algorithm == "INSTANT" else ", LOCK=NONE"
+        sql = f"ALTER TABLE `{table}` {clause}, ALGORITHM={algorithm}{lock}"
+        try:
+            _guard_lock(lambda sql=sql: conn.exec_driver_sql(sql), settings, table)
+        except sa.exc.DBAPIError as exc:
+            errno = exc.orig.args[0] if getattr(exc.orig, "args", None) else None
+            if errno in _ALGORITHM_UNSUPPORTED:
+                rejected.append(
+                    f"{algorithm}: {exc.orig.args[1] if len(exc.orig.args) > 1 else exc.orig}"
+                )
+                continue
+            raise
+        return f"ALGORITHM={algorithm}{lock}"
+    raise ActionHostError(
+        f"the server cannot {clause.split(' (')[0].lower()} on {table} online "
+        f"({'; '.join(rejected)}): it would copy the table under a lock; apply it in a "
+        "maintenance window with pt-online-schema-change or gh-ost instead"
+    )

@@ -1,0 +1,452 @@
+"""Schema commands as plain functions: status, upgrade, downgrade, offline SQL.
+
+These drive Alembic with the toolkit's own environment (``migrations/env.py``)
+and revisions (``versions/``).  Every change-making function checks first,
+against a connection that changes nothing, that the database is a Nova cell
+database with a usable ``host`` column; only then does it create the state
+schema and run the revisions.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic import util as alembic_util
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import URL
+
+from actionhost_backfill import db
+from actionhost_backfill.errors import ActionHostError, BadInput
+from actionhost_backfill.nova import catalog
+from actionhost_backfill.redact import mask_url
+from actionhost_backfill.schema.settings import (
+    DEFAULT_LOCK_TIMEOUT,
+    SETTINGS_KEY,
+    SchemaSettings,
+)
+from actionhost_backfill.state.location import (
+    VERSION_TABLE,
+    StateLocation,
+    resolve_state_location,
+    state_schema_exists,
+)
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+OFFLINE_URLS = {
+    "postgresql": "postgresql+psycopg://nova@localhost/nova",
+    "mysql": "mysql+pymysql://nova@localhost/nova",
+    "mariadb": "mariadb+pymysql://nova@localhost/nova",
+    "sqlite": "sqlite:///nova.sqlite",
+}
+
+
+def versions_dir() -> Path:
+    """The revision scripts: inside an installed wheel, or the checkout's ``versions/``."""
+    for candidate in (PACKAGE_DIR / "versions", PACKAGE_DIR.parent / "versions"):
+        if candidate.is_dir() and any(candidate.glob("*.py")):
+            return candidate
+    raise ActionHostError(
+        "the toolkit's revision scripts are missing (no versions/ directory): reinstall actionhost-backfill"
+    )
+
+
+def make_config(settings: SchemaSettings, *, output: io.StringIO | None = None) -> Config:
+    """An Alembic config for the toolkit, independent of any alembic.ini."""
+    config = Config(output_buffer=output) if output is not None else Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    config.set_main_option("version_locations", str(versions_dir()).replace("%", "%%"))
+    config.set_main_option("path_separator", "os")
+    config.attributes[SETTINGS_KEY] = settings
+    return config
+
+
+def script_directory() -> ScriptDirectory:
+    dummy = SchemaSettings(
+        url=sa.engine.make_url("sqlite:///x.sqlite"), location=StateLocation("sqlite", "x")
+    )
+    return ScriptDirectory.from_config(make_config(dummy))
+
+
+def head_revision() -> str:
+    try:
+        return script_directory().get_current_head()
+    except alembic_util.CommandError as exc:  # several heads: a broken install
+        raise ActionHostError(f"the toolkit's revisions are broken ({exc}): reinstall it") from None
+
+
+def revision_ids() -> list[str]:
+    """Every revision, base first."""
+    return [s.revision for s in reversed(list(script_directory().walk_revisions()))]
+
+
+def current_revision(conn: sa.Connection, location: StateLocation) -> str | None:
+    """The toolkit's applied revision (None when never upgraded)."""
+    if not state_schema_exists(conn, location):
+        return None
+    context = MigrationContext.configure(
+        conn, opts={"version_table": VERSION_TABLE, "version_table_schema": location.schema}
+    )
+    heads = context.get_current_heads()
+    return heads[0] if heads else None
+
+
+# --------------------------------------------------------------------------- status
+
+
+@dataclass
+class SchemaStatus:
+    database: str
+    backend: str
+    server_version: str
+    is_nova: bool
+    tables_found: list[str]
+    tables_missing: list[str]
+    nova_alembic_version: str | None
+    host_columns: list[dict]
+    host_indexes: list[dict]
+    state_location: str
+    state_exists: bool
+    version_table: str
+    current_revision: str | None
+    head_revision: str
+    ledger: list[dict] = field(default_factory=list)
+    plan: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def status(url: URL, *, state_schema: str | None = None) -> SchemaStatus:
+    """Describe the database and what ``upgrade`` would do; changes nothing."""
+    location = resolve_state_location(url, state_schema)
+    engine = db.create_engine(url, location, attach="if-exists")
+    try:
+        with db.connect(engine) as conn:
+            return _status(conn, url, location)
+    except sa.exc.DBAPIError as exc:
+        raise db.translate_error(exc, url) from None
+    finally:
+        engine.dispose()
+
+
+def _status(conn: sa.Connection, url: URL, location: StateLocation) -> SchemaStatus:
+    tables = catalog.check_tables(conn, catalog.BACKFILL_TABLES)
+    is_nova = all(t in tables.found for t in catalog.SCHEMA_TABLES)
+    nova_version = None
+    if "alembic_version" in catalog.list_tables(conn):
+        nova_version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    columns = catalog.check_host_columns(conn) if catalog.EVENTS in tables.found else []
+    indexes = catalog.host_indexes(conn) if catalog.EVENTS in tables.found else []
+    exists = state_schema_exists(conn, location)
+    current = current_revision(conn, location) if exists else None
+    head = head_revision()
+    ledger = []
+    if exists and current is not None:
+        try:
+            rows = conn.execute(
+                sa.text(
+                    f"SELECT revision, kind, table_name, object_name, detail FROM "
+                    f"{_quote(conn, location.schema)}.schema_changes ORDER BY id"
+                )
+            ).fetchall()
+            ledger = [dict(r._mapping) for r in rows]
+        except sa.exc.DBAPIError:
+            conn.rollback()
+    result = SchemaStatus(
+        database=mask_url(url),
+        backend=conn.dialect.name,
+        server_version=db.server_version(conn),
+        is_nova=is_nova,
+        tables_found=tables.found,
+        tables_missing=[t for t in catalog.BACKFILL_TABLES if t not in tables.found],
+        nova_alembic_version=nova_version,
+        host_columns=[
+            {
+                "table": c.table,
+                "present": c.present,
+                "type": c.type_text,
+                "nullable": c.nullable,
+                "compatible": c.compatible,
+                "problem": c.problem,
+            }
+            for c in columns
+        ],
+        host_indexes=[
+            {"name": ix.name, "columns": ix.columns, "valid": ix.valid, "ours": ix.ours}
+            for ix in indexes
+        ],
+        state_location=location.describe(),
+        state_exists=exists,
+        version_table=location.qualified(VERSION_TABLE),
+        current_revision=current,
+        head_revision=head,
+        ledger=ledger,
+    )
+    result.plan = _plan(conn, result, columns, indexes, location)
+    if location.backend == "mysql":
+        result.notes.extend(_mysql_notes(conn))
+    return result
+
+
+def _plan(conn, result: SchemaStatus, columns, indexes, location: StateLocation) -> list[str]:
+    if not result.is_nova:
+        missing = ", ".join(t for t in catalog.SCHEMA_TABLES if t not in result.tables_found)
+        return [f"blocked: {missing} not found; this is not a Nova cell database"]
+    bad = [c for c in columns if c.present and c.problem]
+    if bad:
+        return [f"blocked: {c.table}.host {c.problem}" for c in bad]
+    plan: list[str] = []
+    if not result.state_exists:
+        plan.append(f"create the state schema: {location.describe()}")
+    pending = _pending(result.current_revision)
+    if not pending:
+        plan.append(f"nothing: already at head ({result.head_revision})")
+        ours = [ix for ix in indexes if ix.ours]
+        if not indexes:
+            plan.append(
+                f"warning: no index on {catalog.EVENTS}(host) although at head: it was dropped by hand; "
+                "run `schema downgrade 0001_host_column` then `schema upgrade` to rebuild it"
+            )
+        elif ours and not ours[0].valid:
+            plan.append(
+                f"warning: index {catalog.HOST_INDEX} is INVALID: run `schema downgrade 0001_host_column` then `schema upgrade`"
+            )
+        return plan
+    backend = location.backend
+    if "0001_host_column" in pending:
+        plan.append(f"create the ledger {location.qualified('schema_changes')}")
+        for column in columns:
+            if column.present:
+                plan.append(f"keep {column.table}.host ({column.type_text}): already present")
+            else:
+                how = {
+                    "mysql": "ALGORITHM=INSTANT, else INPLACE with LOCK=NONE",
+                    "postgresql": "catalog-only ALTER TABLE under lock_timeout",
+                    "sqlite": "ALTER TABLE ADD COLUMN",
+                }[backend]
+                plan.append(f"add {column.table}.host VARCHAR(255) NULL ({how})")
+    if "0002_host_index" in pending:
+        ours = next((ix for ix in indexes if ix.ours), None)
+        others = [ix for ix in indexes if ix.valid and not ix.ours]
+        how = {
+            "mysql": "ALGORITHM=INPLACE, LOCK=NONE",
+            "postgresql": "CREATE INDEX CONCURRENTLY under lock_timeout",
+            "sqlite": "CREATE INDEX",
+        }[backend]
+        if ours is not None and ours.valid:
+            plan.append(f"keep index {catalog.HOST_INDEX}: already present")
+        elif ours is not None:
+            plan.append(
+                f"drop the INVALID index {catalog.HOST_INDEX} left by a failed build and build it again ({how})"
+            )
+        elif others:
+            plan.append(
+                f"skip the index: {', '.join(ix.name for ix in others)} already indexes host"
+            )
+        else:
+            plan.append(f"create index {catalog.HOST_INDEX} on {catalog.EVENTS}(host) ({how})")
+    for revision in pending:
+        if revision not in ("0001_host_column", "0002_host_index"):
+            plan.append(f"apply {revision}")
+    plan.append(f"record revision {result.head_revision} in {result.version_table}")
+    return plan
+
+
+def _pending(current: str | None) -> list[str]:
+    ids = revision_ids()
+    if current is None:
+        return ids
+    if current not in ids:
+        return []
+    return ids[ids.index(current) + 1 :]
+
+
+def _mysql_notes(conn: sa.Connection) -> list[str]:
+    notes = []
+    row = conn.exec_driver_sql("SHOW VARIABLES LIKE 'wsrep_on'").first()
+    if row and str(row[1]).upper() == "ON":
+        notes.append(
+            "Galera cluster (wsrep_on=ON): DDL runs as Total Order Isolation, on every node at "
+            "once; writes to instance_actions_events wait cluster-wide while each ALTER runs, so "
+            "apply the schema upgrade inside the maintenance window"
+        )
+    return notes
+
+
+def _quote(conn: sa.Connection, name: str) -> str:
+    return conn.dialect.identifier_preparer.quote_identifier(name)
+
+
+# --------------------------------------------------------------------------- changes
+
+
+@dataclass
+class SchemaResult:
+    database: str
+    state_location: str
+    before: str | None
+    after: str | None
+    actions: list[str]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _preflight(url: URL, location: StateLocation) -> None:
+    """Refuse, before any change, what would fail halfway."""
+    engine = db.create_engine(url, location, attach="never")
+    try:
+        with db.connect(engine) as conn:
+            catalog.require_nova(conn)
+            catalog.raise_if_incompatible(conn, catalog.check_host_columns(conn))
+            _check_alter_privilege(conn, url)
+    except sa.exc.DBAPIError as exc:
+        raise db.translate_error(exc, url) from None
+    finally:
+        engine.dispose()
+
+
+def _check_alter_privilege(conn: sa.Connection, url: URL) -> None:
+    """PostgreSQL: ALTER TABLE and CREATE INDEX need the table's owner."""
+    if conn.dialect.name != "postgresql":
+        return
+    row = conn.execute(
+        sa.text(
+            "SELECT pg_has_role(current_user, c.relowner, 'USAGE'), pg_get_userbyid(c.relowner) "
+            "FROM pg_class c WHERE c.oid = to_regclass(:t)"
+        ),
+        {"t": catalog.EVENTS},
+    ).first()
+    if row is not None and not row[0]:
+        from actionhost_backfill.errors import PrivilegeError
+
+        raise PrivilegeError(
+            f"user {url.username} cannot alter {catalog.EVENTS} in {mask_url(url)} (owned by {row[1]}): "
+            f"run schema upgrade as {row[1]}, or GRANT {row[1]} TO {url.username}"
+        )
+
+
+def upgrade(
+    url: URL,
+    *,
+    state_schema: str | None = None,
+    target: str = "head",
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> SchemaResult:
+    """Apply the toolkit's revisions up to ``target`` (idempotent)."""
+    location = resolve_state_location(url, state_schema)
+    _check_target(target)
+    _preflight(url, location)
+    return _run(url, location, lock_timeout, lambda cfg: command.upgrade(cfg, target))
+
+
+def downgrade(
+    url: URL,
+    *,
+    target: str,
+    state_schema: str | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> SchemaResult:
+    """Undo revisions down to ``target``, removing only what the toolkit created."""
+    location = resolve_state_location(url, state_schema)
+    _check_target(target, downgrade=True)
+    engine = db.create_engine(url, location, attach="if-exists")
+    try:
+        with db.connect(engine) as conn:
+            catalog.require_nova(conn)
+            if current_revision(conn, location) is None:
+                return SchemaResult(
+                    mask_url(url),
+                    location.describe(),
+                    None,
+                    None,
+                    ["nothing to downgrade: the toolkit's revisions are not applied"],
+                )
+    finally:
+        engine.dispose()
+    return _run(url, location, lock_timeout, lambda cfg: command.downgrade(cfg, target))
+
+
+def _check_target(target: str, *, downgrade: bool = False) -> None:
+    valid = {"head", "heads", "base", *revision_ids()}
+    relative = target.startswith(("-", "+")) and target[1:].isdigit()
+    if target not in valid and not relative:
+        choices = ", ".join(sorted(valid - {"heads"}))
+        raise BadInput(
+            f"unknown revision {target!r}: use one of {choices}" + (", or -1" if downgrade else "")
+        )
+
+
+#: Alembic's ``op`` and ``context`` are process-wide proxies: revisions of two
+#: cells (``--all-cells --workers N``) must not run in two threads at once.
+_ALEMBIC = threading.Lock()
+
+
+def _run(url: URL, location: StateLocation, lock_timeout: float, action) -> SchemaResult:
+    settings = SchemaSettings(url=url, location=location, lock_timeout=lock_timeout, from_cli=True)
+    config = make_config(settings)
+    engine = db.create_engine(url, location, attach="create")
+    try:
+        with db.connect(engine) as conn:
+            before = current_revision(conn, location)
+            conn.commit()
+            config.attributes["connection"] = conn
+            try:
+                with _ALEMBIC:
+                    action(config)
+            except sa.exc.DBAPIError as exc:
+                raise db.translate_error(exc, url) from None
+            after = current_revision(conn, location)
+            conn.commit()
+    finally:
+        engine.dispose()
+    return SchemaResult(mask_url(url), location.describe(), before, after, settings.report)
+
+
+def offline_sql(
+    url: URL,
+    *,
+    state_schema: str | None = None,
+    from_revision: str | None = None,
+    to_revision: str | None = None,
+    downgrade_sql: bool = False,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> str:
+    """The SQL the revisions would run, rendered without a connection."""
+    location = resolve_state_location(url, state_schema)
+    settings = SchemaSettings(url=url, location=location, lock_timeout=lock_timeout, from_cli=True)
+    output = io.StringIO()
+    config = make_config(settings, output=output)
+    if downgrade_sql:
+        start = from_revision or "head"
+        end = to_revision or "base"
+        for rev in (start, end):
+            _check_target(rev, downgrade=True)
+        command.downgrade(config, f"{start}:{end}", sql=True)
+    else:
+        end = to_revision or "head"
+        _check_target(end)
+        if from_revision:
+            _check_target(from_revision)
+            command.upgrade(config, f"{from_revision}:{end}", sql=True)
+        else:
+            command.upgrade(config, end, sql=True)
+    return output.getvalue()
+
+
+def offline_url(dialect: str) -> URL:
+    try:
+        return sa.engine.make_url(OFFLINE_URLS[dialect])
+    except KeyError:
+        raise BadInput(
+            f"--dialect must be one of {', '.join(OFFLINE_URLS)} (got {dialect!r})"
+        ) from None

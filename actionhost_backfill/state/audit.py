@@ -1,0 +1,274 @@
+"""After a backfill: status and verify, driven by the audit.
+
+``status`` lists runs and what remains; ``verify`` checks that every value a
+run wrote is still there (an archived row moved to its shadow table counts
+as still there).  ``revert`` is in :mod:`actionhost_backfill.state.revert`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from actionhost_backfill import db
+from actionhost_backfill.dialects.bulk import chunks
+from actionhost_backfill.errors import BadInput, SchemaNotReady
+from actionhost_backfill.nova import catalog
+from actionhost_backfill.nova.tables import EVENT_TABLES, EVENTS, SHADOW_EVENTS, nova
+from actionhost_backfill.redact import mask_url
+from actionhost_backfill.schema import revisions
+from actionhost_backfill.state import runs
+from actionhost_backfill.state.location import (
+    StateLocation,
+    resolve_state_location,
+    state_schema_exists,
+)
+from actionhost_backfill.state.tables import FILLED, StateTables, state
+
+REVERTED = "reverted"
+
+
+def other_table(table: str) -> str:
+    return SHADOW_EVENTS if table == EVENTS else EVENTS
+
+
+def open_engine(
+    url: URL, state_schema: str | None, *, writes: bool = False
+) -> tuple[StateLocation, sa.Engine]:
+    location = resolve_state_location(url, state_schema)
+    engine = db.create_engine(
+        url, location, attach="if-exists", sqlite_begin="IMMEDIATE" if writes else "DEFERRED"
+    )
+    return location, engine
+
+
+def require_state(conn: sa.Connection, location: StateLocation) -> None:
+    catalog.require_nova(conn, catalog.BACKFILL_TABLES)
+    if (
+        not state_schema_exists(conn, location)
+        or revisions.current_revision(conn, location) != revisions.head_revision()
+    ):
+        raise SchemaNotReady(
+            f"no backfill state in {location.describe()}: run `actionhost-backfill schema upgrade` "
+            "and a backfill first (or pass the --state-schema the backfill used)"
+        )
+
+
+# --------------------------------------------------------------------------- status
+
+
+@dataclass
+class StatusReport:
+    database: str
+    state_location: str
+    state_ready: bool
+    null_hosts: dict[str, int]
+    runs: list[dict]
+    unfinished_run: int | None
+
+    def to_dict(self) -> dict:
+        return {
+            "database": self.database,
+            "state_location": self.state_location,
+            "state_ready": self.state_ready,
+            "null_hosts": self.null_hosts,
+            "unfinished_run": self.unfinished_run,
+            "runs": self.runs,
+        }
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.unfinished_run else 0
+
+
+def status(url: URL, *, state_schema: str | None = None, limit: int = 20) -> StatusReport:
+    """Runs (newest first), their checkpoints and counts, and NULL-host events left."""
+    location, engine = open_engine(url, state_schema)
+    try:
+        with db.connect(engine) as conn:
+            catalog.require_nova(conn, catalog.BACKFILL_TABLES)
+            names = catalog.list_tables(conn)
+            null_hosts = {}
+            for table in EVENT_TABLES:
+                if table in names:
+                    t = nova(table)
+                    null_hosts[table] = conn.execute(
+                        sa.select(sa.func.count()).select_from(t).where(t.c.host.is_(None))
+                    ).scalar()
+            ready = (
+                state_schema_exists(conn, location)
+                and revisions.current_revision(conn, location) == revisions.head_revision()
+            )
+            listed: list[dict] = []
+            unfinished = None
+            if ready:
+                st = state(location.schema)
+                for run in runs.all_runs(conn, st, limit):
+                    listed.append(run.to_dict())
+                    if run.state in runs.UNFINISHED and unfinished is None:
+                        unfinished = run.id
+    except sa.exc.DBAPIError as exc:
+        raise db.translate_error(exc, url) from None
+    finally:
+        engine.dispose()
+    return StatusReport(mask_url(url), location.describe(), ready, null_hosts, listed, unfinished)
+
+
+# --------------------------------------------------------------------------- verify
+
+
+@dataclass
+class VerifyReport:
+    database: str
+    runs: list[int]
+    checked: int = 0
+    matching: int = 0
+    archived: int = 0
+    """Still equal, in the other table (archived since)."""
+    drift: int = 0
+    missing: int = 0
+    """Gone from both tables (purged)."""
+    drift_examples: list[dict] = field(default_factory=list)
+    filled_by_rule: Counter = field(default_factory=Counter)
+    null_by_reason: Counter = field(default_factory=Counter)
+
+    @property
+    def exit_code(self) -> int:
+        return 4 if self.drift else 0
+
+    def to_dict(self) -> dict:
+        return {
+            "database": self.database,
+            "runs": self.runs,
+            "checked": self.checked,
+            "matching": self.matching,
+            "archived_and_matching": self.archived,
+            "drift": self.drift,
+            "missing": self.missing,
+            "drift_examples": self.drift_examples,
+            "filled_by_rule": dict(sorted(self.filled_by_rule.items())),
+            "null_by_reason": dict(sorted(self.null_by_reason.items())),
+            "exit_code": self.exit_code,
+        }
+
+
+def verify(
+    url: URL,
+    *,
+    state_schema: str | None = None,
+    run_id: int | None = None,
+    batch_size: int = 5000,
+    examples: int = 10,
+) -> VerifyReport:
+    """Check every audited value still equals the table's; counts by rule and reason."""
+    location, engine = open_engine(url, state_schema)
+    try:
+        with db.connect(engine) as conn:
+            require_state(conn, location)
+            st = state(location.schema)
+            names = catalog.list_tables(conn)
+            if run_id is not None:
+                run = runs.load(conn, st, run_id)
+                if run is None or run.kind != runs.BACKFILL:
+                    raise BadInput(
+                        f"--run {run_id}: no backfill run with that id (see `actionhost-backfill status`)"
+                    )
+                run_ids = [run_id]
+            else:
+                run_ids = [r.id for r in runs.all_runs(conn, st) if r.kind == runs.BACKFILL]
+            report = VerifyReport(mask_url(url), sorted(run_ids))
+            for rid in sorted(run_ids):
+                run = runs.load(conn, st, rid)
+                for (outcome, rule), rows in run.counts.items():
+                    if outcome == FILLED:
+                        report.filled_by_rule[rule] += rows
+                    elif outcome == "left-null":
+                        report.null_by_reason[rule] += rows
+                for table in EVENT_TABLES:
+                    _verify_table(conn, st, rid, table, names, report, batch_size, examples)
+            conn.rollback()
+            return report
+    except sa.exc.DBAPIError as exc:
+        raise db.translate_error(exc, url) from None
+    finally:
+        engine.dispose()
+
+
+def _verify_table(
+    conn,
+    st: StateTables,
+    run_id: int,
+    table: str,
+    names: set[str],
+    report: VerifyReport,
+    batch_size: int,
+    examples: int,
+) -> None:
+    audit = st.audit
+    after = 0
+    while True:
+        rows = conn.execute(
+            sa.select(audit.c.event_id, audit.c.host, audit.c.rule)
+            .where(
+                audit.c.run_id == run_id,
+                audit.c.event_table == table,
+                audit.c.outcome == FILLED,
+                audit.c.reverted_by.is_(None),
+                audit.c.event_id > after,
+            )
+            .order_by(audit.c.event_id)
+            .limit(batch_size)
+        ).fetchall()
+        if not rows:
+            return
+        ids = [r.event_id for r in rows]
+        here = locked_hosts(conn, table, ids, names, lock=False)
+        there = locked_hosts(
+            conn, other_table(table), [i for i in ids if i not in here], names, lock=False
+        )
+        for r in rows:
+            report.checked += 1
+            if r.event_id in here:
+                current, moved = here[r.event_id], False
+            elif r.event_id in there:
+                current, moved = there[r.event_id], True
+            else:
+                report.missing += 1
+                continue
+            if current == r.host:
+                report.matching += 1
+                report.archived += moved
+            else:
+                report.drift += 1
+                if len(report.drift_examples) < examples:
+                    report.drift_examples.append(
+                        {
+                            "run_id": run_id,
+                            "table": other_table(table) if moved else table,
+                            "event_id": r.event_id,
+                            "written": r.host,
+                            "now": current,
+                            "rule": r.rule,
+                        }
+                    )
+        after = ids[-1]
+        conn.rollback()
+
+
+def locked_hosts(
+    conn: sa.Connection, table: str, ids: list[int], names: set[str], *, lock: bool
+) -> dict[int, str | None]:
+    """The current host of these events of ``table`` (locked FOR UPDATE with ``lock``)."""
+    if not ids or table not in names:
+        return {}
+    t = nova(table)
+    found: dict[int, str | None] = {}
+    for chunk in chunks(ids):
+        query = sa.select(t.c.id, t.c.host).where(t.c.id.in_(chunk))
+        if lock and conn.dialect.name != "sqlite":
+            query = query.with_for_update()
+        found.update((r[0], r[1]) for r in conn.execute(query))
+    return found

@@ -1,0 +1,283 @@
+"""One runner per database: a second backfill or revert is refused, naming the first.
+
+PostgreSQL: a session advisory lock on the runner's own connection; the
+server drops it when the process dies, however it dies.  MySQL/MariaDB and
+SQLite: a lease row in the state schema (Galera does not support
+``GET_LOCK``), renewed by a heartbeat thread; a lease whose holder process is
+gone from this machine, or that expired, can be taken over, so a ``kill -9``
+never needs a manual unlock.  On PostgreSQL the same row is kept, for the
+message a refused runner prints.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import threading
+import uuid
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from actionhost_backfill import db
+from actionhost_backfill.clock import utcnow
+from actionhost_backfill.errors import ActionHostError, RunnerBusy
+from actionhost_backfill.state.location import StateLocation
+from actionhost_backfill.state.tables import state
+
+LEASE_NAME = "runner"
+LEASE_TTL = timedelta(seconds=120)
+HEARTBEAT_EVERY = 20.0
+_ADVISORY_NAMESPACE = 0x61686200  # "ahb\0"
+
+
+def _now() -> datetime:
+    return utcnow().replace(microsecond=0)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("State:"):
+                    return "Z" not in line.split(":", 1)[1]
+    except OSError:
+        pass
+    return True
+
+
+@dataclass
+class Holder:
+    run_id: int | None
+    holder: str | None
+    hostname: str | None
+    pid: int | None
+    heartbeat_at: datetime | None
+    expires_at: datetime | None
+
+    def describe(self) -> str:
+        parts = [f"run {self.run_id}" if self.run_id else "a runner"]
+        if self.holder:
+            parts.append(f"by {self.holder}")
+        if self.heartbeat_at:
+            parts.append(f"last seen {self.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC")
+        return " ".join(parts)
+
+
+class RunnerLock:
+    """Acquire with :meth:`acquire`, keep with :meth:`heartbeat`, drop with :meth:`release`."""
+
+    def __init__(self, engine: sa.Engine, location: StateLocation):
+        self.engine = engine
+        self.location = location
+        self.tables = state(location.schema)
+        self.token = uuid.uuid4().hex
+        self.hostname = socket.gethostname()
+        self.pid = os.getpid()
+        self.holder = f"{getpass.getuser()}@{self.hostname} pid {self.pid}"
+        self._conn: sa.Connection | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.lost: str | None = None
+
+    # ------------------------------------------------------------------ public
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sa.Connection]:
+        """A short write transaction (the runner's engine begins SQLite ones IMMEDIATE)."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    def acquire(self, run_id: int | None) -> None:
+        if self.location.backend == "postgresql":
+            self._acquire_advisory(run_id)
+        else:
+            self._acquire_lease(run_id)
+            self._thread = threading.Thread(target=self._beat, name="actionhost-lease", daemon=True)
+            self._thread.start()
+
+    def set_run(self, run_id: int) -> None:
+        """Record which run holds the lock (for the message others get)."""
+        lease = self.tables.lease
+        with self._transaction() as conn:
+            conn.execute(
+                lease.update()
+                .where(lease.c.name == LEASE_NAME, lease.c.token == self.token)
+                .values(run_id=run_id)
+            )
+
+    def check(self) -> None:
+        """Raise if the lease was lost (someone took it over)."""
+        if self.lost:
+            raise ActionHostError(self.lost)
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        lease = self.tables.lease
+        with suppress(Exception), self._transaction() as conn:
+            conn.execute(
+                lease.update()
+                .where(lease.c.name == LEASE_NAME, lease.c.token == self.token)
+                .values(token=None, run_id=None, expires_at=_now())
+            )
+        if self._conn is not None:
+            with suppress(Exception):
+                self._conn.exec_driver_sql(
+                    f"SELECT pg_advisory_unlock({_ADVISORY_NAMESPACE}, {self._key()})"
+                )
+            with suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+    # ------------------------------------------------------------------ PostgreSQL
+
+    def _key(self) -> int:
+        return zlib.crc32(self.location.schema.encode()) & 0x7FFFFFFF
+
+    def _acquire_advisory(self, run_id: int | None) -> None:
+        try:
+            self._conn = self.engine.connect()
+        except sa.exc.DBAPIError as exc:
+            raise db.translate_error(exc, self.engine.url) from None
+        self._conn = self._conn.execution_options(isolation_level="AUTOCOMMIT")
+        got = self._conn.exec_driver_sql(
+            f"SELECT pg_try_advisory_lock({_ADVISORY_NAMESPACE}, {self._key()})"
+        ).scalar()
+        if not got:
+            holder = self._read_holder()
+            self._conn.close()
+            self._conn = None
+            raise RunnerBusy(self._busy_message(holder))
+        self._write_lease(run_id, force=True)
+
+    # ------------------------------------------------------------------ lease
+
+    def _acquire_lease(self, run_id: int | None) -> None:
+        lease = self.tables.lease
+        with self._transaction() as conn:
+            row = self._locked_row(conn)
+            if row is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(lease.insert().values(name=LEASE_NAME))
+                except sa.exc.IntegrityError:
+                    pass
+                row = self._locked_row(conn)
+            holder = _holder(row)
+            if row.token and row.token != self.token and not self._takeable(row):
+                raise RunnerBusy(self._busy_message(holder))
+            now = _now()
+            conn.execute(
+                lease.update()
+                .where(lease.c.name == LEASE_NAME)
+                .values(
+                    token=self.token,
+                    run_id=run_id,
+                    holder=self.holder,
+                    hostname=self.hostname,
+                    pid=self.pid,
+                    acquired_at=now,
+                    heartbeat_at=now,
+                    expires_at=now + LEASE_TTL,
+                )
+            )
+
+    def _locked_row(self, conn: sa.Connection):
+        lease = self.tables.lease
+        query = sa.select(lease).where(lease.c.name == LEASE_NAME)
+        if self.location.backend == "mysql":
+            query = query.with_for_update()
+        return conn.execute(query).first()
+
+    def _takeable(self, row) -> bool:
+        if row.expires_at is not None and row.expires_at < _now():
+            return True
+        return row.hostname == self.hostname and row.pid is not None and not _pid_alive(row.pid)
+
+    def _write_lease(self, run_id: int | None, *, force: bool) -> None:
+        lease = self.tables.lease
+        now = _now()
+        values = dict(
+            token=self.token,
+            run_id=run_id,
+            holder=self.holder,
+            hostname=self.hostname,
+            pid=self.pid,
+            acquired_at=now,
+            heartbeat_at=now,
+            expires_at=now + LEASE_TTL,
+        )
+        with self._transaction() as conn:
+            updated = conn.execute(
+                lease.update().where(lease.c.name == LEASE_NAME).values(**values)
+            ).rowcount
+            if not updated:
+                conn.execute(lease.insert().values(name=LEASE_NAME, **values))
+
+    def heartbeat(self) -> None:
+        lease = self.tables.lease
+        now = _now()
+        with self._transaction() as conn:
+            updated = conn.execute(
+                lease.update()
+                .where(lease.c.name == LEASE_NAME, lease.c.token == self.token)
+                .values(heartbeat_at=now, expires_at=now + LEASE_TTL)
+            ).rowcount
+        if not updated and self.location.backend != "postgresql":
+            self.lost = (
+                "the runner lease was taken over by another process (this one was presumed dead): "
+                "stopped; check `actionhost-backfill status` before running again"
+            )
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_EVERY):
+            try:
+                self.heartbeat()
+            except Exception:  # a transient failure: the next beat retries, TTL covers it
+                continue
+
+    def _read_holder(self) -> Holder | None:
+        lease = self.tables.lease
+        try:
+            with self.engine.connect() as conn:
+                return _holder(
+                    conn.execute(sa.select(lease).where(lease.c.name == LEASE_NAME)).first()
+                )
+        except sa.exc.DBAPIError:
+            return None
+
+    def _busy_message(self, holder: Holder | None) -> str:
+        who = holder.describe() if holder else "another runner"
+        if self.location.backend == "postgresql":
+            return (
+                f"another backfill or revert is running on this database ({who}): "
+                "wait for it to finish, or stop it (Ctrl-C resumes cleanly later)"
+            )
+        expires = (
+            f", lease expires {holder.expires_at:%H:%M:%S} UTC"
+            if holder and holder.expires_at
+            else ""
+        )
+        return (
+            f"another backfill or revert is running on this database ({who}{expires}): wait for it "
+            "to finish; if that process is gone, run again once its lease expires"
+        )
+
+
+def _holder(row) -> Holder | None:
+    if row is None:
+        return None
+    return Holder(row.run_id, row.holder, row.hostname, row.pid, row.heartbeat_at, row.expires_at)

@@ -1,0 +1,372 @@
+"""Undo a backfill run: set back to NULL what it filled, where the host is still its value.
+
+Driven by the run's audit, in id order, through the same
+:class:`~actionhost_backfill.engine.applier.Applier` as the backfill (bounded
+lock waits, retries, batch sizing, ``--sleep``, ``--max-rows``, lease and
+checkpoint), under the same one-runner lock.  A host changed since the run
+wrote it is left alone and counted; an event moved to its shadow table by
+Nova's archiver keeps its id and is reverted there.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from actionhost_backfill import db, dialects
+from actionhost_backfill.dialects.bulk import chunks
+from actionhost_backfill.engine.applier import Applied, Applier, ApplyLimits
+from actionhost_backfill.engine.progress import Progress, silent
+from actionhost_backfill.engine.throttle import MAX_BATCH, BatchSizer
+from actionhost_backfill.errors import ActionHostError, BadInput
+from actionhost_backfill.nova import catalog
+from actionhost_backfill.nova.tables import EVENT_TABLES, nova
+from actionhost_backfill.redact import mask_url
+from actionhost_backfill.state import runs
+from actionhost_backfill.state.audit import locked_hosts, open_engine, other_table, require_state
+from actionhost_backfill.state.lease import RunnerLock
+from actionhost_backfill.state.tables import FILLED, StateTables, state
+
+#: The state a reverted backfill run is left in.
+REVERTED = "reverted"
+# What a revert batch counts (reported, not kept in run_counts).
+REVERTED_ROWS, KEPT, MISSING = "reverted", "kept-changed", "missing"
+
+
+@dataclass
+class RevertOptions:
+    dry_run: bool = False
+    batch_size: int | None = None
+    target_batch_seconds: float | None = None
+    sleep: float = 0.0
+    max_rows: int | None = None
+    lock_timeout: float = 5.0
+    max_retries: int = 5
+
+    def validate(self) -> None:
+        if self.batch_size is not None and not 1 <= self.batch_size <= MAX_BATCH:
+            raise BadInput(
+                f"--batch-size must be between 1 and {MAX_BATCH} (got {self.batch_size})"
+            )
+        if self.target_batch_seconds is not None and not 0.01 <= self.target_batch_seconds <= 60:
+            raise BadInput(
+                f"--target-batch-seconds must be between 0.01 and 60 (got {self.target_batch_seconds})"
+            )
+        if not 0 <= self.sleep <= 3600:
+            raise BadInput(f"--sleep must be between 0 and 3600 seconds (got {self.sleep})")
+        if self.max_rows is not None and self.max_rows < 1:
+            raise BadInput(f"--max-rows must be at least 1 (got {self.max_rows})")
+        if not 0 < self.lock_timeout <= 3600:
+            raise BadInput(
+                f"--lock-timeout must be between 0 and 3600 seconds (got {self.lock_timeout})"
+            )
+        if not 0 <= self.max_retries <= 100:
+            raise BadInput(f"--max-retries must be between 0 and 100 (got {self.max_retries})")
+
+
+@dataclass
+class RevertResult:
+    database: str
+    target_run_id: int
+    revert_run_id: int | None
+    dry_run: bool
+    outcome: str = "complete"
+    reverted: int = 0
+    kept_changed: int = 0
+    """Rows whose host changed since the run wrote it: left alone."""
+    missing: int = 0
+    """Rows no longer in either events table (purged)."""
+    batches: int = 0
+    retries: int = 0
+    elapsed: float = 0.0
+    message: str | None = None
+
+    @property
+    def run_id(self) -> int | None:
+        return self.revert_run_id
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.outcome == "complete" else 1
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "elapsed": round(self.elapsed, 3), "exit_code": self.exit_code}
+
+
+class RevertWork:
+    """The audit rows of ``target`` for one events table, batch by batch."""
+
+    def __init__(
+        self,
+        st: StateTables,
+        target: int,
+        table: str,
+        names: set[str],
+        revert_run_id: int | None,
+        *,
+        write: bool,
+    ):
+        self.st = st
+        self.target = target
+        self.table = table
+        self.names = names
+        self.write = write
+        self.revert_run_id = revert_run_id
+
+    def _pending(self, after: int):
+        a = self.st.audit
+        return (
+            a.c.run_id == self.target,
+            a.c.event_table == self.table,
+            a.c.outcome == FILLED,
+            a.c.reverted_by.is_(None),
+            a.c.event_id > after,
+        )
+
+    def bound(self, conn: sa.Connection, after: int, size: int) -> int | None:
+        a = self.st.audit
+        upto = conn.execute(
+            sa.select(a.c.event_id)
+            .where(*self._pending(after))
+            .order_by(a.c.event_id)
+            .offset(size - 1)
+            .limit(1)
+        ).scalar()
+        if upto is None:
+            upto = conn.execute(
+                sa.select(sa.func.max(a.c.event_id)).where(*self._pending(after))
+            ).scalar()
+        return upto
+
+    def apply(self, conn: sa.Connection, after: int, upto: int, batch: int) -> Applied:
+        a = self.st.audit
+        written = dict(
+            conn.execute(
+                sa.select(a.c.event_id, a.c.host).where(*self._pending(after), a.c.event_id <= upto)
+            ).all()
+        )
+        # An archived row moved to the shadow table keeps its id: look there too.
+        here = locked_hosts(conn, self.table, list(written), self.names, lock=self.write)
+        there = locked_hosts(
+            conn,
+            other_table(self.table),
+            [i for i in written if i not in here],
+            self.names,
+            lock=self.write,
+        )
+        to_null: dict[str, list[int]] = {self.table: [], other_table(self.table): []}
+        kept = missing = 0
+        for event_id, host in written.items():
+            if event_id in here:
+                where, current = self.table, here[event_id]
+            elif event_id in there:
+                where, current = other_table(self.table), there[event_id]
+            else:
+                missing += 1
+                continue
+            if current == host:
+                to_null[where].append(event_id)
+            else:
+                kept += 1
+        reverted = to_null[self.table] + to_null[other_table(self.table)]
+        if self.write:
+            for where, ids in to_null.items():
+                t = nova(where)
+                for chunk in chunks(ids):
+                    conn.execute(
+                        t.update().where(t.c.id.in_(chunk), t.c.host.is_not(None)).values(host=None)
+                    )
+            for chunk in chunks(reverted):
+                conn.execute(
+                    a.update()
+                    .where(
+                        a.c.run_id == self.target,
+                        a.c.event_table == self.table,
+                        a.c.event_id.in_(chunk),
+                    )
+                    .values(reverted_by=self.revert_run_id)
+                )
+        counts = Counter({REVERTED_ROWS: len(reverted), KEPT: kept, MISSING: missing})
+        return Applied(len(written), counts)
+
+
+def revert(
+    url: URL,
+    target_run_id: int,
+    options: RevertOptions | None = None,
+    *,
+    state_schema: str | None = None,
+    stop: threading.Event | None = None,
+    progress=None,
+) -> RevertResult:
+    """Set back to NULL what run ``target_run_id`` filled, where still its value."""
+    options = options or RevertOptions()
+    options.validate()
+    stop = stop or threading.Event()
+    started = time.monotonic()
+    location, engine = open_engine(url, state_schema, writes=not options.dry_run)
+    result = RevertResult(mask_url(url), target_run_id, None, options.dry_run)
+    st = state(location.schema)
+    try:
+        with db.connect(engine) as conn:
+            require_state(conn, location)
+            target = runs.load(conn, st, target_run_id)
+            if target is None or target.kind != runs.BACKFILL:
+                known = [r.id for r in runs.all_runs(conn, st) if r.kind == runs.BACKFILL]
+                raise BadInput(
+                    f"--run {target_run_id}: no backfill run with that id "
+                    f"(backfill runs: {', '.join(map(str, sorted(known))) or 'none'}); nothing was changed"
+                )
+            conn.rollback()
+        if options.dry_run:
+            with db.connect(engine) as conn:
+                _revert_tables(conn, url, st, None, target_run_id, result, options, stop, silent())
+            return result
+        lease = RunnerLock(engine, location)
+        lease.acquire(None)
+        try:
+            with db.connect(engine) as conn:
+                run_id = _open_run(conn, st, target_run_id, options)
+                lease.set_run(run_id)
+                result.revert_run_id = run_id
+                bar = (
+                    progress(_pending(conn, st, target_run_id), f"revert run {target_run_id}")
+                    if progress
+                    else silent()
+                )
+                conn.rollback()
+                try:
+                    _revert_tables(conn, url, st, lease, target_run_id, result, options, stop, bar)
+                except ActionHostError as exc:
+                    runs.record_failure(conn, engine, st, run_id, str(exc))
+                    raise
+                except sa.exc.DBAPIError as exc:
+                    error = db.translate_error(exc, url)
+                    runs.record_failure(conn, engine, st, run_id, str(error))
+                    raise error from None
+                finally:
+                    bar.close()
+                if result.outcome == "complete":
+                    runs.set_state(conn, st, run_id, runs.COMPLETE)
+                    runs.finish(conn, st, target_run_id, REVERTED, f"reverted by run {run_id}")
+                else:
+                    message = "stopped on request" if stop.is_set() else "--max-rows reached"
+                    runs.finish(conn, st, run_id, runs.INTERRUPTED, message)
+                    result.message = (
+                        f"revert run {run_id} stopped at its checkpoint: run the same command "
+                        "again to resume it"
+                    )
+        finally:
+            lease.release()
+    except sa.exc.DBAPIError as exc:
+        raise db.translate_error(exc, url) from None
+    finally:
+        engine.dispose()
+        result.elapsed = time.monotonic() - started
+    return result
+
+
+def _open_run(conn: sa.Connection, st: StateTables, target: int, options: RevertOptions) -> int:
+    existing = runs.latest_unfinished(conn, st, runs.REVERT, target)
+    if existing is None:
+        run_id = runs.create(
+            conn,
+            st,
+            runs.REVERT,
+            {
+                "batch_size": options.batch_size,
+                "target_batch_seconds": options.target_batch_seconds,
+            },
+            {t: 0 for t in EVENT_TABLES},
+            runner=f"pid {os.getpid()}",
+            target_run_id=target,
+        )
+    else:
+        run_id = existing.id
+        runs.set_state(conn, st, run_id, runs.RUNNING)
+    conn.commit()
+    return run_id
+
+
+def _pending(conn: sa.Connection, st: StateTables, target_run_id: int) -> int:
+    audit = st.audit
+    return (
+        conn.execute(
+            sa.select(sa.func.count())
+            .select_from(audit)
+            .where(
+                audit.c.run_id == target_run_id,
+                audit.c.outcome == FILLED,
+                audit.c.reverted_by.is_(None),
+            )
+        ).scalar()
+        or 0
+    )
+
+
+def _revert_tables(
+    conn: sa.Connection,
+    url: URL,
+    st: StateTables,
+    lease: RunnerLock | None,
+    target_run_id: int,
+    result: RevertResult,
+    options: RevertOptions,
+    stop: threading.Event,
+    bar: Progress,
+) -> None:
+    write = lease is not None
+    dialect = dialects.for_connection(conn)
+    sizer = BatchSizer(options.batch_size, options.target_batch_seconds)
+    cap = dialect.configure_session(conn, options.lock_timeout)
+    if cap is not None:
+        sizer.cap(cap)
+    names = catalog.list_tables(conn)
+    run = runs.load(conn, st, result.revert_run_id) if write else None
+    conn.commit()
+    works = [
+        RevertWork(st, target_run_id, table, names, result.revert_run_id, write=write)
+        for table in EVENT_TABLES
+    ]
+    applier = Applier(
+        conn,
+        url=url,
+        st=st,
+        run_id=result.revert_run_id,
+        sizer=sizer,
+        limits=ApplyLimits(options.sleep, options.max_rows, options.max_retries),
+        stop=stop,
+        lease=lease,
+        progress=bar,
+        what="revert",
+        write=write,
+        keep_counts=False,
+    )
+    try:
+        for work in works:
+            checkpoint = (
+                run.checkpoints[work.table]
+                if run is not None
+                else runs.Checkpoint(work.table, 0, 0, False, 0, 0, 0, 0.0)
+            )
+            if checkpoint.done:
+                continue
+            if not applier.run(work, checkpoint):
+                result.outcome = "partial"
+                return
+            if write:
+                runs.mark_table(conn, st, result.revert_run_id, work.table, done=True)
+                conn.commit()
+    finally:
+        stats = applier.stats
+        result.batches += stats.batches
+        result.retries += stats.retries
+        result.reverted += stats.counts[REVERTED_ROWS]
+        result.kept_changed += stats.counts[KEPT]
+        result.missing += stats.counts[MISSING]

@@ -34,8 +34,8 @@ import bisect
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from . import roles
-from .model import (
+from actionhost_backfill.inference import roles
+from actionhost_backfill.inference.model import (
     BOUNDARY_SLACK,
     FAILED,
     MIGRATION_INCOMPLETE,
@@ -388,8 +388,24 @@ def _live_migration(
     return step
 
 
-def _live_partner(history: InstanceHistory, action: ActionRow, move: Step | None) -> Step:
+def _live_partner(history: InstanceHistory, action: ActionRow, lives: list[Step]) -> Step:
+    """Force-complete or abort: cast to the source of the live migration in progress.
+
+    The API names the migration, but the action records no id: it is the
+    instance's live migration in flight when the request came.  Two in flight
+    at once (the history contradicts itself) name no source.
+    """
     step = Step(action, PARTNER, moves=False)
+    in_flight = [
+        live
+        for live in lives
+        if live.zone is not None
+        and live.zone[0] <= action.start
+        and (live.zone[1] is None or action.start <= live.zone[1])
+    ]
+    if len(in_flight) > 1:
+        return step
+    move = in_flight[0] if in_flight else (lives[-1] if lives else None)
     migration = move.migration if move is not None else None
     for event in history.named(action.id, *roles.SOURCE_EVENTS):
         if migration is not None and migration.source:
@@ -502,7 +518,7 @@ def analyze(history: InstanceHistory, hosts: KnownHosts) -> list[Step]:
     by_action: dict[int, Step] = {}
     taken_over: bool | None = None
     last_cold: Step | None = None
-    last_live: Step | None = None
+    lives: list[Step] = []
     actions = [a for a in history.actions if a.start is not None]
     for index, action in enumerate(actions):
         next_start = actions[index + 1].start if index + 1 < len(actions) else None
@@ -515,9 +531,8 @@ def analyze(history: InstanceHistory, hosts: KnownHosts) -> list[Step]:
                 history, action, linked.get(action.id, []), hosts, rowless
             )
         elif name == roles.LIVE_MIGRATION:
-            step = last_live = _live_migration(
-                history, action, linked.get(action.id, []), next_start
-            )
+            step = _live_migration(history, action, linked.get(action.id, []), next_start)
+            lives.append(step)
         elif name == roles.EVACUATE:
             if taken_over is None:
                 taken_over = evacuation_rows_taken_over(history, linked)
@@ -529,7 +544,7 @@ def analyze(history: InstanceHistory, hosts: KnownHosts) -> list[Step]:
         elif name == roles.CONFIRM_RESIZE:
             step = _confirm(history, action, last_cold)
         elif name in roles.LIVE_PARTNERS:
-            step = _live_partner(history, action, last_live)
+            step = _live_partner(history, action, lives)
         elif history.named(action.id, "compute_confirm_resize"):
             # Deleting a resized instance confirms it first under the delete's
             # request id: Queens attaches that confirm to the ``delete`` action.

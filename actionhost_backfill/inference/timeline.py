@@ -29,8 +29,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from . import roles
-from .model import (
+from actionhost_backfill.inference import roles
+from actionhost_backfill.inference.model import (
     AMBIGUOUS,
     BOUNDARY_SLACK,
     CURRENT_HOST,
@@ -50,7 +50,14 @@ from .model import (
     InstanceHistory,
     KnownHosts,
 )
-from .steps import BUILD, UNSHELVE, Step, analyze, compute_events, last_time
+from actionhost_backfill.inference.steps import (
+    BUILD,
+    UNSHELVE,
+    Step,
+    analyze,
+    compute_events,
+    last_time,
+)
 
 # Provenance of segment evidence.
 MIGRATION = "migration"
@@ -178,9 +185,15 @@ class Timeline:
             # Overlapping host changes: one zone.  The host before it is what
             # the earliest-starting change says; the host after, what the
             # latest-ending one says (both, if tied: then they must agree).
+            # Two moves in flight at once (Nova's task_state forbids it, so the
+            # history contradicts itself) cannot order their hosts: both count.
             if zone.t0 == last.t0:
                 last.before |= zone.before
-            if _after(zone.t1, last.t1):
+            if last.moves and zone.moves:
+                last.after |= zone.after
+                if _after(zone.t1, last.t1):
+                    last.t1 = zone.t1
+            elif _after(zone.t1, last.t1):
                 last.after = set(zone.after)
                 last.t1 = zone.t1
             elif zone.t1 == last.t1:

@@ -445,3 +445,42 @@ def test_mysql_statement_binlog_snapshot_copies_through_the_client(cell, backend
     }
     assert audit == expect
     assert result.outcome == "complete"
+
+
+def test_a_batch_is_a_few_set_based_statements(cell, monkeypatch):
+    """However big the batch, applying it costs the same few statements: no per-row SQL,
+    no executemany, no event row read back into the client."""
+    expect = _prepare(cell)
+    statements: list[list[tuple[str, bool]]] = []
+    applying = threading.Event()
+    original = PlanFill.apply
+
+    def apply(self, *args, **kwargs):
+        statements.append([])
+        applying.set()
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            applying.clear()
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if applying.is_set():
+            statements[-1].append((statement, executemany))
+
+    monkeypatch.setattr(PlanFill, "apply", apply)
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
+    try:
+        small = run_backfill(parse_url(cell.url), BackfillOptions(batch_size=5, max_rows=20))
+        big = run_backfill(parse_url(cell.url), BackfillOptions(batch_size=100_000))
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
+    assert small.batches == 4 and big.batches == 1
+    assert big.examined > 20 * small.batches, "the big batch covers many more rows"
+    per_batch = {len(batch) for batch in statements}
+    assert max(per_batch) <= 5 and len(per_batch) == 1, per_batch
+    assert not any(many for batch in statements for _, many in batch)
+    assert all(
+        host == expect[i][0]
+        for i, host in cell.rows("SELECT id, host FROM instance_actions_events")
+        if host is not None and i in expect and expect[i][0] is not None
+    )

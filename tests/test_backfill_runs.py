@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -484,3 +485,55 @@ def test_a_batch_is_a_few_set_based_statements(cell, monkeypatch):
         for i, host in cell.rows("SELECT id, host FROM instance_actions_events")
         if host is not None and i in expect and expect[i][0] is not None
     )
+
+
+@pytest.mark.backends("postgresql", "mysql")
+def test_user_who_cannot_write_events_gets_the_grant_and_nothing_changes(cell, backend):
+    """Reads Nova and owns the state schema, but may not UPDATE the events table."""
+    from tests import harness
+
+    _prepare(cell)
+    user = f"ahb_nw_{uuid.uuid4().hex[:6]}"
+    password = "nw-secret-456"
+    schema_name = cell.location.schema
+    database = cell.sa_url.database
+    admin = harness.admin_engine(backend)
+    with admin.connect() as conn:
+        if backend == "postgresql":
+            conn.exec_driver_sql(f"CREATE ROLE {user} LOGIN PASSWORD '{password}'")
+            cell.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {user}")
+            cell.execute(f"GRANT USAGE ON SCHEMA {schema_name} TO {user}")
+            cell.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA {schema_name} TO {user}")
+            cell.execute(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA {schema_name} TO {user}")
+        else:
+            conn.exec_driver_sql(f"CREATE USER '{user}'@'%%' IDENTIFIED BY '{password}'")
+            conn.exec_driver_sql(f"GRANT SELECT ON `{database}`.* TO '{user}'@'%%'")
+            conn.exec_driver_sql(f"GRANT ALL ON `{schema_name}`.* TO '{user}'@'%%'")
+    try:
+        before = _table_state(cell)
+        url = cell.sa_url.set(username=user, password=password).render_as_string(
+            hide_password=False
+        )
+        result = cli("backfill", "--db", url, "--no-progress")
+        assert result.exit_code == 127, result.output
+        grant = (
+            f"GRANT UPDATE ON instance_actions_events TO {user};"
+            if backend == "postgresql"
+            else f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{database}`.* TO '{user}'@'%';"
+        )
+        assert grant in result.stderr and "nothing was changed" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert password not in result.output
+        assert _table_state(cell) == before
+        assert cell.scalar(f"SELECT COUNT(*) FROM {schema_name}.runs") == 0
+    finally:
+        with admin.connect() as conn:
+            if backend == "postgresql":
+                cell.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {user}")
+                cell.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA {schema_name} FROM {user}")
+                cell.execute(f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA {schema_name} FROM {user}")
+                cell.execute(f"REVOKE ALL ON SCHEMA {schema_name} FROM {user}")
+                conn.exec_driver_sql(f"DROP ROLE {user}")
+            else:
+                conn.exec_driver_sql(f"DROP USER '{user}'@'%%'")
+        admin.dispose()

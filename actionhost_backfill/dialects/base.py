@@ -62,6 +62,13 @@ class Dialect:
     def drop_temp(self, conn: sa.Connection, name: str) -> None:
         raise NotImplementedError
 
+    def analyze_temp(self, conn: sa.Connection, name: str) -> None:
+        """Give the planner statistics on a freshly filled temporary table (if it needs them)."""
+
+    def write_grant(self, user: str, table: str, schema: str | None, database: str | None) -> str:
+        """The GRANT that lets ``user`` write ``table`` (in ``schema``, the state schema)."""
+        raise NotImplementedError
+
     def fill_from_plan(
         self, conn: sa.Connection, plan: str, batch: FillBatch, outcomes: dict[str, str]
     ) -> None:

@@ -63,6 +63,9 @@ class MySQL(Dialect):
     def drop_temp(self, conn: sa.Connection, name: str) -> None:
         conn.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {name}")
 
+    def write_grant(self, user: str, table: str, schema: str | None, database: str | None) -> str:
+        return f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{schema or database}`.* TO '{user}'@'%';"
+
     def fill_from_plan(
         self, conn: sa.Connection, plan: str, batch: FillBatch, outcomes: dict[str, str]
     ) -> None:

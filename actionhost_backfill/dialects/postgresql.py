@@ -20,6 +20,17 @@ class PostgreSQL(Dialect):
     def drop_temp(self, conn: sa.Connection, name: str) -> None:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS pg_temp.{name}")
 
+    def analyze_temp(self, conn: sa.Connection, name: str) -> None:
+        conn.exec_driver_sql(f"ANALYZE {name}")
+
+    def write_grant(self, user: str, table: str, schema: str | None, database: str | None) -> str:
+        if schema is None:
+            return f"GRANT UPDATE ON {table} TO {user};"
+        return (
+            f"GRANT USAGE ON SCHEMA {schema} TO {user}; "
+            f"GRANT ALL ON ALL TABLES IN SCHEMA {schema} TO {user};"
+        )
+
     def fill_from_plan(
         self, conn: sa.Connection, plan: str, batch: FillBatch, outcomes: dict[str, str]
     ) -> None:

@@ -266,15 +266,9 @@ def _check_write_privileges(
             except sa.exc.DBAPIError as exc:
                 if isinstance(db.translate_error(exc, url), PrivilegeError):
                     conn.rollback()
-                    if backend == "postgresql":
-                        grant = (
-                            f"GRANT UPDATE ON {name} TO {user};"
-                            if "." not in name
-                            else f"GRANT USAGE ON SCHEMA {location.schema} TO {user}; GRANT ALL ON ALL TABLES IN SCHEMA {location.schema} TO {user};"
-                        )
-                    else:
-                        database = name.split(".")[0] if "." in name else url.database
-                        grant = f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{database}`.* TO '{user}'@'%';"
+                    grant = dialects.for_connection(conn).write_grant(
+                        user, name, location.schema if "." in name else None, url.database
+                    )
                     raise PrivilegeError(
                         f"user {user} may not write {name} in {mask_url(url)}: run {grant} (nothing was changed)"
                     ) from None

@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from actionhost_backfill import db
+from actionhost_backfill import db, dialects
 from actionhost_backfill.clock import utcnow
 from actionhost_backfill.dialects import bulk
 from actionhost_backfill.dialects.bulk import chunks
@@ -116,6 +116,7 @@ class EvidenceSnapshot:
     ):
         self.conn = conn
         self.backend = backend_of(conn.dialect.name)
+        self.dialect = dialects.for_connection(conn)
         self.location = location
         self.audit_available = audit_available
         inspector = sa.inspect(conn)
@@ -462,8 +463,7 @@ class EvidenceSnapshot:
             conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} AS {compiled}")
         for column in index_columns:
             conn.exec_driver_sql(f"CREATE INDEX {name}_{column}_ix ON {name} ({column})")
-        if self.backend == "postgresql":
-            conn.exec_driver_sql(f"ANALYZE {name}")
+        self.dialect.analyze_temp(conn, name)
         conn.commit()
 
     def _copy_through_client(self, name: str, select) -> None:
@@ -488,12 +488,7 @@ class EvidenceSnapshot:
         self.conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {table.name} ({columns})")
 
     def _drop(self, name: str) -> None:
-        if self.backend == "mysql":
-            self.conn.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {name}")
-        elif self.backend == "sqlite":
-            self.conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{name}")
-        else:
-            self.conn.exec_driver_sql(f"DROP TABLE IF EXISTS pg_temp.{name}")
+        self.dialect.drop_temp(self.conn, name)
 
     def drop(self) -> None:
         for name in self.t_mig.metadata.tables:

@@ -16,12 +16,17 @@ from actionhost_backfill.cli.common import (
     AllCellsOption,
     ApiDbOption,
     BatchSizeOption,
+    CriticalLoadOption,
     DbOption,
     IncludeDisabledOption,
     JsonOption,
     LockTimeoutOption,
+    MaxLagOption,
+    MaxLoadOption,
     MaxRetriesOption,
     NovaConfOption,
+    PauseFileOption,
+    ReplicaOption,
     SleepOption,
     StateSchemaOption,
     TargetBatchSecondsOption,
@@ -34,6 +39,7 @@ from actionhost_backfill.cli.common import (
 )
 from actionhost_backfill.engine.backfill import BackfillOptions, BackfillResult, run_backfill
 from actionhost_backfill.engine.progress import bar
+from actionhost_backfill.engine.throttling import ThrottleOptions, throttle_dict
 from actionhost_backfill.errors import EXIT_CODE_HELP
 from actionhost_backfill.schema.settings import DEFAULT_LOCK_TIMEOUT
 from actionhost_backfill.state import audit
@@ -87,6 +93,19 @@ def _table(rows: list[tuple[str, str]], headers: tuple[str, str]) -> list[str]:
     return out
 
 
+def throttle_line(stats) -> str | None:
+    """``throttled 12.5s in 3 pauses (replica lag 10.0s, load 2.5s); worst replica lag 4.2s``."""
+    figures = throttle_dict(stats) if not isinstance(stats, dict) else stats
+    if not figures or not figures["pauses"]:
+        return None
+    parts = ", ".join(f"{name} {sec:.1f}s" for name, sec in figures["by_check"].items())
+    line = f"throttled {figures['seconds']:.1f}s in {figures['pauses']} pauses ({parts})"
+    lag = figures["worst_lag_seconds"]
+    if lag is not None:
+        line += f"; worst replica lag {lag if lag == 'unknown' else f'{lag:.1f}s'}"
+    return line
+
+
 def print_summary(result: BackfillResult) -> None:
     verb = "would fill" if result.dry_run else "filled"
     title = (
@@ -115,6 +134,9 @@ def print_summary(result: BackfillResult) -> None:
         f"examined {result.examined:,} events in {result.batches:,} batches, {result.retries} retries, "
         f"{result.elapsed:.1f}s, {result.rows_per_second:,.0f} rows/s"
     )
+    throttled = throttle_line(result.throttle)
+    if throttled:
+        echo(throttled)
     if result.snapshot is not None:
         s = result.snapshot
         echo(
@@ -186,6 +208,11 @@ def backfill_command(
     ] = False,
     lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
     max_retries: MaxRetriesOption = 5,
+    max_lag: MaxLagOption = None,
+    replica: ReplicaOption = None,
+    max_load: MaxLoadOption = None,
+    critical_load: CriticalLoadOption = None,
+    pause_file: PauseFileOption = None,
     no_progress: NoProgressOption = False,
     all_cells: AllCellsOption = False,
     api_db: ApiDbOption = None,
@@ -214,6 +241,9 @@ def backfill_command(
         lock_timeout=lock_timeout,
         max_retries=max_retries,
         sample=5 if dry_run else 0,
+        throttle=ThrottleOptions(
+            max_lag, replica or [], max_load or [], critical_load or [], pause_file
+        ),
     )
     if all_cells:
         options.validate()
@@ -410,6 +440,11 @@ def revert_command(
     ] = None,
     lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
     max_retries: MaxRetriesOption = 5,
+    max_lag: MaxLagOption = None,
+    replica: ReplicaOption = None,
+    max_load: MaxLoadOption = None,
+    critical_load: CriticalLoadOption = None,
+    pause_file: PauseFileOption = None,
     no_progress: NoProgressOption = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -433,6 +468,9 @@ def revert_command(
                 max_rows=max_rows,
                 lock_timeout=lock_timeout,
                 max_retries=max_retries,
+                throttle=ThrottleOptions(
+                    max_lag, replica or [], max_load or [], critical_load or [], pause_file
+                ),
             ),
             state_schema=state_schema,
             stop=stop,
@@ -448,6 +486,9 @@ def revert_command(
         f"{verb} {result.reverted:,} rows to NULL; kept {result.kept_changed:,} whose host changed since; "
         f"{result.missing:,} purged; {result.batches:,} batches in {result.elapsed:.1f}s"
     )
+    throttled = throttle_line(result.throttled)
+    if throttled:
+        echo(throttled)
     echo(f"result: {'complete' if result.outcome == 'complete' else 'partial: more to do'}")
     if result.message:
         echo(result.message)

@@ -72,6 +72,42 @@ MaxRetriesOption = Annotated[
         "or Galera certification failure.",
     ),
 ]
+MaxLagOption = Annotated[
+    float | None,
+    typer.Option(
+        "--max-lag",
+        help="Pause between batches while a replica is more than this many seconds behind "
+        "(replicas found on the primary: pg_stat_replication, SHOW SLAVE HOSTS; or --replica). "
+        "On Galera, also while flow control pauses the cluster.",
+    ),
+]
+ReplicaOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--replica",
+        help="A replica to watch for --max-lag (URL, repeatable; password never printed). "
+        "Default: the replicas the primary knows.",
+    ),
+]
+MaxLoadOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--max-load",
+        help="Pause while a status variable is over N, e.g. Threads_running=25 (repeatable; "
+        "PostgreSQL: Threads_running = active backends).",
+    ),
+]
+CriticalLoadOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--critical-load",
+        help="Stop (exit 2, resumable) when a status variable is over N, e.g. Threads_running=100.",
+    ),
+]
+PauseFileOption = Annotated[
+    str | None,
+    typer.Option("--pause-file", help="Pause between batches while this file exists."),
+]
 
 NovaConfOption = Annotated[
     list[str] | None,

@@ -5,7 +5,8 @@ covers and how it is written); the applier owns everything around it, the same
 for both: one short transaction per batch, bounded lock waits (the session is
 set up by the dialect), retries with backoff on deadlock, lock-wait timeout,
 serialization failure and Galera certification failure, the batch size
-(:class:`~actionhost_backfill.engine.throttle.BatchSizer`), ``--sleep``,
+(:class:`~actionhost_backfill.engine.throttle.BatchSizer`), ``--sleep``, the
+throttle checks between batches (:mod:`~actionhost_backfill.engine.throttling`),
 ``--max-rows``, the runner lease, progress and the checkpoint, committed in
 the same transaction as the batch.  Killed at any instant, the batch in flight
 is rolled back by the database and the run resumes from the last checkpoint.
@@ -26,6 +27,7 @@ from sqlalchemy.engine import URL
 from actionhost_backfill import db
 from actionhost_backfill.engine.progress import Progress
 from actionhost_backfill.engine.throttle import BatchSizer, pause
+from actionhost_backfill.engine.throttling import Throttle
 from actionhost_backfill.errors import ActionHostError, DatabaseUnavailable
 from actionhost_backfill.redact import mask_url
 from actionhost_backfill.state import runs
@@ -98,6 +100,7 @@ class Applier:
         what: str,
         write: bool = True,
         keep_counts: bool = True,
+        throttle: Throttle | None = None,
     ):
         self.conn = conn
         self.url = url
@@ -111,6 +114,7 @@ class Applier:
         self.what = what
         self.write = write
         self.keep_counts = keep_counts
+        self.throttle = throttle
         self.budget = limits.max_rows
         self.stats = ApplyStats()
 
@@ -121,6 +125,9 @@ class Applier:
     def run(self, work: BatchWork, checkpoint: Checkpoint) -> bool:
         """Apply ``work`` from ``checkpoint`` on; True when the table is done (else stopped)."""
         while not self.stopping:
+            # Between batches, never holding a lock: wait while a throttle check says so.
+            if self.throttle is not None and self.throttle.wait():
+                break
             if self.lease is not None:
                 self.lease.check()
             size = self.sizer.size

@@ -30,8 +30,14 @@ from actionhost_backfill.dialects import Dialect
 from actionhost_backfill.engine.applier import Applier, ApplyLimits
 from actionhost_backfill.engine.fill import PlanFill
 from actionhost_backfill.engine.planner import Planner
-from actionhost_backfill.engine.progress import Progress, silent
+from actionhost_backfill.engine.progress import Progress, show_reason, silent
 from actionhost_backfill.engine.throttle import MAX_BATCH, BatchSizer
+from actionhost_backfill.engine.throttling import (
+    ThrottleOptions,
+    ThrottleStats,
+    build_throttle,
+    throttle_dict,
+)
 from actionhost_backfill.errors import ActionHostError, BadInput, PrivilegeError, SchemaNotReady
 from actionhost_backfill.inference.evidence import EvidenceSnapshot, SnapshotStats
 from actionhost_backfill.nova import catalog
@@ -67,6 +73,7 @@ class BackfillOptions:
     lock_timeout: float = 5.0
     max_retries: int = 5
     sample: int = 5
+    throttle: ThrottleOptions = field(default_factory=ThrottleOptions)
 
     def validate(self) -> None:
         if self.batch_size is not None and not 1 <= self.batch_size <= MAX_BATCH:
@@ -87,6 +94,7 @@ class BackfillOptions:
             )
         if not 0 <= self.max_retries <= 100:
             raise BadInput(f"--max-retries must be between 0 and 100 (got {self.max_retries})")
+        self.throttle.validate()
 
     def tables(self) -> list[str]:
         return [EVENTS, SHADOW_EVENTS] if self.include_shadow else [EVENTS]
@@ -116,6 +124,8 @@ class BackfillResult:
     samples: list[dict] = field(default_factory=list)
     batch_seconds: list[float] = field(default_factory=list)
     plan_seconds: float = 0.0
+    throttle: ThrottleStats | None = None
+    """Time paused by throttle checks, how often, the worst replica lag seen."""
     """Time spent deciding (reads only); the rest went to applying batches."""
     message: str | None = None
 
@@ -166,6 +176,7 @@ class BackfillResult:
             "remaining": self.remaining,
             "batch_seconds": self.batch_percentiles(),
             "plan_seconds": round(self.plan_seconds, 3),
+            "throttled": throttle_dict(self.throttle),
             "snapshot": None
             if self.snapshot is None
             else {
@@ -473,6 +484,7 @@ class _Runner:
                 "scope": options.scope(),
                 "batch_size": options.batch_size,
                 "target_batch_seconds": self.sizer.target,
+                "throttle": options.throttle.record(),
             },
             horizons,
             runner=f"pid {os.getpid()}",
@@ -495,6 +507,10 @@ class _Runner:
         conn.rollback()
         planner = self.planner(conn, snapshot)
         bar = self._bar(total, f"run {run.id}")
+        throttle = build_throttle(
+            self.options.throttle, self.url, conn, self.stop, on_change=show_reason(bar)
+        )
+        self.result.throttle = throttle.stats
         applier = Applier(
             conn,
             url=self.url,
@@ -506,6 +522,7 @@ class _Runner:
             lease=lease,
             progress=bar,
             what="backfill",
+            throttle=throttle,
         )
         try:
             while True:
@@ -526,6 +543,7 @@ class _Runner:
                     break
         finally:
             bar.close()
+            throttle.close()
             self.result.plan_seconds = planner.seconds
             self._collect(applier)
         remaining = sum(self.pending(conn, t, c.last_id, c.horizon) for t, c in checkpoints.items())

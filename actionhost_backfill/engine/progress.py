@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 class Progress(Protocol):
     def update(self, n: int) -> object: ...
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None: ...
     def close(self) -> None: ...
 
 
@@ -29,3 +30,12 @@ def bar(total: int | None, description: str, *, enabled: bool) -> Progress:
 
 def silent() -> Progress:
     return bar(None, "", enabled=False)
+
+
+def show_reason(bar: Progress):
+    """A callback that shows why the run waits (``None`` clears it) after the bar's figures."""
+
+    def show(reason: str | None) -> None:
+        bar.set_postfix_str(reason or "", refresh=True)
+
+    return show

@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
@@ -22,8 +22,9 @@ from sqlalchemy.engine import URL
 from actionhost_backfill import db, dialects
 from actionhost_backfill.dialects.bulk import chunks
 from actionhost_backfill.engine.applier import Applied, Applier, ApplyLimits
-from actionhost_backfill.engine.progress import Progress, silent
+from actionhost_backfill.engine.progress import Progress, show_reason, silent
 from actionhost_backfill.engine.throttle import MAX_BATCH, BatchSizer
+from actionhost_backfill.engine.throttling import ThrottleOptions, build_throttle, throttle_dict
 from actionhost_backfill.errors import ActionHostError, BadInput
 from actionhost_backfill.nova import catalog
 from actionhost_backfill.nova.tables import EVENT_TABLES, nova
@@ -48,6 +49,7 @@ class RevertOptions:
     max_rows: int | None = None
     lock_timeout: float = 5.0
     max_retries: int = 5
+    throttle: ThrottleOptions = field(default_factory=ThrottleOptions)
 
     def validate(self) -> None:
         if self.batch_size is not None and not 1 <= self.batch_size <= MAX_BATCH:
@@ -68,6 +70,7 @@ class RevertOptions:
             )
         if not 0 <= self.max_retries <= 100:
             raise BadInput(f"--max-retries must be between 0 and 100 (got {self.max_retries})")
+        self.throttle.validate()
 
 
 @dataclass
@@ -84,6 +87,7 @@ class RevertResult:
     """Rows no longer in either events table (purged)."""
     batches: int = 0
     retries: int = 0
+    throttled: dict | None = None
     elapsed: float = 0.0
     message: str | None = None
 
@@ -330,6 +334,11 @@ def _revert_tables(
     names = catalog.list_tables(conn)
     run = runs.load(conn, st, result.revert_run_id) if write else None
     conn.commit()
+    throttle = (
+        build_throttle(options.throttle, url, conn, stop, on_change=show_reason(bar))
+        if write
+        else None
+    )
     works = [
         RevertWork(st, target_run_id, table, names, result.revert_run_id, write=write)
         for table in EVENT_TABLES
@@ -347,6 +356,7 @@ def _revert_tables(
         what="revert",
         write=write,
         keep_counts=False,
+        throttle=throttle,
     )
     try:
         for work in works:
@@ -364,6 +374,9 @@ def _revert_tables(
                 runs.mark_table(conn, st, result.revert_run_id, work.table, done=True)
                 conn.commit()
     finally:
+        if throttle is not None:
+            throttle.close()
+            result.throttled = throttle_dict(throttle.stats)
         stats = applier.stats
         result.batches += stats.batches
         result.retries += stats.retries

@@ -1,0 +1,464 @@
+"""Pausing between batches for what DBAs watch: replica lag, Galera flow control,
+server load, a pause file (pt-online-schema-change's ``--max-lag``,
+``--max-load``, ``--critical-load``; gh-ost's ``--throttle-flag-file``).
+
+The applier asks :meth:`Throttle.wait` after each committed batch, so a pause
+never holds a lock.  Each :class:`Check` says why the next batch should wait
+(or None); a critical check stops the run with "intervene" and a resume hint.
+Checks read their server on their own short connection, never the runner's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from actionhost_backfill.errors import ActionHostError, BadInput
+from actionhost_backfill.redact import mask_url
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two looks while throttled.
+POLL_SECONDS = 0.5
+#: Galera: a receive queue longer than this (write sets waiting to be applied
+#: on this node) pauses the backfill, as flow control is about to.
+GALERA_RECV_QUEUE = 100
+
+
+class CriticalLoad(ActionHostError):
+    """A --critical-load threshold was crossed: stop, a person must look."""
+
+
+@dataclass
+class Reading:
+    """Why to pause (None: go on), and the lag seen, in seconds, if this check measures lag."""
+
+    reason: str | None
+    lag: float | None = None
+
+
+class Check:
+    name = "check"
+
+    def read(self) -> Reading:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class PauseFile(Check):
+    name = "pause-file"
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def read(self) -> Reading:
+        if os.path.exists(self.path):
+            return Reading(f"{self.path} exists (remove it to go on)")
+        return Reading(None)
+
+
+class _OnServer(Check):
+    """A check that reads one server over its own connection (opened once)."""
+
+    def __init__(self, url: URL):
+        self.url = url
+        self.engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        self.conn: sa.Connection | None = None
+
+    def connection(self) -> sa.Connection:
+        if self.conn is None or self.conn.closed:
+            self.conn = self.engine.connect()
+        return self.conn
+
+    def scalar_rows(self, sql: str) -> list[tuple]:
+        conn = self.connection()
+        try:
+            rows = conn.exec_driver_sql(sql).all()
+        finally:
+            conn.rollback()
+        return rows
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.engine.dispose()
+
+
+class MySQLReplicaLag(_OnServer):
+    """``Seconds_Behind_Master`` on a replica; NULL (SQL or IO thread stopped) is lagging."""
+
+    name = "replica lag"
+
+    def __init__(self, url: URL, max_lag: float):
+        super().__init__(url)
+        self.max_lag = max_lag
+
+    def read(self) -> Reading:
+        conn = self.connection()
+        try:
+            result = conn.exec_driver_sql("SHOW SLAVE STATUS")
+            row = result.mappings().first()
+        finally:
+            conn.rollback()
+        where = mask_url(self.url)
+        if row is None:
+            return Reading(f"{where} is not replicating (SHOW SLAVE STATUS is empty)", None)
+        lag = row.get("Seconds_Behind_Master")
+        if lag is None:
+            return Reading(f"replica {where}: replication stopped (lag unknown)", float("inf"))
+        if float(lag) > self.max_lag:
+            return Reading(f"replica {where} is {lag}s behind", float(lag))
+        return Reading(None, float(lag))
+
+
+class PostgreSQLReplicaLag(_OnServer):
+    """On a streaming replica: 0 when it has replayed all it received, else the age of
+    the last transaction it replayed (``replay_lag`` on the primary lags behind)."""
+
+    name = "replica lag"
+
+    def __init__(self, url: URL, max_lag: float):
+        super().__init__(url)
+        self.max_lag = max_lag
+
+    def read(self) -> Reading:
+        ((lag,),) = self.scalar_rows(
+            "SELECT CASE WHEN NOT pg_is_in_recovery() THEN NULL "
+            "WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
+            "ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 'Infinity') END"
+        )
+        where = mask_url(self.url)
+        if lag is None:
+            raise BadInput(f"--replica {where} is not a streaming replica: name a standby")
+        lag = float(lag)
+        if lag > self.max_lag:
+            return Reading(f"replica {where} is {lag:.1f}s behind", lag)
+        return Reading(None, lag)
+
+
+class GaleraFlowControl(_OnServer):
+    """This node's flow control: paused since the last look, or a long receive queue."""
+
+    name = "galera flow control"
+
+    def __init__(self, url: URL, recv_queue: int = GALERA_RECV_QUEUE):
+        super().__init__(url)
+        self.recv_queue = recv_queue
+        self.paused_ns: int | None = None
+
+    def read(self) -> Reading:
+        status = dict(
+            self.scalar_rows(
+                "SHOW GLOBAL STATUS WHERE Variable_name IN "
+                "('wsrep_flow_control_paused_ns', 'wsrep_local_recv_queue')"
+            )
+        )
+        paused = int(status.get("wsrep_flow_control_paused_ns") or 0)
+        queue = int(status.get("wsrep_local_recv_queue") or 0)
+        rose = self.paused_ns is not None and paused > self.paused_ns
+        self.paused_ns = paused
+        if rose:
+            return Reading("Galera flow control paused the cluster since the last batch")
+        if queue > self.recv_queue:
+            return Reading(f"Galera receive queue {queue} > {self.recv_queue}")
+        return Reading(None)
+
+
+@dataclass(frozen=True)
+class LoadLimit:
+    """``VAR=N`` of --max-load / --critical-load."""
+
+    variable: str
+    limit: float
+
+    @classmethod
+    def parse(cls, text: str, option: str) -> LoadLimit:
+        name, sep, value = text.partition("=")
+        try:
+            limit = float(value)
+        except ValueError:
+            limit = -1.0
+        if not sep or not name.strip() or limit < 0 or not name.strip().replace("_", "").isalnum():
+            raise BadInput(
+                f"{option} {text!r}: expected VARIABLE=NUMBER, e.g. {option} Threads_running=25"
+            )
+        return cls(name.strip(), limit)
+
+
+class ServerLoad(_OnServer):
+    """Status variables (MySQL/MariaDB ``SHOW GLOBAL STATUS``; PostgreSQL: only
+    ``Threads_running``, the active backends in ``pg_stat_activity``)."""
+
+    name = "load"
+
+    def __init__(self, url: URL, pause: list[LoadLimit], critical: list[LoadLimit]):
+        super().__init__(url)
+        self.pause = pause
+        self.critical = critical
+        self.postgresql = url.get_backend_name() == "postgresql"
+        for limit in pause + critical:
+            if self.postgresql and limit.variable.lower() != "threads_running":
+                raise BadInput(
+                    f"load variable {limit.variable!r} is not known on PostgreSQL: "
+                    "use Threads_running (active backends in pg_stat_activity)"
+                )
+
+    def values(self) -> dict[str, float]:
+        if self.postgresql:
+            ((active,),) = self.scalar_rows(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            )
+            return {"threads_running": float(active)}
+        names = ", ".join(f"'{limit.variable}'" for limit in self.pause + self.critical)
+        rows = self.scalar_rows(f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names})")
+        return {name.lower(): float(value) for name, value in rows}
+
+    def read(self) -> Reading:
+        values = self.values()
+        for limit in self.critical:
+            value = values.get(limit.variable.lower())
+            if value is None:
+                raise BadInput(
+                    f"--critical-load: no status variable {limit.variable!r} on this server"
+                )
+            if value > limit.limit:
+                raise CriticalLoad(
+                    f"{limit.variable}={value:g} is over --critical-load {limit.variable}="
+                    f"{limit.limit:g}: the backfill stopped at its checkpoint; once the server "
+                    "is calm, run the same command again to resume"
+                )
+        for limit in self.pause:
+            value = values.get(limit.variable.lower())
+            if value is None:
+                raise BadInput(f"--max-load: no status variable {limit.variable!r} on this server")
+            if value > limit.limit:
+                return Reading(f"{limit.variable}={value:g} > {limit.limit:g}")
+        return Reading(None)
+
+
+@dataclass
+class ThrottleStats:
+    seconds: float = 0.0
+    pauses: int = 0
+    worst_lag: float | None = None
+    reasons: dict[str, float] = field(default_factory=dict)
+    """Seconds throttled per check name."""
+
+
+def throttle_dict(stats: ThrottleStats | None) -> dict | None:
+    """For ``--json``: seconds paused, pauses, per check, the worst lag (None: no lag read;
+    ``"unknown"`` when a replica had stopped replicating)."""
+    if stats is None:
+        return None
+    lag = stats.worst_lag
+    return {
+        "seconds": round(stats.seconds, 3),
+        "pauses": stats.pauses,
+        "by_check": {name: round(v, 3) for name, v in stats.reasons.items()},
+        "worst_lag_seconds": "unknown"
+        if lag == float("inf")
+        else (None if lag is None else round(lag, 3)),
+    }
+
+
+class Throttle:
+    """Waits while any check says so; ``on_change(reason or None)`` tells the progress bar."""
+
+    def __init__(
+        self,
+        checks: list[Check],
+        stop: threading.Event,
+        *,
+        on_change: Callable[[str | None], None] | None = None,
+        poll: float = POLL_SECONDS,
+    ):
+        self.checks = checks
+        self.stop = stop
+        self.on_change = on_change
+        self.poll = poll
+        self.stats = ThrottleStats()
+
+    def _look(self) -> tuple[Check, str] | None:
+        for check in self.checks:
+            reading = check.read()
+            if reading.lag is not None:
+                worst = self.stats.worst_lag
+                self.stats.worst_lag = reading.lag if worst is None else max(worst, reading.lag)
+            if reading.reason is not None:
+                return check, reading.reason
+        return None
+
+    def wait(self) -> bool:
+        """Return once every check is clear; True when a stop was requested meanwhile."""
+        if not self.checks:
+            return self.stop.is_set()
+        found = self._look()
+        if found is None:
+            return self.stop.is_set()
+        started = time.monotonic()
+        self.stats.pauses += 1
+        shown = None
+        try:
+            while found is not None:
+                check, reason = found
+                if reason != shown:
+                    log.info("throttled: %s", reason)
+                    if self.on_change:
+                        self.on_change(f"throttled: {reason}")
+                    shown = reason
+                if self.stop.wait(self.poll):
+                    return True
+                found = self._look()
+        finally:
+            spent = time.monotonic() - started
+            self.stats.seconds += spent
+            name = (found or (check, ""))[0].name
+            self.stats.reasons[name] = self.stats.reasons.get(name, 0.0) + spent
+            if self.on_change:
+                self.on_change(None)
+            log.info("throttle released after %.1fs", spent)
+        return self.stop.is_set()
+
+    def close(self) -> None:
+        for check in self.checks:
+            check.close()
+
+
+class PostgreSQLStandbys(_OnServer):
+    """Discovered from the primary (``pg_stat_replication``).
+
+    ``replay_lag`` is refreshed only by the standby's status reports and can
+    read near 0 for seconds after replay stopped; so lag is measured here from
+    WAL positions: the age of the oldest primary position this check saw that
+    some standby has not replayed yet (a lower bound on its lag).
+    """
+
+    name = "replica lag"
+
+    def __init__(self, url: URL, max_lag: float):
+        super().__init__(url)
+        self.max_lag = max_lag
+        self.samples: list[tuple[float, int]] = []
+
+    def read(self) -> Reading:
+        rows = self.scalar_rows(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, application_name, "
+            "client_addr::text, pg_wal_lsn_diff(replay_lsn, '0/0')::bigint "
+            "FROM pg_stat_replication RIGHT JOIN (SELECT 1) AS one ON true"
+        )
+        now = time.monotonic()
+        current = int(rows[0][0])
+        self.samples.append((now, current))
+        worst: tuple[float, str] | None = None
+        for _, name, addr, replayed in rows:
+            if name is None and addr is None:
+                continue  # no standby connected
+            replayed = int(replayed) if replayed is not None else -1
+            behind = [t for t, lsn in self.samples if lsn > replayed]
+            lag = now - min(behind) if behind else 0.0
+            if worst is None or lag > worst[0]:
+                worst = (lag, f"{name or 'standby'}@{addr or 'local'}")
+        oldest_needed = min((int(r[3]) for r in rows if r[3] is not None), default=current)
+        self.samples = [(t, lsn) for t, lsn in self.samples if lsn > oldest_needed][-1000:]
+        if worst is None:
+            return Reading(None, None)
+        if worst[0] > self.max_lag:
+            return Reading(f"standby {worst[1]} is {worst[0]:.1f}s behind", worst[0])
+        return Reading(None, worst[0])
+
+
+@dataclass
+class ThrottleOptions:
+    max_lag: float | None = None
+    replicas: list[str] = field(default_factory=list)
+    max_load: list[str] = field(default_factory=list)
+    critical_load: list[str] = field(default_factory=list)
+    pause_file: str | None = None
+
+    def validate(self) -> None:
+        if self.max_lag is not None and not 0 <= self.max_lag <= 86_400:
+            raise BadInput(f"--max-lag must be between 0 and 86400 seconds (got {self.max_lag})")
+        if self.replicas and self.max_lag is None:
+            raise BadInput("--replica needs --max-lag SECONDS (the lag to stay under)")
+        for text in self.max_load:
+            LoadLimit.parse(text, "--max-load")
+        for text in self.critical_load:
+            LoadLimit.parse(text, "--critical-load")
+
+    def record(self) -> dict:
+        """What a run keeps in its options (replica URLs masked)."""
+        return {
+            "max_lag": self.max_lag,
+            "replicas": [mask_url(r) for r in self.replicas],
+            "max_load": self.max_load,
+            "critical_load": self.critical_load,
+            "pause_file": self.pause_file,
+        }
+
+
+def build_throttle(
+    options: ThrottleOptions,
+    url: URL,
+    conn: sa.Connection,
+    stop: threading.Event,
+    *,
+    on_change: Callable[[str | None], None] | None = None,
+) -> Throttle:
+    """The checks ``options`` ask for; replicas discovered on ``conn`` unless named."""
+    from actionhost_backfill.db import parse_url
+
+    checks: list[Check] = []
+    if options.pause_file:
+        checks.append(PauseFile(options.pause_file))
+    backend = conn.dialect.name
+    if options.max_lag is not None:
+        if options.replicas:
+            for raw in options.replicas:
+                replica = parse_url(raw, option="--replica")
+                kind = (
+                    PostgreSQLReplicaLag
+                    if replica.get_backend_name() == "postgresql"
+                    else MySQLReplicaLag
+                )
+                checks.append(kind(replica, options.max_lag))
+        elif backend == "postgresql":
+            checks.append(PostgreSQLStandbys(url, options.max_lag))
+        elif backend in ("mysql", "mariadb"):
+            for server_id, host, port in _mysql_replicas(conn):
+                if not host:
+                    raise BadInput(
+                        f"replica with server id {server_id} reports no host: set report_host "
+                        "on it, or name it with --replica URL"
+                    )
+                checks.append(MySQLReplicaLag(url.set(host=host, port=int(port)), options.max_lag))
+        if backend in ("mysql", "mariadb"):
+            wsrep = dict(conn.exec_driver_sql("SHOW VARIABLES LIKE 'wsrep_on'").all())
+            if str(wsrep.get("wsrep_on", "OFF")).upper() == "ON":
+                checks.append(GaleraFlowControl(url))
+        conn.rollback()
+    if options.max_load or options.critical_load:
+        checks.append(
+            ServerLoad(
+                url,
+                [LoadLimit.parse(t, "--max-load") for t in options.max_load],
+                [LoadLimit.parse(t, "--critical-load") for t in options.critical_load],
+            )
+        )
+    if checks:
+        log.info("throttle checks: %s", ", ".join(c.name for c in checks))
+    return Throttle(checks, stop, on_change=on_change)
+
+
+def _mysql_replicas(conn: sa.Connection) -> list[tuple]:
+    rows = conn.exec_driver_sql("SHOW SLAVE HOSTS").mappings().all()
+    return [(r.get("Server_id"), r.get("Host"), r.get("Port")) for r in rows]

@@ -257,3 +257,14 @@ def test_max_lag_waits_for_a_paused_postgresql_standby(topology_dir, backend):
     finally:
         primary.remove()
         standby.remove()
+
+
+@pytest.mark.backends("sqlite")
+def test_load_options_on_sqlite_are_bad_input_and_change_nothing(cell, backend):
+    _prepare(cell)
+    before = _hosts(cell)
+    result = cli("backfill", "--db", cell.url, "--max-load", "Threads_running=5")
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert "SQLite has none" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert _hosts(cell) == before
+    assert cell.scalar(f"SELECT COUNT(*) FROM {cell.location.schema}.runs") == 0

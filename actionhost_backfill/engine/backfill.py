@@ -428,6 +428,8 @@ class _Runner:
         try:
             with db.connect(engine) as conn:
                 self.configure(conn)
+                # Replicas, load and pause checks are set up (and refused) before a run opens.
+                self.throttle = build_throttle(self.options.throttle, self.url, conn, self.stop)
                 run = self._open_run(conn)
                 lease.set_run(run.id)
                 try:
@@ -507,9 +509,8 @@ class _Runner:
         conn.rollback()
         planner = self.planner(conn, snapshot)
         bar = self._bar(total, f"run {run.id}")
-        throttle = build_throttle(
-            self.options.throttle, self.url, conn, self.stop, on_change=show_reason(bar)
-        )
+        throttle = self.throttle
+        throttle.on_change = show_reason(bar)
         self.result.throttle = throttle.stats
         applier = Applier(
             conn,
@@ -621,4 +622,5 @@ def run_backfill(
     options = options or BackfillOptions()
     options.validate()
     location = resolve_state_location(url, state_schema)
+    options.throttle.validate(location.backend)
     return _Runner(url, location, options, stop=stop, progress=progress).run()

@@ -205,6 +205,11 @@ class ServerLoad(_OnServer):
         self.pause = pause
         self.critical = critical
         self.postgresql = url.get_backend_name() == "postgresql"
+        if url.get_backend_name() == "sqlite":
+            raise BadInput(
+                "--max-load / --critical-load read a server's status: SQLite has none "
+                "(drop the options, or use --sleep and --pause-file)"
+            )
         for limit in pause + critical:
             if self.postgresql and limit.variable.lower() != "threads_running":
                 raise BadInput(
@@ -385,7 +390,12 @@ class ThrottleOptions:
     critical_load: list[str] = field(default_factory=list)
     pause_file: str | None = None
 
-    def validate(self) -> None:
+    def validate(self, backend: str | None = None) -> None:
+        if backend == "sqlite" and (self.max_load or self.critical_load):
+            raise BadInput(
+                "--max-load / --critical-load read a server's status: SQLite has none "
+                "(drop the options, or use --sleep and --pause-file)"
+            )
         if self.max_lag is not None and not 0 <= self.max_lag <= 86_400:
             raise BadInput(f"--max-lag must be between 0 and 86400 seconds (got {self.max_lag})")
         if self.replicas and self.max_lag is None:

@@ -24,7 +24,12 @@ from actionhost_backfill.dialects.bulk import chunks
 from actionhost_backfill.engine.applier import Applied, Applier, ApplyLimits
 from actionhost_backfill.engine.progress import Progress, show_reason, silent
 from actionhost_backfill.engine.throttle import MAX_BATCH, BatchSizer
-from actionhost_backfill.engine.throttling import ThrottleOptions, build_throttle, throttle_dict
+from actionhost_backfill.engine.throttling import (
+    Throttle,
+    ThrottleOptions,
+    build_throttle,
+    throttle_dict,
+)
 from actionhost_backfill.errors import ActionHostError, BadInput
 from actionhost_backfill.nova import catalog
 from actionhost_backfill.nova.tables import EVENT_TABLES, nova
@@ -214,6 +219,7 @@ def revert(
     options.validate()
     stop = stop or threading.Event()
     started = time.monotonic()
+    options.throttle.validate(url.get_backend_name())
     location, engine = open_engine(url, state_schema, writes=not options.dry_run)
     result = RevertResult(mask_url(url), target_run_id, None, options.dry_run)
     st = state(location.schema)
@@ -230,12 +236,16 @@ def revert(
             conn.rollback()
         if options.dry_run:
             with db.connect(engine) as conn:
-                _revert_tables(conn, url, st, None, target_run_id, result, options, stop, silent())
+                _revert_tables(
+                    conn, url, st, None, target_run_id, result, options, stop, silent(), None
+                )
             return result
         lease = RunnerLock(engine, location)
         lease.acquire(None)
         try:
             with db.connect(engine) as conn:
+                # Replicas, load and pause checks are set up (and refused) before a run opens.
+                throttle = build_throttle(options.throttle, url, conn, stop)
                 run_id = _open_run(conn, st, target_run_id, options)
                 lease.set_run(run_id)
                 result.revert_run_id = run_id
@@ -246,7 +256,10 @@ def revert(
                 )
                 conn.rollback()
                 try:
-                    _revert_tables(conn, url, st, lease, target_run_id, result, options, stop, bar)
+                    throttle.on_change = show_reason(bar)
+                    _revert_tables(
+                        conn, url, st, lease, target_run_id, result, options, stop, bar, throttle
+                    )
                 except ActionHostError as exc:
                     runs.record_failure(conn, engine, st, run_id, str(exc))
                     raise
@@ -324,6 +337,7 @@ def _revert_tables(
     options: RevertOptions,
     stop: threading.Event,
     bar: Progress,
+    throttle: Throttle | None,
 ) -> None:
     write = lease is not None
     dialect = dialects.for_connection(conn)
@@ -334,11 +348,6 @@ def _revert_tables(
     names = catalog.list_tables(conn)
     run = runs.load(conn, st, result.revert_run_id) if write else None
     conn.commit()
-    throttle = (
-        build_throttle(options.throttle, url, conn, stop, on_change=show_reason(bar))
-        if write
-        else None
-    )
     works = [
         RevertWork(st, target_run_id, table, names, result.revert_run_id, write=write)
         for table in EVENT_TABLES

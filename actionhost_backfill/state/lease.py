@@ -166,8 +166,19 @@ class RunnerLock:
     # ------------------------------------------------------------------ lease
 
     def _acquire_lease(self, run_id: int | None) -> None:
+        # Two runners on two Galera nodes: the later commit fails certification
+        # (a deadlock error); once more, its read then sees the first runner.
+        for attempt in range(2):
+            try:
+                return self._try_lease(run_id)
+            except sa.exc.DBAPIError as exc:
+                if attempt or not db.is_retryable(exc):
+                    raise
+
+    def _try_lease(self, run_id: int | None) -> None:
         lease = self.tables.lease
         with self._transaction() as conn:
+            _causal_reads(conn)
             row = self._locked_row(conn)
             if row is None:
                 try:
@@ -281,3 +292,15 @@ def _holder(row) -> Holder | None:
     if row is None:
         return None
     return Holder(row.run_id, row.holder, row.hostname, row.pid, row.heartbeat_at, row.expires_at)
+
+
+def _causal_reads(conn: sa.Connection) -> None:
+    """Galera: make this session's reads wait for what other nodes committed
+    (the lease row another runner took through another node)."""
+    if conn.dialect.name not in ("mysql", "mariadb"):
+        return
+    try:
+        with conn.begin_nested():
+            conn.exec_driver_sql("SET SESSION wsrep_sync_wait = 1")
+    except sa.exc.DBAPIError:
+        pass  # not a Galera-capable server (Oracle MySQL): nothing to wait for

@@ -38,8 +38,16 @@ def _wait(check, what: str, timeout: float = READY_TIMEOUT) -> None:
 class MariaDB:
     """``mariadbd`` on ``port`` with its own datadir, socket and tmpdir under ``base``."""
 
-    def __init__(self, base: Path, *, server_id: int = 1, extra: list[str] | None = None):
+    def __init__(
+        self,
+        base: Path,
+        *,
+        server_id: int = 1,
+        extra: list[str] | None = None,
+        user: str = "root",
+    ):
         self.base = base
+        self.user = user
         self.port = free_port()
         self.datadir = base / "data"
         self.tmpdir = base / "tmp"
@@ -54,12 +62,15 @@ class MariaDB:
 
     def install(self) -> None:
         self.tmpdir.mkdir(parents=True, exist_ok=True)
+        if self.user != "root":
+            for path in (self.base, self.tmpdir):
+                shutil.chown(path, self.user, self.user)
         subprocess.run(
             [
                 "mariadb-install-db",
                 "--no-defaults",
                 f"--datadir={self.datadir}",
-                "--user=root",
+                f"--user={self.user}",
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
             ],
@@ -80,7 +91,7 @@ class MariaDB:
                 "--bind-address=127.0.0.1",
                 f"--pid-file={self.base / 'mysqld.pid'}",
                 f"--server-id={self.server_id}",
-                "--user=root",
+                f"--user={self.user}",
                 "--innodb-buffer-pool-size=32M",
                 "--innodb-log-file-size=16M",
                 "--skip-name-resolve",

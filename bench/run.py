@@ -9,6 +9,10 @@ One command, per backend and per size, in the same run on the same data:
 * **naive**: a per-row loop on a sample (select the event, look up its instance's
   migrations and host, update it, commit), reported per row.
 
+On MySQL/MariaDB the rows and bytes the server sent the toolkit (global
+``Rows_sent``/``Bytes_sent`` around its run) are reported per NULL event: what
+crossed the client, planning reads and everything else.
+
 Between measurements the written rows are set back to NULL, so each starts from
 the same table.  Prints a Markdown table (and ``--json``) for docs/benchmarks.md.
 
@@ -34,10 +38,10 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from actionhost_backfill import schema  # noqa: E402
 from actionhost_backfill.db import create_engine, parse_url  # noqa: E402
-from actionhost_backfill.simulate import SimulationOptions, simulate  # noqa: E402
-from actionhost_backfill.state import resolve_state_location  # noqa: E402
+from actionhost_backfill.schema import revisions  # noqa: E402
+from actionhost_backfill.sim.simulate import SimulationOptions, simulate  # noqa: E402
+from actionhost_backfill.state.location import resolve_state_location  # noqa: E402
 
 SERVERS = {
     "postgresql": os.environ.get(
@@ -87,10 +91,30 @@ _RSS_WRAPPER = (
 )
 
 
+def client_traffic(url: str) -> dict[str, int] | None:
+    """MySQL/MariaDB: rows and bytes the server has sent to clients so far (global
+    counters; the benchmark is the server's only client).  None elsewhere."""
+    if not url.startswith("mysql"):
+        return None
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            status = dict(
+                conn.exec_driver_sql(
+                    "SHOW GLOBAL STATUS WHERE Variable_name IN ('Rows_sent', 'Bytes_sent')"
+                ).all()
+            )
+    finally:
+        engine.dispose()
+    return {"rows": int(status.get("Rows_sent", 0)), "bytes": int(status.get("Bytes_sent", 0))}
+
+
 def run_toolkit(url: str, checkout: Path = ROOT) -> dict:
-    """The CLI as an operator runs it (from ``checkout``); returns its JSON and its peak RSS."""
+    """The CLI as an operator runs it (from ``checkout``); returns its JSON, its peak RSS
+    and (MySQL/MariaDB) the rows and bytes the server sent it."""
     command = [sys.executable, "-m", "actionhost_backfill", "backfill", "--db", url]
     command += ["--include-shadow", "--json", "--no-progress"]
+    before = client_traffic(url)
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", _RSS_WRAPPER, *command],
@@ -103,6 +127,10 @@ def run_toolkit(url: str, checkout: Path = ROOT) -> dict:
     if done.returncode != 0:
         raise SystemExit(f"backfill failed ({done.returncode}): {' '.join(err[-3:])}")
     result = json.loads(done.stdout)
+    after = client_traffic(url)
+    result["sent"] = (
+        None if before is None else {k: after[k] - before[k] for k in ("rows", "bytes")}
+    )
     result["wall_seconds"] = seconds
     result["peak_rss_mb"] = round(int(err[-1]) / 1024, 1)
     return result
@@ -221,7 +249,13 @@ def baseline_checkout(ref: str) -> Path:
 
 
 def forget_runs(conn: sa.Connection, state: str) -> None:
-    """Empty the state tables so the next backfill starts a fresh run on the same data."""
+    """Set back to NULL every host the runs filled (live and shadow) and empty the
+    state tables, so the next backfill starts a fresh run on the same data."""
+    for events in ("instance_actions_events", "shadow_instance_actions_events"):
+        conn.exec_driver_sql(
+            f"UPDATE {events} SET host = NULL WHERE id IN (SELECT event_id FROM {state}.audit "
+            f"WHERE outcome = 'filled' AND event_table = '{events}')"
+        )
     for table in ("audit", "run_counts", "checkpoints", "runner_lease", "runs"):
         conn.exec_driver_sql(f"DELETE FROM {state}.{table}")
     conn.commit()
@@ -238,8 +272,6 @@ def compare(url: str, baseline: Path, rounds: int = 2) -> dict:
                 result = run_toolkit(url, checkout)
                 seconds[name].append(result["elapsed_seconds"])
                 with engine.connect() as conn:
-                    written = written_table(conn, location.schema)
-                    reset(conn, written)
                     forget_runs(conn, location.schema)
     finally:
         engine.dispose()
@@ -267,7 +299,7 @@ def bench_one(
             parse_url(url), SimulationOptions(events=events, hosts=max(40, events // 5000))
         )
         sim_seconds = time.perf_counter() - started
-        schema.upgrade(parse_url(url))
+        revisions.upgrade(parse_url(url))
         versus = compare(url, baseline) if baseline is not None else None
         toolkit = run_toolkit(url)
         location = resolve_state_location(parse_url(url))
@@ -312,6 +344,8 @@ def bench_one(
                     - toolkit["snapshot"]["seconds"],
                 )
             ),
+            "read_rows_per_event": _per_event(toolkit, "rows"),
+            "read_bytes_per_event": _per_event(toolkit, "bytes"),
             "batch_p50_ms": round(1000 * toolkit["batch_seconds"]["p50"], 1),
             "batch_p99_ms": round(1000 * toolkit["batch_seconds"]["p99"], 1),
             "batches": toolkit["batches"],
@@ -321,6 +355,13 @@ def bench_one(
     finally:
         if not keep:
             drop()
+
+
+def _per_event(toolkit: dict, key: str) -> float | str:
+    sent = toolkit.get("sent")
+    if not sent or not toolkit["examined"]:
+        return "-"
+    return round(sent[key] / toolkit["examined"], 2)
 
 
 def machine() -> str:
@@ -350,6 +391,8 @@ COLUMNS = (
     ("ratio_toolkit_to_limit", "toolkit/limit"),
     ("toolkit_plan_seconds", "plan s"),
     ("apply_events_per_s", "apply ev/s"),
+    ("read_rows_per_event", "rows sent/ev"),
+    ("read_bytes_per_event", "bytes sent/ev"),
     ("naive_ms_per_row", "naive ms/row"),
     ("ratio_toolkit_to_naive", "toolkit/naive"),
     ("batch_p50_ms", "batch p50 ms"),

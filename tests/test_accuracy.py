@@ -99,7 +99,6 @@ def test_accuracy_needs_a_simulated_history(cell):
     assert "simulate" in result.stderr
 
 
-@pytest.mark.backends("sqlite")
 def test_demo(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = harness.cli("demo", "--events", "3000", "--no-progress")

@@ -10,14 +10,20 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from actionhost_backfill.db import create_engine, parse_url
+from actionhost_backfill.state.location import resolve_state_location
 
 from .common import backfill_process, simulated
 
 
-def _nova(url: str, stop: threading.Event, wrote: dict, errors: list) -> None:
-    """A stand-in for Nova's services: small transactions, as the real ones make."""
+def _nova(
+    url: str, stop: threading.Event, wrote: dict, errors: list, schema: str, batches: list
+) -> None:
+    """A stand-in for Nova's services: small transactions, as the real ones make.
+
+    After each write it notes how many batches the backfill had committed, so
+    the test can tell that the writes overlapped the run's batches."""
     rng = random.Random(99)
-    engine = create_engine(parse_url(url))
+    engine = create_engine(parse_url(url), resolve_state_location(parse_url(url)))
     try:
         with engine.connect() as conn:
             null_ids = [
@@ -76,6 +82,12 @@ def _nova(url: str, stop: threading.Event, wrote: dict, errors: list) -> None:
                                 {"u": uuid},
                             )
                     conn.commit()
+                    batches.append(
+                        conn.execute(
+                            sa.text(f"SELECT COALESCE(SUM(batches), 0) FROM {schema}.checkpoints")
+                        ).scalar()
+                    )
+                    conn.rollback()
                 except sa.exc.OperationalError as exc:  # lock waits are normal: try again
                     conn.rollback()
                     if "locked" not in str(exc).lower() and "lock wait" not in str(exc).lower():
@@ -93,7 +105,10 @@ def test_nothing_nova_writes_is_overwritten(blank_db):
         wrote: dict[int, str] = {}
         errors: list = []
         stop = threading.Event()
-        writer = threading.Thread(target=_nova, args=(cell.url, stop, wrote, errors))
+        batches: list[int] = []
+        writer = threading.Thread(
+            target=_nova, args=(cell.url, stop, wrote, errors, cell.location.schema, batches)
+        )
         child = backfill_process(
             cell.url, "--batch-size", "20", "--sleep", "0.02", "--until-complete"
         )
@@ -104,6 +119,10 @@ def test_nothing_nova_writes_is_overwritten(blank_db):
         assert not errors, errors
         assert child.returncode == 0, err
         assert len(wrote) > 50
+        total = cell.scalar(f"SELECT SUM(batches) FROM {cell.location.schema}.checkpoints")
+        assert any(0 < seen < total for seen in batches), (
+            "Nova's writes overlapped the run's batches"
+        )
         now = dict(
             cell.rows(
                 "SELECT id, host FROM instance_actions_events WHERE id IN ("

@@ -48,7 +48,9 @@ def layer(filename: str, function: str) -> str:
         ):
             return "server"
         return "other"
-    if "/psycopg/waiting" in path or path.endswith("psycopg/generators.py"):
+    if "/psycopg/" in path and function == "wait":  # Connection.wait: for the server's answer
+        return "server"
+    if "/psycopg/waiting" in path:
         return "server"
     if "/pymysql/" in path or "/psycopg/" in path or "/psycopg_binary/" in path:
         return "driver"
@@ -64,6 +66,7 @@ def layer(filename: str, function: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", required=True)
+    parser.add_argument("--top", type=int, default=0, help="Also list the N costliest functions.")
     args = parser.parse_args()
     url = parse_url(args.db)
     profile = cProfile.Profile()
@@ -86,6 +89,11 @@ def main() -> int:
     )
     for name in ("server", "driver", "sqlalchemy", "inference", "toolkit", "other"):
         print(f"{name:>10}: {split[name]:7.2f}s  {100 * split[name] / total:5.1f}%")
+    if args.top:
+        ranked = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[: args.top]
+        for (filename, line, function), (_, _, tottime, _, _) in ranked:
+            where = f"{Path(filename).name}:{line}" if filename != "~" else "C"
+            print(f"  {tottime:7.2f}s  {layer(filename, function):>10}  {function} ({where})")
     return 0
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from actionhost_backfill.dialects.mysql import galera_cap
-from actionhost_backfill.engine.throttle import BatchSizer
+from actionhost_backfill.engine.sizing import BatchSizer
 
 
 def test_not_galera_means_no_cap():

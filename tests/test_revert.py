@@ -11,10 +11,10 @@ import json
 
 from actionhost_backfill.db import parse_url
 from actionhost_backfill.engine.backfill import BackfillOptions, run_backfill
+from actionhost_backfill.engine.revert import RevertWork
 from actionhost_backfill.errors import ExitCode
 from actionhost_backfill.schema import revisions
 from actionhost_backfill.sim.history import HistoryBuilder
-from actionhost_backfill.state.revert import RevertWork
 from tests import scenarios
 from tests.harness import Cell, cli
 from tests.locks import held_during_first_batch

@@ -39,11 +39,11 @@ from actionhost_backfill.cli.common import (
 )
 from actionhost_backfill.engine.backfill import BackfillOptions, BackfillResult, run_backfill
 from actionhost_backfill.engine.progress import bar
+from actionhost_backfill.engine.revert import RevertOptions, revert
 from actionhost_backfill.engine.throttling import ThrottleOptions, throttle_dict
 from actionhost_backfill.errors import EXIT_CODE_HELP
 from actionhost_backfill.schema.settings import DEFAULT_LOCK_TIMEOUT
 from actionhost_backfill.state import audit
-from actionhost_backfill.state.revert import RevertOptions, revert
 
 NoProgressOption = Annotated[
     bool,

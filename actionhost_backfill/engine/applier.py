@@ -5,7 +5,7 @@ covers and how it is written); the applier owns everything around it, the same
 for both: one short transaction per batch, bounded lock waits (the session is
 set up by the dialect), retries with backoff on deadlock, lock-wait timeout,
 serialization failure and Galera certification failure, the batch size
-(:class:`~actionhost_backfill.engine.throttle.BatchSizer`), ``--sleep``, the
+(:class:`~actionhost_backfill.engine.sizing.BatchSizer`), ``--sleep``, the
 throttle checks between batches (:mod:`~actionhost_backfill.engine.throttling`),
 ``--max-rows``, the runner lease, progress and the checkpoint, committed in
 the same transaction as the batch.  Killed at any instant, the batch in flight
@@ -26,7 +26,7 @@ from sqlalchemy.engine import URL
 
 from actionhost_backfill import db
 from actionhost_backfill.engine.progress import Progress
-from actionhost_backfill.engine.throttle import BatchSizer, pause
+from actionhost_backfill.engine.sizing import BatchSizer, pause
 from actionhost_backfill.engine.throttling import Throttle
 from actionhost_backfill.errors import ActionHostError, DatabaseUnavailable
 from actionhost_backfill.redact import mask_url

@@ -31,7 +31,7 @@ from actionhost_backfill.engine.applier import Applier, ApplyLimits
 from actionhost_backfill.engine.fill import PlanFill
 from actionhost_backfill.engine.planner import Planner
 from actionhost_backfill.engine.progress import Progress, show_reason, silent
-from actionhost_backfill.engine.throttle import MAX_BATCH, BatchSizer
+from actionhost_backfill.engine.sizing import MAX_BATCH, BatchSizer
 from actionhost_backfill.engine.throttling import (
     ThrottleOptions,
     ThrottleStats,
@@ -63,7 +63,7 @@ class BackfillOptions:
     batch_size: int | None = None
     """Fixed rows per batch; None sizes batches toward ``target_batch_seconds``."""
     target_batch_seconds: float | None = None
-    """None: :data:`~actionhost_backfill.engine.throttle.DEFAULT_TARGET_SECONDS`."""
+    """None: :data:`~actionhost_backfill.engine.sizing.DEFAULT_TARGET_SECONDS`."""
     sleep: float = 0.0
     max_rows: int | None = None
     until_complete: bool = False

@@ -2,7 +2,7 @@
 
 ``status`` lists runs and what remains; ``verify`` checks that every value a
 run wrote is still there (an archived row moved to its shadow table counts
-as still there).  ``revert`` is in :mod:`actionhost_backfill.state.revert`.
+as still there).  ``revert`` is in :mod:`actionhost_backfill.engine.revert`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ from actionhost_backfill.state.location import (
     state_schema_exists,
 )
 from actionhost_backfill.state.tables import FILLED, StateTables, state
-
-REVERTED = "reverted"
 
 
 def other_table(table: str) -> str:

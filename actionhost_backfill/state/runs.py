@@ -26,6 +26,8 @@ FAILED = "failed"
 COMPLETE = "complete"
 ABANDONED = "abandoned"
 """Superseded by --new-run."""
+REVERTED = "reverted"
+"""A backfill run a revert run has undone."""
 UNFINISHED = (RUNNING, INTERRUPTED, FAILED)
 
 

@@ -1,4 +1,4 @@
-"""Undo a backfill run: set back to NULL what it filled, where the host is still its value.
+"""The revert flow: set back to NULL what a backfill run filled, where the host is still its value.
 
 Driven by the run's audit, in id order, through the same
 :class:`~actionhost_backfill.engine.applier.Applier` as the backfill (bounded
@@ -23,7 +23,7 @@ from actionhost_backfill import db, dialects
 from actionhost_backfill.dialects.bulk import chunks
 from actionhost_backfill.engine.applier import Applied, Applier, ApplyLimits
 from actionhost_backfill.engine.progress import Progress, show_reason, silent
-from actionhost_backfill.engine.throttle import MAX_BATCH, BatchSizer
+from actionhost_backfill.engine.sizing import MAX_BATCH, BatchSizer
 from actionhost_backfill.engine.throttling import (
     Throttle,
     ThrottleOptions,
@@ -39,8 +39,6 @@ from actionhost_backfill.state.audit import locked_hosts, open_engine, other_tab
 from actionhost_backfill.state.lease import RunnerLock
 from actionhost_backfill.state.tables import FILLED, StateTables, state
 
-#: The state a reverted backfill run is left in.
-REVERTED = "reverted"
 # What a revert batch counts (reported, not kept in run_counts).
 REVERTED_ROWS, KEPT, MISSING = "reverted", "kept-changed", "missing"
 
@@ -271,7 +269,7 @@ def revert(
                     bar.close()
                 if result.outcome == "complete":
                     runs.set_state(conn, st, run_id, runs.COMPLETE)
-                    runs.finish(conn, st, target_run_id, REVERTED, f"reverted by run {run_id}")
+                    runs.finish(conn, st, target_run_id, runs.REVERTED, f"reverted by run {run_id}")
                 else:
                     message = "stopped on request" if stop.is_set() else "--max-rows reached"
                     runs.finish(conn, st, run_id, runs.INTERRUPTED, message)

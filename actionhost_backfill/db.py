@@ -239,7 +239,7 @@ def translate_error(exc: BaseException, url: URL | None = None) -> ActionHostErr
         )
     ):
         return DatabaseUnavailable(
-            f"cannot reach {where}: {text}: check that the server is up and reachable, then run the command again"
+            f"cannot reach {where}: {text}: check that the server is up and reachable, then run the same command again (a backfill or revert resumes from its checkpoint)"
         )
     if "unable to open database file" in lowered:
         return BadInput(

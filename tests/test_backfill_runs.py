@@ -548,3 +548,39 @@ def test_user_who_cannot_write_events_gets_the_grant_and_nothing_changes(cell, b
             else:
                 conn.exec_driver_sql(f"DROP USER '{user}'@'%%'")
         admin.dispose()
+
+
+@pytest.mark.backends("postgresql", "mysql")
+def test_server_gone_during_the_plans_bulk_load_is_intervene(cell, backend, monkeypatch):
+    """The plan is loaded through the driver's own cursor (COPY, multi-row INSERT): a lost
+    server there is reported like anywhere else (exit 2, resume hint), not as an internal error."""
+    from actionhost_backfill.errors import DatabaseUnavailable
+    from tests import harness
+
+    _prepare(cell)
+    before = _table_state(cell)
+    original = planner_module.infer
+    database = cell.sa_url.database
+
+    def infer_then_server_gone(events, *evidence):
+        decisions = original(events, *evidence)
+        with harness.admin_engine(backend).connect() as conn:
+            if backend == "postgresql":
+                conn.exec_driver_sql(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+                )
+            else:
+                for (connection_id,) in conn.exec_driver_sql(
+                    "SELECT id FROM information_schema.processlist "
+                    f"WHERE db = '{database}' AND id <> CONNECTION_ID()"
+                ).all():
+                    conn.exec_driver_sql(f"KILL CONNECTION {connection_id}")
+        return decisions
+
+    monkeypatch.setattr(planner_module, "infer", infer_then_server_gone)
+    with pytest.raises(DatabaseUnavailable, match="run the same command again"):
+        run_backfill(parse_url(cell.url), BackfillOptions())
+    monkeypatch.undo()
+    assert _table_state(cell) == before
+    assert run_backfill(parse_url(cell.url), BackfillOptions()).outcome == "complete"

@@ -8,6 +8,7 @@ caller owns the transaction; values must already be in column order.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
@@ -56,6 +57,7 @@ def insert_rows(
     if not conn.in_transaction():
         conn.begin()  # the raw cursor below must run inside the caller's transaction
     cursor = conn.connection.driver_connection.cursor()
+    dbapi = conn.dialect.loaded_dbapi
     try:
         if backend == "postgresql":
             with cursor.copy(f"COPY {target} ({names}) FROM STDIN") as copy:
@@ -71,6 +73,13 @@ def insert_rows(
             cursor.executemany(
                 f"INSERT INTO {target} ({names}) VALUES ({marks})", map(_sqlite_row, rows)
             )
+    except dbapi.Error as exc:
+        # The raw cursor bypasses SQLAlchemy: wrap driver errors as it would, so
+        # callers classify them (a lost server, a lock wait) like any other.
+        raise sa.exc.DBAPIError.instance(
+            f"bulk insert into {target}", None, exc, dbapi.Error, dialect=conn.dialect
+        ) from exc
     finally:
-        cursor.close()
+        with contextlib.suppress(Exception):
+            cursor.close()
     return len(rows)

@@ -156,7 +156,8 @@ class PostgreSQL:
         command = list(argv)
         if os.geteuid() == 0:
             command = ["runuser", "-u", "postgres", "--", *command]
-        return subprocess.run(command, check=True, capture_output=True, text=True)
+        # cwd: the postgres user may not be able to enter the test's own directory.
+        return subprocess.run(command, check=True, capture_output=True, text=True, cwd="/")
 
     def own(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)

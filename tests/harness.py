@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
@@ -203,6 +206,42 @@ class Cell:
 
     def nova_version(self) -> str | None:
         return self.scalar("SELECT version_num FROM alembic_version")
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Look at the thing itself (a row, a process, the server's view) until ``check`` holds;
+    fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout:.0f} s")
+        time.sleep(0.05)  # the interval between two looks, not a stand-in for the event
+
+
+def wait_for_batches(
+    cell: Cell, batches: int, process: subprocess.Popen, kind: str = "backfill"
+) -> None:
+    """Until the running ``kind`` run of ``process`` has committed ``batches`` batches
+    (its checkpoints say so); fails if the process ends first."""
+    st = cell.location.schema
+    query = (
+        f"SELECT COALESCE(SUM(c.batches), 0) FROM {st}.checkpoints c JOIN {st}.runs r "
+        f"ON r.id = c.run_id WHERE r.kind = '{kind}' AND r.state = 'running'"
+    )
+    engine = ahb_db.create_engine(ahb_db.parse_url(cell.url), cell.location, attach="if-exists")
+
+    def committed() -> bool:
+        assert process.poll() is None, process.communicate()
+        try:
+            with engine.connect() as conn:
+                return conn.exec_driver_sql(query).scalar() >= batches
+        except sa.exc.DBAPIError:
+            return False  # no state tables yet, or the run holds SQLite's write lock
+
+    try:
+        wait_until(committed, f"{batches} batches committed by the {kind}")
+    finally:
+        engine.dispose()
 
 
 def cli(*args: str, env: dict | None = None):

@@ -24,7 +24,7 @@ from actionhost_backfill.schema import revisions
 from actionhost_backfill.sim.history import HistoryBuilder
 from actionhost_backfill.state.lease import RunnerLock
 from tests import scenarios
-from tests.harness import Cell, cli
+from tests.harness import Cell, cli, wait_for_batches
 from tests.locks import held_during_first_batch
 
 
@@ -360,18 +360,7 @@ def test_sigterm_finishes_the_batch_and_exits_partial(cell, backend):
         "0.3",
     ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # Signal once a batch has committed (its checkpoint says so), not after a fixed time.
-    query = f"SELECT COALESCE(SUM(batches), 0) FROM {cell.location.schema}.checkpoints"
-    for _ in range(1200):
-        assert process.poll() is None, process.communicate()
-        try:
-            if cell.scalar(query) >= 1:
-                break
-        except sa.exc.OperationalError:
-            pass  # the state file is not attached yet, or the run holds the write lock
-        time.sleep(0.05)  # polling the database for the committed checkpoint
-    else:
-        pytest.fail("no batch committed in 60 s")
+    wait_for_batches(cell, 1, process)  # signal mid-run, once a batch has committed
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 1, (out, err)

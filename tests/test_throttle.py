@@ -23,7 +23,7 @@ from actionhost_backfill.errors import ExitCode
 from actionhost_backfill.schema import revisions
 from actionhost_backfill.sim.history import HistoryBuilder
 from tests import scenarios
-from tests.harness import Cell, cli
+from tests.harness import Cell, cli, wait_until
 from tests.logwatch import when_logged
 from tests.topology.replicas import mariadb_pair, postgresql_pair
 
@@ -98,11 +98,13 @@ def _blocked_sessions(cell: Cell, backend: str, count: int):
         else "SELECT count(*) FROM information_schema.processlist WHERE info LIKE 'SELECT GET_LOCK%%' "
         "AND state = 'User lock'"
     )
-    for _ in range(600):
-        if probe.exec_driver_sql(query).scalar() >= count:
-            break
+
+    def all_waiting() -> bool:
+        waiting = probe.exec_driver_sql(query).scalar()
         probe.rollback()
-        threading.Event().wait(0.05)  # polling the server's view of the waiters
+        return waiting >= count
+
+    wait_until(all_waiting, f"{count} sessions waiting on the lock")
     probe.close()
 
     def release() -> None:

@@ -40,7 +40,7 @@ from actionhost_backfill.cli.common import (
 from actionhost_backfill.engine.backfill import BackfillOptions, BackfillResult, run_backfill
 from actionhost_backfill.engine.progress import bar
 from actionhost_backfill.engine.revert import RevertOptions, revert
-from actionhost_backfill.engine.throttling import ThrottleOptions, throttle_dict
+from actionhost_backfill.engine.throttling import ThrottleOptions, ThrottleStats, throttle_dict
 from actionhost_backfill.errors import EXIT_CODE_HELP
 from actionhost_backfill.schema.settings import DEFAULT_LOCK_TIMEOUT
 from actionhost_backfill.state import audit
@@ -93,9 +93,9 @@ def _table(rows: list[tuple[str, str]], headers: tuple[str, str]) -> list[str]:
     return out
 
 
-def throttle_line(stats) -> str | None:
+def throttle_line(stats: ThrottleStats | None) -> str | None:
     """``throttled 12.5s in 3 pauses (replica lag 10.0s, load 2.5s); worst replica lag 4.2s``."""
-    figures = throttle_dict(stats) if not isinstance(stats, dict) else stats
+    figures = throttle_dict(stats)
     if not figures or not figures["pauses"]:
         return None
     parts = ", ".join(f"{name} {sec:.1f}s" for name, sec in figures["by_check"].items())
@@ -486,7 +486,7 @@ def revert_command(
         f"{verb} {result.reverted:,} rows to NULL; kept {result.kept_changed:,} whose host changed since; "
         f"{result.missing:,} purged; {result.batches:,} batches in {result.elapsed:.1f}s"
     )
-    throttled = throttle_line(result.throttled)
+    throttled = throttle_line(result.throttle)
     if throttled:
         echo(throttled)
     echo(f"result: {'complete' if result.outcome == 'complete' else 'partial: more to do'}")

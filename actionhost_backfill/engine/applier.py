@@ -24,11 +24,12 @@ from typing import Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from actionhost_backfill import db
+from actionhost_backfill import db, dialects
+from actionhost_backfill.dialects import Dialect
 from actionhost_backfill.engine.progress import Progress
-from actionhost_backfill.engine.sizing import BatchSizer, pause
-from actionhost_backfill.engine.throttling import Throttle
-from actionhost_backfill.errors import ActionHostError, DatabaseUnavailable
+from actionhost_backfill.engine.sizing import MAX_BATCH, BatchSizer, pause
+from actionhost_backfill.engine.throttling import Throttle, ThrottleOptions
+from actionhost_backfill.errors import ActionHostError, BadInput, DatabaseUnavailable
 from actionhost_backfill.redact import mask_url
 from actionhost_backfill.state import runs
 from actionhost_backfill.state.lease import RunnerLock
@@ -62,10 +63,64 @@ class BatchWork(Protocol):
 
 
 @dataclass
-class ApplyLimits:
+class WriteOptions:
+    """How batched writes go, for the backfill and the revert alike."""
+
+    batch_size: int | None = None
+    """Fixed rows per batch; None sizes batches toward ``target_batch_seconds``."""
+    target_batch_seconds: float | None = None
+    """None: :data:`~actionhost_backfill.engine.sizing.DEFAULT_TARGET_SECONDS`."""
     sleep: float = 0.0
     max_rows: int | None = None
+    lock_timeout: float = 5.0
     max_retries: int = 5
+    throttle: ThrottleOptions = field(default_factory=ThrottleOptions)
+
+    def validate(self) -> None:
+        if self.batch_size is not None and not 1 <= self.batch_size <= MAX_BATCH:
+            raise BadInput(
+                f"--batch-size must be between 1 and {MAX_BATCH} (got {self.batch_size})"
+            )
+        if self.target_batch_seconds is not None and not 0.01 <= self.target_batch_seconds <= 60:
+            raise BadInput(
+                f"--target-batch-seconds must be between 0.01 and 60 (got {self.target_batch_seconds})"
+            )
+        if not 0 <= self.sleep <= 3600:
+            raise BadInput(f"--sleep must be between 0 and 3600 seconds (got {self.sleep})")
+        if self.max_rows is not None and self.max_rows < 1:
+            raise BadInput(f"--max-rows must be at least 1 (got {self.max_rows})")
+        if not 0 < self.lock_timeout <= 3600:
+            raise BadInput(
+                f"--lock-timeout must be between 0 and 3600 seconds (got {self.lock_timeout})"
+            )
+        if not 0 <= self.max_retries <= 100:
+            raise BadInput(f"--max-retries must be between 0 and 100 (got {self.max_retries})")
+        self.throttle.validate()
+
+
+def prepare_session(conn: sa.Connection, options: WriteOptions) -> tuple[Dialect, BatchSizer]:
+    """The connection's dialect, its session set up (lock waits), and the batch sizer,
+    capped by what the server allows (Galera write-set limits).  The caller commits."""
+    dialect = dialects.for_connection(conn)
+    sizer = BatchSizer(options.batch_size, options.target_batch_seconds)
+    cap = dialect.configure_session(conn, options.lock_timeout)
+    if cap is not None:
+        sizer.cap(cap)
+    return dialect, sizer
+
+
+def batch_end(
+    conn: sa.Connection, column: sa.ColumnElement, where: list, after: int, size: int
+) -> int | None:
+    """The ``size``-th value of ``column`` above ``after`` among rows matching ``where``
+    (or the last one, when fewer are left); None when none is left."""
+    rest = [*where, column > after]
+    end = conn.execute(
+        sa.select(column).where(*rest).order_by(column).offset(size - 1).limit(1)
+    ).scalar()
+    if end is None:
+        end = conn.execute(sa.select(sa.func.max(column)).where(*rest)).scalar()
+    return end
 
 
 @dataclass
@@ -93,7 +148,7 @@ class Applier:
         st: StateTables,
         run_id: int | None,
         sizer: BatchSizer,
-        limits: ApplyLimits,
+        options: WriteOptions,
         stop: threading.Event,
         lease: RunnerLock | None,
         progress: Progress,
@@ -107,7 +162,7 @@ class Applier:
         self.st = st
         self.run_id = run_id
         self.sizer = sizer
-        self.limits = limits
+        self.options = options
         self.stop = stop
         self.lease = lease
         self.progress = progress
@@ -115,7 +170,7 @@ class Applier:
         self.write = write
         self.keep_counts = keep_counts
         self.throttle = throttle
-        self.budget = limits.max_rows
+        self.budget = options.max_rows
         self.stats = ApplyStats()
 
     @property
@@ -148,7 +203,7 @@ class Applier:
             if self.budget is not None:
                 self.budget -= applied.rows
             self.progress.update(applied.rows)
-            if self.limits.sleep and pause(self.limits.sleep, self.stop):
+            if self.options.sleep and pause(self.options.sleep, self.stop):
                 break
         return False
 
@@ -201,7 +256,7 @@ class Applier:
             ) from None
         if not db.is_retryable(exc):
             raise exc
-        if retries >= self.limits.max_retries:
+        if retries >= self.options.max_retries:
             log.warning(
                 "giving up a batch of %s after id %s after %s attempts", table, after, retries + 1
             )
@@ -218,7 +273,7 @@ class Applier:
             table,
             after,
             retries,
-            self.limits.max_retries,
+            self.options.max_retries,
             exc,
         )
         if pause(min(0.1 * 2**retries, MAX_BACKOFF), self.stop):

@@ -27,13 +27,12 @@ from sqlalchemy.engine import URL
 
 from actionhost_backfill import db, dialects
 from actionhost_backfill.dialects import Dialect
-from actionhost_backfill.engine.applier import Applier, ApplyLimits
+from actionhost_backfill.engine.applier import Applier, WriteOptions, prepare_session
 from actionhost_backfill.engine.fill import PlanFill
 from actionhost_backfill.engine.planner import Planner
 from actionhost_backfill.engine.progress import Progress, show_reason, silent
-from actionhost_backfill.engine.sizing import MAX_BATCH, BatchSizer
+from actionhost_backfill.engine.sizing import BatchSizer
 from actionhost_backfill.engine.throttling import (
-    ThrottleOptions,
     ThrottleStats,
     build_throttle,
     throttle_dict,
@@ -59,42 +58,12 @@ ProgressFactory = Callable[[int | None, str], Progress]
 
 
 @dataclass
-class BackfillOptions:
-    batch_size: int | None = None
-    """Fixed rows per batch; None sizes batches toward ``target_batch_seconds``."""
-    target_batch_seconds: float | None = None
-    """None: :data:`~actionhost_backfill.engine.sizing.DEFAULT_TARGET_SECONDS`."""
-    sleep: float = 0.0
-    max_rows: int | None = None
+class BackfillOptions(WriteOptions):
     until_complete: bool = False
     include_shadow: bool = False
     dry_run: bool = False
     new_run: bool = False
-    lock_timeout: float = 5.0
-    max_retries: int = 5
     sample: int = 5
-    throttle: ThrottleOptions = field(default_factory=ThrottleOptions)
-
-    def validate(self) -> None:
-        if self.batch_size is not None and not 1 <= self.batch_size <= MAX_BATCH:
-            raise BadInput(
-                f"--batch-size must be between 1 and {MAX_BATCH} (got {self.batch_size})"
-            )
-        if self.target_batch_seconds is not None and not 0.01 <= self.target_batch_seconds <= 60:
-            raise BadInput(
-                f"--target-batch-seconds must be between 0.01 and 60 (got {self.target_batch_seconds})"
-            )
-        if self.sleep < 0 or self.sleep > 3600:
-            raise BadInput(f"--sleep must be between 0 and 3600 seconds (got {self.sleep})")
-        if self.max_rows is not None and self.max_rows < 1:
-            raise BadInput(f"--max-rows must be at least 1 (got {self.max_rows})")
-        if not 0 < self.lock_timeout <= 3600:
-            raise BadInput(
-                f"--lock-timeout must be between 0 and 3600 seconds (got {self.lock_timeout})"
-            )
-        if not 0 <= self.max_retries <= 100:
-            raise BadInput(f"--max-retries must be between 0 and 100 (got {self.max_retries})")
-        self.throttle.validate()
 
     def tables(self) -> list[str]:
         return [EVENTS, SHADOW_EVENTS] if self.include_shadow else [EVENTS]
@@ -310,16 +279,13 @@ class _Runner:
         self.progress_factory = progress
         self.st: StateTables = state(location.schema)
         self.result = BackfillResult(database=mask_url(url), dry_run=options.dry_run)
-        self.sizer = BatchSizer(options.batch_size, options.target_batch_seconds)
+        self.sizer: BatchSizer | None = None
         self.dialect: Dialect | None = None
 
     # -- connection ------------------------------------------------------
 
     def configure(self, conn: sa.Connection) -> None:
-        self.dialect = dialects.for_connection(conn)
-        cap = self.dialect.configure_session(conn, self.options.lock_timeout)
-        if cap is not None:
-            self.sizer.cap(cap)
+        self.dialect, self.sizer = prepare_session(conn, self.options)
         conn.commit()
 
     def pending(self, conn: sa.Connection, table: str, after: int, horizon: int) -> int:
@@ -518,7 +484,7 @@ class _Runner:
             st=self.st,
             run_id=run.id,
             sizer=self.sizer,
-            limits=ApplyLimits(self.options.sleep, self.options.max_rows, self.options.max_retries),
+            options=self.options,
             stop=self.stop,
             lease=lease,
             progress=bar,

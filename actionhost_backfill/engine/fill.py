@@ -15,7 +15,7 @@ from collections import Counter
 import sqlalchemy as sa
 
 from actionhost_backfill.dialects.base import Dialect, FillBatch
-from actionhost_backfill.engine.applier import Applied
+from actionhost_backfill.engine.applier import Applied, batch_end
 from actionhost_backfill.inference import RECORDED_MEANWHILE
 from actionhost_backfill.nova.tables import nova
 from actionhost_backfill.state.tables import FILLED, LEFT_NULL, SKIPPED, StateTables
@@ -39,19 +39,7 @@ class PlanFill:
         self.run_id = run_id
 
     def bound(self, conn: sa.Connection, after: int, size: int) -> int | None:
-        p = self.plan
-        upto = conn.execute(
-            sa.select(p.c.event_id)
-            .where(p.c.event_id > after)
-            .order_by(p.c.event_id)
-            .offset(size - 1)
-            .limit(1)
-        ).scalar()
-        if upto is None:
-            upto = conn.execute(
-                sa.select(sa.func.max(p.c.event_id)).where(p.c.event_id > after)
-            ).scalar()
-        return upto
+        return batch_end(conn, self.plan.c.event_id, [], after, size)
 
     def apply(self, conn: sa.Connection, after: int, upto: int, batch: int) -> Applied:
         work = FillBatch(nova(self.table), self.st.audit, self.run_id, batch, after, upto)

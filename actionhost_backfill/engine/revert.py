@@ -14,19 +14,24 @@ import os
 import threading
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from actionhost_backfill import db, dialects
+from actionhost_backfill import db
 from actionhost_backfill.dialects.bulk import chunks
-from actionhost_backfill.engine.applier import Applied, Applier, ApplyLimits
+from actionhost_backfill.engine.applier import (
+    Applied,
+    Applier,
+    WriteOptions,
+    batch_end,
+    prepare_session,
+)
 from actionhost_backfill.engine.progress import Progress, show_reason, silent
-from actionhost_backfill.engine.sizing import MAX_BATCH, BatchSizer
 from actionhost_backfill.engine.throttling import (
     Throttle,
-    ThrottleOptions,
+    ThrottleStats,
     build_throttle,
     throttle_dict,
 )
@@ -44,36 +49,8 @@ REVERTED_ROWS, KEPT, MISSING = "reverted", "kept-changed", "missing"
 
 
 @dataclass
-class RevertOptions:
+class RevertOptions(WriteOptions):
     dry_run: bool = False
-    batch_size: int | None = None
-    target_batch_seconds: float | None = None
-    sleep: float = 0.0
-    max_rows: int | None = None
-    lock_timeout: float = 5.0
-    max_retries: int = 5
-    throttle: ThrottleOptions = field(default_factory=ThrottleOptions)
-
-    def validate(self) -> None:
-        if self.batch_size is not None and not 1 <= self.batch_size <= MAX_BATCH:
-            raise BadInput(
-                f"--batch-size must be between 1 and {MAX_BATCH} (got {self.batch_size})"
-            )
-        if self.target_batch_seconds is not None and not 0.01 <= self.target_batch_seconds <= 60:
-            raise BadInput(
-                f"--target-batch-seconds must be between 0.01 and 60 (got {self.target_batch_seconds})"
-            )
-        if not 0 <= self.sleep <= 3600:
-            raise BadInput(f"--sleep must be between 0 and 3600 seconds (got {self.sleep})")
-        if self.max_rows is not None and self.max_rows < 1:
-            raise BadInput(f"--max-rows must be at least 1 (got {self.max_rows})")
-        if not 0 < self.lock_timeout <= 3600:
-            raise BadInput(
-                f"--lock-timeout must be between 0 and 3600 seconds (got {self.lock_timeout})"
-            )
-        if not 0 <= self.max_retries <= 100:
-            raise BadInput(f"--max-retries must be between 0 and 100 (got {self.max_retries})")
-        self.throttle.validate()
 
 
 @dataclass
@@ -90,7 +67,8 @@ class RevertResult:
     """Rows no longer in either events table (purged)."""
     batches: int = 0
     retries: int = 0
-    throttled: dict | None = None
+    throttle: ThrottleStats | None = None
+    """Time paused by throttle checks, how often, the worst replica lag seen."""
     elapsed: float = 0.0
     message: str | None = None
 
@@ -103,7 +81,13 @@ class RevertResult:
         return 0 if self.outcome == "complete" else 1
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "elapsed": round(self.elapsed, 3), "exit_code": self.exit_code}
+        payload = {k: v for k, v in asdict(self).items() if k != "throttle"}
+        return {
+            **payload,
+            "throttled": throttle_dict(self.throttle),
+            "elapsed": round(self.elapsed, 3),
+            "exit_code": self.exit_code,
+        }
 
 
 class RevertWork:
@@ -126,36 +110,27 @@ class RevertWork:
         self.write = write
         self.revert_run_id = revert_run_id
 
-    def _pending(self, after: int):
+    def _pending(self) -> list:
+        """The audit rows of this table that the target run filled and nothing reverted yet."""
         a = self.st.audit
-        return (
+        return [
             a.c.run_id == self.target,
             a.c.event_table == self.table,
             a.c.outcome == FILLED,
             a.c.reverted_by.is_(None),
-            a.c.event_id > after,
-        )
+        ]
 
     def bound(self, conn: sa.Connection, after: int, size: int) -> int | None:
         a = self.st.audit
-        upto = conn.execute(
-            sa.select(a.c.event_id)
-            .where(*self._pending(after))
-            .order_by(a.c.event_id)
-            .offset(size - 1)
-            .limit(1)
-        ).scalar()
-        if upto is None:
-            upto = conn.execute(
-                sa.select(sa.func.max(a.c.event_id)).where(*self._pending(after))
-            ).scalar()
-        return upto
+        return batch_end(conn, a.c.event_id, self._pending(), after, size)
 
     def apply(self, conn: sa.Connection, after: int, upto: int, batch: int) -> Applied:
         a = self.st.audit
         written = dict(
             conn.execute(
-                sa.select(a.c.event_id, a.c.host).where(*self._pending(after), a.c.event_id <= upto)
+                sa.select(a.c.event_id, a.c.host).where(
+                    *self._pending(), a.c.event_id > after, a.c.event_id <= upto
+                )
             ).all()
         )
         # An archived row moved to the shadow table keeps its id: look there too.
@@ -338,11 +313,7 @@ def _revert_tables(
     throttle: Throttle | None,
 ) -> None:
     write = lease is not None
-    dialect = dialects.for_connection(conn)
-    sizer = BatchSizer(options.batch_size, options.target_batch_seconds)
-    cap = dialect.configure_session(conn, options.lock_timeout)
-    if cap is not None:
-        sizer.cap(cap)
+    _, sizer = prepare_session(conn, options)
     names = catalog.list_tables(conn)
     run = runs.load(conn, st, result.revert_run_id) if write else None
     conn.commit()
@@ -356,7 +327,7 @@ def _revert_tables(
         st=st,
         run_id=result.revert_run_id,
         sizer=sizer,
-        limits=ApplyLimits(options.sleep, options.max_rows, options.max_retries),
+        options=options,
         stop=stop,
         lease=lease,
         progress=bar,
@@ -383,7 +354,7 @@ def _revert_tables(
     finally:
         if throttle is not None:
             throttle.close()
-            result.throttled = throttle_dict(throttle.stats)
+            result.throttle = throttle.stats
         stats = applier.stats
         result.batches += stats.batches
         result.retries += stats.retries

@@ -190,20 +190,8 @@ class RunnerLock:
             holder = _holder(row)
             if row.token and row.token != self.token and not self._takeable(row):
                 raise RunnerBusy(self._busy_message(holder))
-            now = _now()
             conn.execute(
-                lease.update()
-                .where(lease.c.name == LEASE_NAME)
-                .values(
-                    token=self.token,
-                    run_id=run_id,
-                    holder=self.holder,
-                    hostname=self.hostname,
-                    pid=self.pid,
-                    acquired_at=now,
-                    heartbeat_at=now,
-                    expires_at=now + LEASE_TTL,
-                )
+                lease.update().where(lease.c.name == LEASE_NAME).values(**self._claim(run_id))
             )
 
     def _locked_row(self, conn: sa.Connection):
@@ -218,10 +206,10 @@ class RunnerLock:
             return True
         return row.hostname == self.hostname and row.pid is not None and not _pid_alive(row.pid)
 
-    def _write_lease(self, run_id: int | None, *, force: bool) -> None:
-        lease = self.tables.lease
+    def _claim(self, run_id: int | None) -> dict:
+        """The lease row's values while this runner holds it."""
         now = _now()
-        values = dict(
+        return dict(
             token=self.token,
             run_id=run_id,
             holder=self.holder,
@@ -231,6 +219,10 @@ class RunnerLock:
             heartbeat_at=now,
             expires_at=now + LEASE_TTL,
         )
+
+    def _write_lease(self, run_id: int | None, *, force: bool) -> None:
+        lease = self.tables.lease
+        values = self._claim(run_id)
         with self._transaction() as conn:
             updated = conn.execute(
                 lease.update().where(lease.c.name == LEASE_NAME).values(**values)

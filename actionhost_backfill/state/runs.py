@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -313,8 +312,7 @@ def record_failure(
                 attempt.commit()
             return
         except Exception as exc:
-            with contextlib.suppress(Exception):
-                attempt is not None and attempt.rollback()
+            if attempt is not None:
+                db.rollback_hard(attempt)
             if db.is_retryable(exc):
                 return
-            continue

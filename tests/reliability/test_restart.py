@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ import sqlalchemy as sa
 
 from actionhost_backfill.db import parse_url
 from actionhost_backfill.engine.backfill import BackfillOptions, run_backfill
+from tests.harness import wait_for_batches
 from tests.topology.servers import MariaDB, PostgreSQL
 
 from .common import ROOT, audit_state, backfill_process, simulated, table_state
@@ -67,29 +67,6 @@ def _restart(server) -> None:
     server.start()
 
 
-def _wait_for_batches(cell, kind: str, batches: int, child: subprocess.Popen) -> None:
-    """Until the child has committed ``batches`` batches (its checkpoints say so)."""
-    query = (
-        f"SELECT COALESCE(SUM(c.batches), 0) FROM {cell.location.schema}.checkpoints c "
-        f"JOIN {cell.location.schema}.runs r ON r.id = c.run_id WHERE r.kind = '{kind}' "
-        "AND r.state = 'running'"
-    )
-    engine = sa.create_engine(cell.url, poolclass=sa.pool.NullPool)
-    try:
-        for _ in range(1200):
-            assert child.poll() is None, child.communicate()
-            with engine.connect() as conn:
-                try:
-                    if conn.exec_driver_sql(query).scalar() >= batches:
-                        return
-                except sa.exc.ProgrammingError:
-                    pass  # state tables not there yet
-            time.sleep(0.05)  # polling the database for the child's committed checkpoint
-        pytest.fail("the run committed no batch in 60 s")
-    finally:
-        engine.dispose()
-
-
 def _cli(url: str, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "actionhost_backfill", *args, "--db", url, "--no-progress"],
@@ -110,7 +87,7 @@ def test_server_restart_mid_backfill_then_resume_equals_straight_run(servers, ba
             "complete"
         )
         child = backfill_process(victim.url, "--batch-size", "20", "--sleep", "0.1")
-        _wait_for_batches(victim, "backfill", 3, child)
+        wait_for_batches(victim, 3, child)
         _restart(server)
         _out, err = child.communicate(timeout=120)
         assert child.returncode == 2, err
@@ -137,7 +114,7 @@ def test_server_restart_mid_revert_then_resume_reverts_everything(servers, backe
         child = _cli(
             cell.url, "revert", "--run", str(run.run_id), "--batch-size", "10", "--sleep", "0.1"
         )
-        _wait_for_batches(cell, "revert", 3, child)
+        wait_for_batches(cell, 3, child, kind="revert")
         _restart(server)
         _out, err = child.communicate(timeout=120)
         assert child.returncode == 2, err

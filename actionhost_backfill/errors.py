@@ -22,7 +22,9 @@ class ExitCode(enum.IntEnum):
     BUSY = 3
     """Another backfill or revert holds this database's runner lock: try later."""
     DRIFT = 4
-    """``verify`` found audited values that no longer match the table."""
+    """The database no longer matches the toolkit's record: ``verify`` found audited
+    values changed, ``schema status`` found applied revisions undone, or a resumed
+    run found its written rows NULL (a cell restored from a backup?)."""
     WRONG_HOSTS = 5
     """``validate`` found inferred hosts that differ from the ones Nova recorded."""
     BAD_INPUT = 127
@@ -53,7 +55,8 @@ def most_urgent(codes: list[int]) -> int:
 EXIT_CODE_HELP = (
     "Exit codes: 0 done; 1 partial, more to do (run again); 2 error, intervene "
     "(database unreachable or failing); 3 busy, another runner holds the lock; "
-    "4 verify found drift; 5 validate found wrong hosts (do not backfill; report them); "
+    "4 drift, the database no longer matches the toolkit's record (verify; schema status; "
+    "a resumed run on a restored cell); 5 validate found wrong hosts (do not backfill; report them); "
     "127 bad input, nothing changed."
 )
 
@@ -92,6 +95,12 @@ class RunnerBusy(ActionHostError):
     """Another runner holds this database's lock."""
 
     exit_code = ExitCode.BUSY
+
+
+class StateMismatch(ActionHostError):
+    """The state schema describes another copy of the cell (restored or re-created)."""
+
+    exit_code = ExitCode.DRIFT
 
 
 class SchemaNotReady(BadInput):

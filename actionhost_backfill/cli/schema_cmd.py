@@ -57,8 +57,10 @@ def status_command(
 ) -> None:
     """Show what the database holds and what `schema upgrade` would do; changes nothing.
 
-    Exit code 0 when at head, 1 when an upgrade is pending, 127 when this is not a
-    usable Nova cell database.
+    Exit code 0 when at head, 1 when an upgrade is pending, 4 when the database
+    lacks what the version table says was applied (a cell restored from a backup
+    or re-created next to the state that outlived it: run `schema upgrade`, which
+    re-ensures), 127 when this is not a usable Nova cell database.
 
     Example: actionhost-backfill schema status --db mysql+pymysql://nova:PASS@db/nova
     """
@@ -70,6 +72,7 @@ def status_command(
             summary = {
                 ExitCode.OK: f"at head ({result.head_revision})",
                 ExitCode.PARTIAL: "upgrade pending: " + "; ".join(result.plan[:2]),
+                ExitCode.DRIFT: "not what the version table says: " + "; ".join(result.drift[:2]),
             }.get(code, "not usable: " + "; ".join(result.plan[:2] or ["not a Nova cell"]))
             return code, summary, result.to_dict()
 
@@ -89,6 +92,8 @@ def status_command(
 def _status_code(result: revisions.SchemaStatus) -> ExitCode:
     if not result.is_nova or any(line.startswith("blocked") for line in result.plan):
         return ExitCode.BAD_INPUT
+    if result.drift:
+        return ExitCode.DRIFT
     return ExitCode.OK if result.current_revision == result.head_revision else ExitCode.PARTIAL
 
 
@@ -153,6 +158,9 @@ def upgrade_command(
 ) -> None:
     """Apply the revisions: ensure events.host (and its shadow copy) and its index.
 
+    Revisions already applied are run again (they only create what is missing),
+    so a cell restored from a backup converges whatever the version table says.
+
     Idempotent and online: MySQL/MariaDB use ALGORITHM=INSTANT or INPLACE with
     LOCK=NONE, PostgreSQL CREATE INDEX CONCURRENTLY under lock_timeout.  Changes
     the Nova tables instance_actions_events (index; column only if missing) and
@@ -168,7 +176,11 @@ def upgrade_command(
             result = revisions.upgrade(
                 url, state_schema=state_schema, target=to, lock_timeout=timeout
             )
-            done = [a for a in result.actions if "nothing to do" not in a]
+            done = [
+                a
+                for a in result.actions
+                if "nothing to do" not in a and not a.startswith("re-ensure ")
+            ]
             summary = f"{result.before or 'base'} -> {result.after}" + (
                 f": {len(done)} changes" if done else ": nothing to do"
             )

@@ -31,9 +31,20 @@ _ALGORITHM_UNSUPPORTED = (1064, 1800, 1845, 1846, 4092)
 # --------------------------------------------------------------------------- ledger
 
 
+def _missing(settings: SchemaSettings, names: tuple[str, ...]) -> list[str]:
+    """The toolkit's state tables not there yet (all of them offline: no inspection)."""
+    if context.is_offline_mode():
+        return list(names)
+    inspector = sa.inspect(op.get_bind())
+    schema = settings.location.schema
+    return [name for name in names if not inspector.has_table(name, schema=schema)]
+
+
 def create_ledger() -> None:
     """The ledger of what the toolkit created (read by downgrades)."""
     settings = current_settings()
+    if not _missing(settings, (LEDGER,)):
+        return
     op.create_table(
         LEDGER,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -460,9 +471,21 @@ BACKFILL_TABLES = ("audit", "run_counts", "checkpoints", "runs", "runner_lease")
 
 
 def create_backfill_state() -> None:
-    """Runs, checkpoints, audit, per-rule counts and the runner lease."""
-    schema = current_settings().location.schema
-    mysql = {"mysql_engine": "InnoDB"}
+    """Runs, checkpoints, audit, per-rule counts and the runner lease (those missing)."""
+    settings = current_settings()
+    missing = _missing(settings, BACKFILL_TABLES)
+    for table, create in _STATE_TABLES.items():
+        if table in missing:
+            create(settings.location.schema, {"mysql_engine": "InnoDB"})
+    if not missing:
+        _say(settings, "state tables already present: nothing to do")
+    elif len(missing) < len(BACKFILL_TABLES):
+        _say(settings, f"created the missing state tables: {', '.join(missing)}")
+    else:
+        _say(settings, f"created the state tables: {', '.join(BACKFILL_TABLES)}")
+
+
+def _runs_table(schema: str, mysql: dict) -> None:
     op.create_table(
         "runs",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -479,6 +502,9 @@ def create_backfill_state() -> None:
         schema=schema,
         **mysql,
     )
+
+
+def _checkpoints_table(schema: str, mysql: dict) -> None:
     op.create_table(
         "checkpoints",
         sa.Column("run_id", sa.Integer, primary_key=True),
@@ -494,6 +520,9 @@ def create_backfill_state() -> None:
         schema=schema,
         **mysql,
     )
+
+
+def _audit_table(schema: str, mysql: dict) -> None:
     op.create_table(
         "audit",
         sa.Column("run_id", sa.Integer, primary_key=True),
@@ -508,6 +537,9 @@ def create_backfill_state() -> None:
         schema=schema,
         **mysql,
     )
+
+
+def _run_counts_table(schema: str, mysql: dict) -> None:
     op.create_table(
         "run_counts",
         sa.Column("run_id", sa.Integer, primary_key=True),
@@ -518,6 +550,9 @@ def create_backfill_state() -> None:
         schema=schema,
         **mysql,
     )
+
+
+def _runner_lease_table(schema: str, mysql: dict) -> None:
     op.create_table(
         "runner_lease",
         sa.Column("name", sa.String(32), primary_key=True),
@@ -532,6 +567,15 @@ def create_backfill_state() -> None:
         schema=schema,
         **mysql,
     )
+
+
+_STATE_TABLES = {
+    "runs": _runs_table,
+    "checkpoints": _checkpoints_table,
+    "audit": _audit_table,
+    "run_counts": _run_counts_table,
+    "runner_lease": _runner_lease_table,
+}
 
 
 def drop_backfill_state() -> None:

@@ -26,6 +26,7 @@ from actionhost_backfill import db
 from actionhost_backfill.errors import ActionHostError, BadInput
 from actionhost_backfill.nova import catalog
 from actionhost_backfill.redact import mask_url
+from actionhost_backfill.schema import ddl
 from actionhost_backfill.schema.settings import (
     DEFAULT_LOCK_TIMEOUT,
     SETTINGS_KEY,
@@ -118,6 +119,8 @@ class SchemaStatus:
     current_revision: str | None
     head_revision: str
     ledger: list[dict] = field(default_factory=list)
+    drift: list[str] = field(default_factory=list)
+    """What an applied revision ensures but the database lacks (restored cell?)."""
     plan: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -191,6 +194,7 @@ def _status(conn: sa.Connection, url: URL, location: StateLocation) -> SchemaSta
         head_revision=head,
         ledger=ledger,
     )
+    result.drift = _drift(conn, result, columns, indexes, location)
     result.plan = _plan(conn, result, columns, indexes, location)
     if location.backend == "mysql":
         result.notes.extend(_mysql_notes(conn))
@@ -208,18 +212,11 @@ def _plan(conn, result: SchemaStatus, columns, indexes, location: StateLocation)
     if not result.state_exists:
         plan.append(f"create the state schema: {location.describe()}")
     pending = _pending(result.current_revision)
+    if result.drift:
+        plan.extend(f"re-ensure: {line}" for line in result.drift)
     if not pending:
-        plan.append(f"nothing: already at head ({result.head_revision})")
-        ours = [ix for ix in indexes if ix.ours]
-        if not indexes:
-            plan.append(
-                f"warning: no index on {catalog.EVENTS}(host) although at head: it was dropped by hand; "
-                "run `schema downgrade 0001_host_column` then `schema upgrade` to rebuild it"
-            )
-        elif ours and not ours[0].valid:
-            plan.append(
-                f"warning: index {catalog.HOST_INDEX} is INVALID: run `schema downgrade 0001_host_column` then `schema upgrade`"
-            )
+        if not result.drift:
+            plan.append(f"nothing: already at head ({result.head_revision})")
         return plan
     backend = location.backend
     if "0001_host_column" in pending:
@@ -259,6 +256,49 @@ def _plan(conn, result: SchemaStatus, columns, indexes, location: StateLocation)
             plan.append(f"apply {revision}")
     plan.append(f"record revision {result.head_revision} in {result.version_table}")
     return plan
+
+
+def _drift(conn, result: SchemaStatus, columns, indexes, location: StateLocation) -> list[str]:
+    """What the applied revisions ensure and the database does not hold.
+
+    The state schema can outlive its cell database: a cell restored from a
+    backup taken before the upgrade (or re-created) lacks the index while the
+    version table still says it was built.  ``schema upgrade`` re-ensures.
+    """
+    ids = revision_ids()
+    if result.current_revision not in ids or not result.is_nova:
+        return []
+    applied = ids[: ids.index(result.current_revision) + 1]
+    why = "the version table says {} is applied: was the cell database restored or re-created?"
+    drift = []
+    if "0001_host_column" in applied:
+        drift.extend(
+            f"add {c.table}.host ({why.format('0001_host_column')})"
+            for c in columns
+            if not c.present
+        )
+    if "0002_host_index" in applied:
+        ours = next((ix for ix in indexes if ix.ours), None)
+        others = [ix for ix in indexes if ix.valid and not ix.ours]
+        if ours is not None and not ours.valid:
+            drift.append(
+                f"rebuild the INVALID index {catalog.HOST_INDEX} ({why.format('0002_host_index')})"
+            )
+        elif ours is None and not others:
+            drift.append(
+                f"create index {catalog.HOST_INDEX} on {catalog.EVENTS}(host), missing "
+                f"({why.format('0002_host_index')})"
+            )
+    inspector = sa.inspect(conn)
+    wanted = {"0001_host_column": (ddl.LEDGER,), "0003_backfill_state": ddl.BACKFILL_TABLES}
+    for revision, tables in wanted.items():
+        if revision in applied:
+            missing = [t for t in tables if not inspector.has_table(t, schema=location.schema)]
+            if missing:
+                drift.append(
+                    f"create the missing state tables {', '.join(missing)} ({why.format(revision)})"
+                )
+    return drift
 
 
 def _pending(current: str | None) -> list[str]:
@@ -343,11 +383,18 @@ def upgrade(
     target: str = "head",
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> SchemaResult:
-    """Apply the toolkit's revisions up to ``target`` (idempotent)."""
+    """Apply the toolkit's revisions up to ``target``, and run again those already applied.
+
+    Every revision is an "ensure" step, so this converges the database to what
+    ``target`` describes whatever the version table says.
+    """
     location = resolve_state_location(url, state_schema)
     _check_target(target)
     _preflight(url, location)
-    return _run(url, location, lock_timeout, lambda cfg: command.upgrade(cfg, target))
+    reensure = target if target in revision_ids() else "head"
+    return _run(
+        url, location, lock_timeout, lambda cfg: command.upgrade(cfg, target), reensure=reensure
+    )
 
 
 def downgrade(
@@ -392,8 +439,17 @@ def _check_target(target: str, *, downgrade: bool = False) -> None:
 _ALEMBIC = threading.Lock()
 
 
-def _run(url: URL, location: StateLocation, lock_timeout: float, action) -> SchemaResult:
-    settings = SchemaSettings(url=url, location=location, lock_timeout=lock_timeout, from_cli=True)
+def _run(
+    url: URL,
+    location: StateLocation,
+    lock_timeout: float,
+    action,
+    *,
+    reensure: str | None = None,
+) -> SchemaResult:
+    settings = SchemaSettings(
+        url=url, location=location, lock_timeout=lock_timeout, from_cli=True, reensure=reensure
+    )
     config = make_config(settings)
     engine = db.create_engine(url, location, attach="create")
     try:

@@ -30,6 +30,16 @@ class SchemaSettings:
     report: list[str] = field(default_factory=list)
     """What the revisions did, one line each, for the CLI to print."""
     from_cli: bool = False
+    reensure: str | None = None
+    """``schema upgrade --to X``: run again, after the upgrade, every revision up to X
+    that was applied before it.
+
+    Every revision is an "ensure" step (inspect, then create only what is
+    missing), so running it again converges a database that no longer matches
+    its version table: a cell restored from a backup, or re-created, next to a
+    state schema that outlived it.  Stock ``alembic upgrade`` follows the
+    version table only (``-x reensure=true`` asks for the same).
+    """
 
     @property
     def backend(self) -> str:
@@ -76,6 +86,8 @@ def settings_from_config(config, x_arguments: dict[str, str] | None = None) -> S
             option="-x lock_timeout",
         ),
     )
+    if str(x_arguments.get("reensure", "")).lower() in ("1", "true", "yes"):
+        settings.reensure = "head"
     config.attributes[SETTINGS_KEY] = settings
     return settings
 

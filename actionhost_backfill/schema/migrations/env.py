@@ -7,12 +7,18 @@ Differences from the stock template, each for a Nova reason:
   Nova's ``archive_deleted_rows`` fails on foreign tables there;
 * ``include_object`` keeps autogenerate away from every Nova table;
 * the state schema is created (or, for SQLite, attached) before Alembic looks
-  for its version table.
+  for its version table;
+* ``schema upgrade`` runs again the revisions that were already applied
+  (``settings.reensure``): they are "ensure" steps, and the cell database may
+  no longer be what the version table says (restored from a backup, or
+  re-created, while the state schema outlived it).
 """
 
 from __future__ import annotations
 
 from alembic import context
+from alembic.operations import Operations
+from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
 from actionhost_backfill import db
@@ -42,13 +48,13 @@ def include_name(name, type_, parent_names) -> bool:
 
 
 def _configure(**kwargs) -> None:
+    kwargs.setdefault("transaction_per_migration", True)
     context.configure(
         version_table=VERSION_TABLE,
         version_table_schema=settings.location.schema,
         include_schemas=True,
         include_object=include_object,
         include_name=include_name,
-        transaction_per_migration=True,
         **kwargs,
     )
 
@@ -79,8 +85,33 @@ def _run_with(connection) -> None:
         settings.report.append(f"created state schema: {settings.location.describe()}")
     connection.commit()
     _configure(connection=connection)
+    before = context.get_context().get_current_heads()
     with context.begin_transaction():
         context.run_migrations()
+    if settings.reensure:
+        _reensure(connection, before)
+
+
+def _reensure(connection, before: tuple[str, ...]) -> None:
+    """Run again, oldest first, each revision up to the target applied before this upgrade.
+
+    Each runs in its own transaction (PostgreSQL's ``autocommit_block`` for
+    ``CREATE INDEX CONCURRENTLY`` needs one), outside Alembic's migration loop,
+    so the version table is left as it is.
+    """
+    if not before:
+        return
+    script = ScriptDirectory.from_config(config)
+    applied = {s.revision for s in script.iterate_revisions(before[0], "base")}
+    for step in reversed(list(script.iterate_revisions(settings.reensure, "base"))):
+        if step.revision not in applied:
+            continue
+        settings.report.append(f"re-ensure {step.revision} (applied before this upgrade):")
+        connection.commit()
+        _configure(connection=connection, transaction_per_migration=False)
+        with context.begin_transaction(), Operations.context(context.get_context()):
+            step.module.upgrade()
+        connection.commit()
 
 
 def run_migrations_online() -> None:

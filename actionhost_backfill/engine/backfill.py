@@ -37,13 +37,19 @@ from actionhost_backfill.engine.throttling import (
     build_throttle,
     throttle_dict,
 )
-from actionhost_backfill.errors import ActionHostError, BadInput, PrivilegeError, SchemaNotReady
+from actionhost_backfill.errors import (
+    ActionHostError,
+    BadInput,
+    PrivilegeError,
+    SchemaNotReady,
+    StateMismatch,
+)
 from actionhost_backfill.inference.evidence import EvidenceSnapshot, SnapshotStats
 from actionhost_backfill.nova import catalog
 from actionhost_backfill.nova.tables import EVENTS, SHADOW_EVENTS, nova
 from actionhost_backfill.redact import mask_url
 from actionhost_backfill.schema import revisions
-from actionhost_backfill.state import runs
+from actionhost_backfill.state import audit, runs
 from actionhost_backfill.state.lease import RunnerLock
 from actionhost_backfill.state.location import (
     StateLocation,
@@ -437,6 +443,7 @@ class _Runner:
                     f"unfinished run {existing.id} was started {flag} --include-shadow: run again the same "
                     "way to resume it, or pass --new-run to start over"
                 )
+            _refuse_foreign_checkpoints(conn, self.st, existing.id, options.tables())
             self.result.run_id = existing.id
             self.result.resumed = True
             existing.state = runs.RUNNING
@@ -570,6 +577,27 @@ class _Runner:
         if self.progress_factory is None:
             return silent()
         return self.progress_factory(total, description)
+
+
+def _refuse_foreign_checkpoints(
+    conn: sa.Connection, st: StateTables, run_id: int, tables: list[str]
+) -> None:
+    """Refuse to resume a run whose last writes are not in this cell database.
+
+    Resuming would start after the run's checkpoint and silently skip every
+    row the other copy had and this one lost.
+    """
+    for found in audit.unwritten(conn, st, run_id, tables):
+        if found.null_ids:
+            conn.rollback()
+            ids = found.null_ids
+            raise StateMismatch(
+                f"run {run_id} cannot resume: {len(ids)} of the last {found.checked} {found.table} "
+                f"rows its audit says it filled are NULL here (ids {ids[0]}..{ids[-1]}), so this cell "
+                "database is not the copy the run wrote to (restored from a backup or re-created?); "
+                "nothing was changed: start over with `backfill --new-run` "
+                f"(`verify --run {run_id}` lists every such row)"
+            )
 
 
 def _resume_hint(run_id: int) -> str:

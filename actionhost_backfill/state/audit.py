@@ -256,6 +256,56 @@ def _verify_table(
         conn.rollback()
 
 
+@dataclass
+class Unwritten:
+    """Events a run's audit says it filled that are NULL now (a sample of its last writes)."""
+
+    table: str
+    checked: int
+    null_ids: list[int]
+
+
+def unwritten(
+    conn: sa.Connection, st: StateTables, run_id: int, tables: list[str], sample: int = 1000
+) -> list[Unwritten]:
+    """Check the last ``sample`` values run ``run_id`` wrote to each table are still there.
+
+    A run's writes are never undone except by ``revert`` (which marks its audit
+    rows), so a NULL where the audit says the run wrote a host means the cell
+    database is another copy than the one the run worked on: restored from a
+    backup or re-created, while the state schema outlived it.  Its last writes
+    are the first a restore loses, so they are the ones checked (a PK range read
+    of the audit, whatever the run's size).  Rows in neither table were purged
+    and prove nothing.
+    """
+    names = catalog.list_tables(conn)
+    audit = st.audit
+    found = []
+    for table in tables:
+        ids = [
+            r[0]
+            for r in conn.execute(
+                sa.select(audit.c.event_id)
+                .where(
+                    audit.c.run_id == run_id,
+                    audit.c.event_table == table,
+                    audit.c.outcome == FILLED,
+                    audit.c.reverted_by.is_(None),
+                )
+                .order_by(audit.c.event_id.desc())
+                .limit(sample)
+            )
+        ]
+        here = locked_hosts(conn, table, ids, names, lock=False)
+        there = locked_hosts(
+            conn, other_table(table), [i for i in ids if i not in here], names, lock=False
+        )
+        now = {**there, **here}
+        null_ids = sorted(i for i in ids if i in now and now[i] is None)
+        found.append(Unwritten(table, len(now), null_ids))
+    return found
+
+
 def locked_hosts(
     conn: sa.Connection, table: str, ids: list[int], names: set[str], *, lock: bool
 ) -> dict[int, str | None]:

@@ -38,6 +38,7 @@ from actionhost_backfill.state.location import (
     resolve_state_location,
     state_schema_exists,
 )
+from actionhost_backfill.state.tables import state
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -155,11 +156,10 @@ def _status(conn: sa.Connection, url: URL, location: StateLocation) -> SchemaSta
     ledger = []
     if exists and current is not None:
         try:
+            ledger_table = state(location.schema).ledger
+            c = ledger_table.c
             rows = conn.execute(
-                sa.text(
-                    f"SELECT revision, kind, table_name, object_name, detail FROM "
-                    f"{_quote(conn, location.schema)}.schema_changes ORDER BY id"
-                )
+                sa.select(c.revision, c.kind, c.table_name, c.object_name, c.detail).order_by(c.id)
             ).fetchall()
             ledger = [dict(r._mapping) for r in rows]
         except sa.exc.DBAPIError:
@@ -321,10 +321,6 @@ def _mysql_notes(conn: sa.Connection) -> list[str]:
             "300k; see runbook 05): apply the schema upgrade inside the maintenance window"
         )
     return notes
-
-
-def _quote(conn: sa.Connection, name: str) -> str:
-    return conn.dialect.identifier_preparer.quote_identifier(name)
 
 
 # --------------------------------------------------------------------------- changes

@@ -8,7 +8,13 @@ import sqlalchemy as sa
 
 
 class StateTables:
-    """The state schema's tables (revision 0003) for one schema name."""
+    """The state schema's tables for one schema name, as the revisions leave them.
+
+    The revisions (``schema/ddl.py``) declare them again, on purpose: a revision
+    describes the schema as it was at that revision and must not change when
+    these models do.  ``tests/test_state_models.py`` compares the two on every
+    backend (Alembic's ``compare_metadata``, as Nova's models/migrations sync test).
+    """
 
     def __init__(self, schema: str):
         meta = sa.MetaData(schema=schema)
@@ -53,6 +59,7 @@ class StateTables:
             sa.Column("outcome", sa.String(16), nullable=False),
             sa.Column("batch", sa.Integer, nullable=False),
             sa.Column("reverted_by", sa.Integer),
+            sa.Index("audit_event_idx", "event_id"),
         )
         self.run_counts = sa.Table(
             "run_counts",
@@ -76,6 +83,24 @@ class StateTables:
             sa.Column("heartbeat_at", sa.DateTime),
             sa.Column("expires_at", sa.DateTime),
         )
+        # Revision 0001: what the toolkit created, read by downgrades.
+        self.ledger = sa.Table(
+            "schema_changes",
+            meta,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("revision", sa.String(32), nullable=False),
+            sa.Column("kind", sa.String(16), nullable=False),
+            sa.Column("table_name", sa.String(64), nullable=False),
+            sa.Column("object_name", sa.String(64), nullable=False),
+            sa.Column("detail", sa.String(255)),
+            sa.Column(
+                "created_at",
+                sa.DateTime,
+                nullable=False,
+                server_default=sa.func.current_timestamp(),
+            ),
+        )
+        self.metadata = meta
 
 
 @functools.cache

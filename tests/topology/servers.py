@@ -70,6 +70,10 @@ class MariaDB:
                 "mariadb-install-db",
                 "--no-defaults",
                 f"--datadir={self.datadir}",
+                # Passed on to the bootstrap mariadbd, which (like any starting
+                # mariadbd) deletes every #sql* file in its tmpdir: left at
+                # /tmp, it destroyed the machine server's temporary tables.
+                f"--tmpdir={self.tmpdir}",
                 f"--user={self.user}",
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",

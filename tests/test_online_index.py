@@ -1,4 +1,14 @@
-"""The index build is online: ordinary inserts go through while it runs."""
+"""The index build is online: ordinary inserts go through while it runs.
+
+PostgreSQL: an open REPEATABLE READ transaction taken before the build holds
+``CREATE INDEX CONCURRENTLY`` in its last phase ("waiting for old snapshots")
+for as long as the test wants, whatever the table's size or the machine's
+speed; a locking ``CREATE INDEX`` would not wait for it (and would block the
+inserts).  MariaDB has no such hold point that leaves inserts free (a pending
+exclusive metadata lock queues them), so there the table is made big enough
+for the build to last (1.5 M rows: 1-2 s here) and the test fails, saying so,
+if the build ends before three inserts.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +22,17 @@ from actionhost_backfill.db import parse_url
 from actionhost_backfill.nova.catalog import HOST_INDEX
 from actionhost_backfill.schema import revisions
 
-ROWS = 1_500_000
+ROWS = {"postgresql": 20_000, "mysql": 1_500_000}
 
 
 def _fill(cell) -> None:
+    rows = ROWS[cell.backend]
     engine = sa.create_engine(cell.url)
     with engine.begin() as conn:
         if cell.backend == "postgresql":
             conn.exec_driver_sql(
                 "INSERT INTO instance_actions_events (id, event, start_time, host, deleted) "
-                f"SELECT g, 'compute_stop_instance', now(), 'cmp' || (g %% 997), 0 FROM generate_series(1, {ROWS}) g"
+                f"SELECT g, 'compute_stop_instance', now(), 'cmp' || (g %% 997), 0 FROM generate_series(1, {rows}) g"
             )
             conn.exec_driver_sql("ANALYZE instance_actions_events")
         else:
@@ -30,13 +41,13 @@ def _fill(cell) -> None:
                 "VALUES (1, 'compute_stop_instance', NOW(), 'cmp1', 0)"
             )
             total = 1
-            while total < ROWS:
+            while total < rows:
                 conn.exec_driver_sql(
                     "INSERT INTO instance_actions_events (id, event, start_time, host, deleted) "
                     f"SELECT id + {total}, event, start_time, CONCAT('cmp', (id + {total}) %% 997), 0 "
-                    f"FROM instance_actions_events WHERE id <= {min(total, ROWS - total)}"
+                    f"FROM instance_actions_events WHERE id <= {min(total, rows - total)}"
                 )
-                total += min(total, ROWS - total)
+                total += min(total, rows - total)
     engine.dispose()
 
 
@@ -45,7 +56,7 @@ def _build_running(conn, backend: str) -> bool:
         return bool(
             conn.exec_driver_sql(
                 "SELECT 1 FROM pg_stat_progress_create_index p JOIN pg_class c ON c.oid = p.relid "
-                "WHERE c.relname = 'instance_actions_events'"
+                "WHERE c.relname = 'instance_actions_events' AND p.phase = 'waiting for old snapshots'"
             ).first()
         )
     return bool(
@@ -73,9 +84,11 @@ def test_inserts_are_not_blocked_while_the_index_builds(cell, backend):
     thread = threading.Thread(target=build)
     observer = sa.create_engine(cell.url, isolation_level="AUTOCOMMIT")
     writer = sa.create_engine(cell.url, isolation_level="AUTOCOMMIT")
+    holder = sa.create_engine(cell.url, isolation_level="REPEATABLE READ")
     inserted_during_build = []
-    with observer.connect() as watch, writer.connect() as write:
+    with observer.connect() as watch, writer.connect() as write, holder.connect() as hold:
         if backend == "postgresql":
+            hold.exec_driver_sql("SELECT count(*) FROM instances").scalar()  # takes the snapshot
             write.exec_driver_sql("SET lock_timeout = '1s'")
         else:
             write.exec_driver_sql("SET SESSION lock_wait_timeout = 1")
@@ -85,10 +98,12 @@ def test_inserts_are_not_blocked_while_the_index_builds(cell, backend):
         while not _build_running(watch, backend):
             assert not failure, failure
             if not thread.is_alive():
-                pytest.fail(f"the index build ended before it was seen running ({ROWS:,} rows)")
+                pytest.fail(
+                    f"the index build ended before it was seen running ({ROWS[backend]:,} rows)"
+                )
             assert time.monotonic() < deadline, "the index build never showed up"
             time.sleep(0.01)  # polling the server's view of the build
-        next_id = ROWS + 1
+        next_id = ROWS[backend] + 1
         while _build_running(watch, backend) and len(inserted_during_build) < 20:
             started = time.monotonic()
             write.exec_driver_sql(
@@ -99,9 +114,11 @@ def test_inserts_are_not_blocked_while_the_index_builds(cell, backend):
             if _build_running(watch, backend):
                 inserted_during_build.append(elapsed)
             next_id += 1
+        hold.rollback()  # PostgreSQL: lets the build finish
         thread.join(120)
     observer.dispose()
     writer.dispose()
+    holder.dispose()
     assert not failure, failure
     assert len(inserted_during_build) >= 3, "the build finished before inserts could be tried"
     assert max(inserted_during_build) < 1.0

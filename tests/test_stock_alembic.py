@@ -39,6 +39,24 @@ def test_stock_alembic_commands(cell, backend):
     assert HOST_INDEX not in cell.index_names()
 
 
+@pytest.mark.backends("sqlite", "postgresql", "mysql")
+def test_stock_alembic_reensure_rebuilds_what_the_version_table_claims(cell, backend):
+    assert alembic("-x", f"db={cell.url}", "upgrade", "head").returncode == 0
+    cell.execute(
+        f"ALTER TABLE instance_actions_events DROP INDEX {HOST_INDEX}"
+        if backend == "mysql"
+        else f"DROP INDEX {HOST_INDEX}"
+    )
+    plain = alembic("-x", f"db={cell.url}", "upgrade", "head")
+    assert plain.returncode == 0, plain.stderr
+    assert HOST_INDEX not in cell.index_names(), "stock semantics: the version table is at head"
+    done = alembic("-x", f"db={cell.url}", "-x", "reensure=true", "upgrade", "head")
+    assert done.returncode == 0, done.stderr
+    assert HOST_INDEX in cell.index_names()
+    done = alembic("current", env={"ACTIONHOST_DB_URL": cell.url})
+    assert "0003_backfill_state (head)" in done.stdout
+
+
 def test_stock_alembic_offline_sql_hides_password():
     done = alembic(
         "-x", "db=mysql+pymysql://nova:hunter2-secret@db.example/nova", "upgrade", "head", "--sql"

@@ -1,17 +1,29 @@
 """A real 3-node MariaDB Galera cluster: the backfill through node 1 while Nova records
-hosts through node 2.
+hosts through node 2; batches within ``wsrep_max_ws_rows``; real flow control.
 
 Node 2 records a host on a row of the backfill's first batch while that batch
 is open on node 1: node 2's write set certifies first, node 1's batch is
 aborted (a certification conflict, error 1213), rolled back and retried; the
 retried batch leaves Nova's host alone.  A second runner on node 3 is refused
 while the first holds the lease.  All three nodes end with the same hosts.
+
+With ``wsrep_max_ws_rows`` set low on every node, the cluster refuses any
+transaction writing more rows (error 1180): the backfill as shipped caps its
+batches and completes, the same backfill without the cap is refused.
+
+Node 3 stalls its applier (``FLUSH TABLES WITH READ LOCK``) while it takes
+part in flow control: the cluster really pauses, and the backfill's Galera
+throttle holds the run until the lock is released.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import math
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -19,13 +31,17 @@ import pytest
 import sqlalchemy as sa
 
 from actionhost_backfill.db import parse_url
+from actionhost_backfill.dialects import mysql as mysql_dialect
 from actionhost_backfill.engine.backfill import BackfillOptions, run_backfill
 from actionhost_backfill.engine.fill import PlanFill
+from actionhost_backfill.engine.throttling import ThrottleOptions
 from actionhost_backfill.errors import ExitCode
 from actionhost_backfill.schema import revisions
 from actionhost_backfill.sim.history import HistoryBuilder
+from actionhost_backfill.sim.simulate import SimulationOptions, simulate
 from tests import scenarios
-from tests.harness import Cell, cli
+from tests.harness import Cell, cli, wait_until
+from tests.logwatch import when_logged
 from tests.topology.galera import galera_cluster
 
 
@@ -106,4 +122,392 @@ def test_backfill_on_node1_while_nova_writes_on_node2(
     states = [node.sql(query) for node in nodes]
     assert states[0] == states[1] == states[2]
     assert f"{row}\tnova-recorded" in states[2]
+    cell.dispose()
+
+
+# ------------------------------------------------------------------ shared
+
+#: 1,005 live events, 742 of them NULL: enough batches to cap and to throttle.
+HISTORY = SimulationOptions(seed=21, events=1000, hosts=8, days=200)
+FLOW = (
+    "wsrep_flow_control_active",
+    "wsrep_flow_control_paused_ns",
+    "wsrep_flow_control_recv",
+    "wsrep_flow_control_sent",
+    "wsrep_local_state_comment",
+)
+
+
+def _simulated_cell(node, database: str) -> Cell:
+    """A simulated cell in ``database`` through ``node``, schema upgraded (before any limit)."""
+    node.sql(f"CREATE DATABASE {database}")
+    url = _url(node, database)
+    simulate(parse_url(url), HISTORY)
+    revisions.upgrade(parse_url(url))
+    return Cell(url)
+
+
+def _node_states(nodes, database: str) -> list[str]:
+    """Each node's hosts (live and shadow) and checksums of the events and the audit,
+    read causally (``wsrep_sync_wait``: the node first applies all the cluster committed)."""
+    query = (
+        "SET SESSION wsrep_sync_wait = 1; "
+        f"SELECT id, host FROM {database}.instance_actions_events ORDER BY id; "
+        f"SELECT id, host FROM {database}.shadow_instance_actions_events ORDER BY id; "
+        f"CHECKSUM TABLE {database}.instance_actions_events, {database}_actionhost.audit"
+    )
+    return [node.sql(query) for node in nodes]
+
+
+class _Status:
+    """``SHOW GLOBAL STATUS`` of one node, over one connection kept open."""
+
+    def __init__(self, node):
+        self.engine = sa.create_engine(
+            _url(node, "mysql"), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool
+        )
+        self.conn = self.engine.connect()
+
+    def __call__(self, *names: str) -> dict[str, str]:
+        listed = ", ".join(f"'{name}'" for name in names)
+        rows = self.conn.exec_driver_sql(f"SHOW GLOBAL STATUS WHERE Variable_name IN ({listed})")
+        return {name: value for name, value in rows}
+
+    def close(self) -> None:
+        self.conn.close()
+        self.engine.dispose()
+
+
+# ------------------------------------------------------------------ wsrep_max_ws_rows
+
+
+@pytest.fixture
+def ws_row_limit(cluster):
+    """``limit(rows)`` sets ``wsrep_max_ws_rows`` on every node; the previous values come back
+    after the test, whatever happens in it."""
+    nodes, _ = cluster
+    before = [node.sql("SELECT @@GLOBAL.wsrep_max_ws_rows").strip() for node in nodes]
+
+    def limit(rows: int) -> None:
+        for node in nodes:
+            node.sql(f"SET GLOBAL wsrep_max_ws_rows = {rows}")
+
+    yield limit
+    for node, value in zip(nodes, before, strict=True):
+        node.sql(f"SET GLOBAL wsrep_max_ws_rows = {value}")
+
+
+@pytest.mark.backends("mysql")
+@pytest.mark.parametrize(
+    "max_ws_rows",
+    [
+        # galera_cap: 200 // 8 = 25 events a batch, at most 25 + 25 rows plus counters
+        # and checkpoint; the sizer's first batch (1,000 events) would write over 1,000.
+        200,
+        # 2 events a batch: below the sizer's floor of 10, which used to override the cap.
+        16,
+    ],
+)
+def test_batches_stay_within_wsrep_max_ws_rows(
+    cluster, backend, max_ws_rows, ws_row_limit, monkeypatch, record_property
+):
+    nodes, _ = cluster
+    database = f"nova_wsrows_{max_ws_rows}"
+    cell = _simulated_cell(nodes[0], database)
+    ws_row_limit(max_ws_rows)
+    audit = f"{cell.location.schema}.audit"
+    hosts = "SELECT id, host FROM instance_actions_events ORDER BY id"
+    before = cell.rows(hosts)
+    null = sum(1 for _, host in before if host is None)
+    assert null > max_ws_rows  # one uncapped batch of the default sizer would not fit
+
+    # The cluster counts every row a transaction writes: one more than the limit is refused.
+    engine = sa.create_engine(cell.url, poolclass=sa.pool.NullPool)
+    probe = (
+        "UPDATE instance_actions_events SET host = 'probe' WHERE host IS NULL ORDER BY id LIMIT "
+    )
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql(probe + str(max_ws_rows)).rowcount == max_ws_rows
+        conn.rollback()
+        with pytest.raises(sa.exc.DBAPIError) as refused:
+            conn.exec_driver_sql(probe + str(max_ws_rows + 1))
+        conn.rollback()
+    engine.dispose()
+    assert refused.value.orig.args == (1180, "wsrep_max_ws_rows exceeded")
+    record_property("server_error", f"{refused.value.orig.args}")
+
+    # The same backfill without the cap: its first batch is refused, nothing is written.
+    monkeypatch.setattr(mysql_dialect, "galera_cap", lambda variables: None)
+    uncapped = cli("backfill", "--db", cell.url, "--no-progress", "--json")
+    monkeypatch.undo()
+    assert uncapped.exit_code == ExitCode.INTERVENE, uncapped.output
+    assert "(1180, 'wsrep_max_ws_rows exceeded')" in uncapped.stderr
+    assert cell.rows(hosts) == before
+
+    # As shipped: batches capped at a quarter of the limit, two rows per event; exit 0.
+    with when_logged("actionhost_backfill.dialects.mysql", "Galera node:", lambda _m: None) as cap:
+        capped = cli("backfill", "--db", cell.url, "--no-progress", "--json")
+    assert capped.exit_code == 0, capped.output
+    report = json.loads(capped.stdout)
+    assert report["outcome"] == "complete" and report["remaining"] == 0
+    largest = max_ws_rows // (4 * mysql_dialect.ROWS_PER_EVENT)
+    assert cap == [f"Galera node: batches capped at {largest} events (write-set limits)"]
+    assert report["examined"] == null
+    assert report["batches"] == math.ceil(null / largest)
+    # What each committed batch wrote: the hosts it filled, one audit row per event, one
+    # counter row per (outcome, rule) and the checkpoint and run rows.
+    batches: dict[int, dict] = {}
+    for batch, outcome, _rule, rows in cell.rows(
+        f"SELECT batch, outcome, rule, COUNT(*) FROM {audit} WHERE run_id = :run "
+        "GROUP BY batch, outcome, rule",
+        {"run": report["run_id"]},
+    ):
+        seen = batches.setdefault(batch, {"events": 0, "written": 2})
+        seen["events"] += rows
+        seen["written"] += rows + (rows if outcome == "filled" else 0) + 1
+    assert len(batches) == report["batches"]
+    assert max(b["events"] for b in batches.values()) == largest
+    most = max(b["written"] for b in batches.values())
+    assert most <= max_ws_rows
+    record_property("cap_events", largest)
+    record_property("batches", report["batches"])
+    record_property("most_rows_in_a_batch", most)
+    states = _node_states(nodes, database)
+    assert states[0] == states[1] == states[2]
+    assert cell.rows(hosts) != before
+    cell.dispose()
+
+
+# ------------------------------------------------------------------ flow control
+
+#: How long the test keeps the cluster paused (nanoseconds of node 1's
+#: wsrep_flow_control_paused_ns) before it releases node 3: three throttle polls.
+HOLD_NS = 1_500_000_000
+
+
+class _ApplierStall:
+    """``FLUSH TABLES WITH READ LOCK`` on one node.  MariaDB then desyncs the node and
+    pauses its applier: write sets queue up on it.  A desynced node sends no flow
+    control unless ``gcs.sync_donor=YES``; with it, and ``gcs.fc_limit=1`` (a queue
+    over round(1 * sqrt(3)) = 2 write sets), the node stops the whole cluster."""
+
+    def __init__(self, node):
+        self.node = node
+        self.engine = sa.create_engine(
+            _url(node, "mysql"), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool
+        )
+        self.conn: sa.Connection | None = None
+        options = node.sql("SELECT @@GLOBAL.wsrep_provider_options")
+        found = {}
+        for part in options.split(";"):
+            name, _, value = part.partition("=")
+            found[name.strip()] = value.strip()
+        self.before: str | None = (
+            f"gcs.fc_limit={found['gcs.fc_limit']};gcs.sync_donor={found['gcs.sync_donor']}"
+        )
+
+    def lock(self) -> None:
+        self.node.sql("SET GLOBAL wsrep_provider_options = 'gcs.fc_limit=1;gcs.sync_donor=YES'")
+        self.conn = self.engine.connect()
+        self.conn.exec_driver_sql("FLUSH TABLES WITH READ LOCK")
+
+    def unlock(self) -> None:
+        if self.conn is not None:
+            self.conn.exec_driver_sql("UNLOCK TABLES")
+            self.conn.close()
+            self.conn = None
+
+    def restore(self) -> None:
+        """Back to the node's own flow control, once it is in sync again."""
+        self.unlock()
+        if self.before is None:
+            return
+        status = _Status(self.node)
+        try:
+            wait_until(
+                lambda: (
+                    status("wsrep_local_state_comment")["wsrep_local_state_comment"] == "Synced"
+                ),
+                "node 3 back in sync",
+            )
+        finally:
+            status.close()
+        self.node.sql(f"SET GLOBAL wsrep_provider_options = '{self.before}'")
+        self.before = None
+        self.engine.dispose()
+
+
+@pytest.fixture
+def stall_node3(cluster):
+    nodes, _ = cluster
+    stall = _ApplierStall(nodes[2])
+    yield stall
+    stall.restore()
+
+
+class _Bar:
+    """The run's progress output: ``on_batch(n)`` after each committed batch."""
+
+    def __init__(self, on_batch):
+        self.on_batch = on_batch
+        self.batches = 0
+        self.shown: list[str] = []
+
+    def update(self, n: int) -> None:
+        self.batches += 1
+        self.on_batch(self.batches)
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+        self.shown.append(s)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.backends("mysql")
+def test_real_flow_control_pauses_the_backfill_until_node3_resumes(
+    cluster, backend, stall_node3, record_property
+):
+    nodes, _ = cluster
+    cell = _simulated_cell(nodes[0], "nova_fc")
+    nodes[0].sql(
+        "CREATE TABLE nova_fc.fc_writes (id INT PRIMARY KEY, n INT); "
+        "INSERT INTO nova_fc.fc_writes VALUES (1, 0)"
+    )
+    node1, node3 = _Status(nodes[0]), _Status(nodes[2])
+    checkpoints = f"SELECT SUM(batches) FROM {cell.location.schema}.checkpoints"
+    before = {1: node1(*FLOW), 3: node3(*FLOW)}
+    facts: dict = {}
+    failures: list[BaseException] = []
+    throttled = threading.Event()
+    logs = contextlib.ExitStack()
+    threads: list[threading.Thread] = []
+
+    def fc_active() -> bool:
+        return node1("wsrep_flow_control_active")["wsrep_flow_control_active"] == "true"
+
+    def paused_ns() -> int:
+        return int(node1("wsrep_flow_control_paused_ns")["wsrep_flow_control_paused_ns"])
+
+    def writes_through_node2(stop: threading.Event) -> None:
+        # Small commits, as any client: once node 3's queue is over its limit it
+        # sends FC_STOP, and the commit in flight waits like every other.
+        engine = sa.create_engine(_url(nodes[1], "nova_fc"), isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            while not stop.is_set():
+                conn.exec_driver_sql("UPDATE fc_writes SET n = n + 1 WHERE id = 1")
+        engine.dispose()
+
+    def on_throttled(_message: str) -> None:  # in the runner, at its throttle's look
+        facts["logged_at"] = time.monotonic()
+        facts["fc_active_when_logged"] = fc_active()
+        facts["paused_ns_when_logged"] = paused_ns()
+        facts["batches_when_logged"] = cell.scalar(checkpoints)
+        throttled.set()
+
+    def release_node3() -> None:
+        try:
+            if not throttled.wait(30):
+                facts["never_throttled"] = True
+                return
+            # Keep the cluster paused for three throttle polls, measured by the cluster.
+            wait_until(
+                lambda: paused_ns() - facts["paused_ns_when_logged"] >= HOLD_NS,
+                "the cluster paused by flow control for 1.5 s",
+            )
+            facts["batches_before_release"] = cell.scalar(checkpoints)
+        except BaseException as exc:  # reported by the test below
+            failures.append(exc)
+        finally:
+            stall_node3.unlock()
+            facts["released_at"] = time.monotonic()
+        try:
+            wait_until(lambda: not fc_active(), "flow control over after the release")
+            facts["fc_over_at"] = time.monotonic()
+        except BaseException as exc:  # reported by the test below
+            failures.append(exc)
+
+    def between_batches(done: int) -> None:  # in the runner, after a committed batch
+        if done != 2:
+            return
+        stall_node3.lock()
+        stop = threading.Event()
+        writer = threading.Thread(target=writes_through_node2, args=(stop,), daemon=True)
+        writer.start()
+        try:
+            wait_until(fc_active, "node 3 stopping the cluster (flow control)")
+        finally:
+            stop.set()
+            threads.append(writer)
+        facts["batches_at_fc"] = cell.scalar(checkpoints)
+        facts["logged"] = logs.enter_context(
+            when_logged("actionhost_backfill.engine.throttling", "throttled: ", on_throttled)
+        )
+        helper = threading.Thread(target=release_node3, daemon=True)
+        helper.start()
+        threads.append(helper)
+
+    bars: dict[str, _Bar] = {}
+
+    def progress(total, description):
+        # "run N": the applier's bar, one update per committed batch; "plan ...": the planner's.
+        bars[description] = _Bar(
+            between_batches if description.startswith("run ") else lambda _n: None
+        )
+        return bars[description]
+
+    try:
+        with logs:
+            result = run_backfill(
+                parse_url(cell.url),
+                BackfillOptions(batch_size=50, throttle=ThrottleOptions(max_lag=60)),
+                progress=progress,
+            )
+    finally:
+        stall_node3.unlock()
+        for thread in threads:
+            thread.join(60)
+    after = {1: node1(*FLOW), 3: node3(*FLOW)}
+    node1.close()
+    node3.close()
+
+    assert not failures, failures
+    assert "never_throttled" not in facts, "the Galera throttle never paused the run"
+    # Real flow control: node 3 sent FC_STOP, node 1 received it and was paused.
+    sent = int(after[3]["wsrep_flow_control_sent"]) - int(before[3]["wsrep_flow_control_sent"])
+    received = int(after[1]["wsrep_flow_control_recv"]) - int(before[1]["wsrep_flow_control_recv"])
+    paused = (
+        int(after[1]["wsrep_flow_control_paused_ns"])
+        - int(before[1]["wsrep_flow_control_paused_ns"])
+    ) / 1e9
+    assert sent >= 1 and received >= 1 and paused >= HOLD_NS / 1e9
+    # The throttle saw it between batches, while the cluster was paused, and held the run:
+    # no batch committed from the moment flow control began until node 3 was released.
+    assert (
+        facts["logged"][0]
+        == "throttled: Galera flow control paused the cluster since the last batch"
+    )
+    assert facts["fc_active_when_logged"]
+    assert facts["batches_at_fc"] == facts["batches_when_logged"] == facts["batches_before_release"]
+    (run_bar,) = [bar for name, bar in bars.items() if name.startswith("run ")]
+    assert run_bar.shown[:2] == [facts["logged"][0], ""]  # the progress output said why
+    # The run's own report (what --json prints): the pause, by the Galera check only, at
+    # least as long as the flow control the test saw; then the run resumed and completed.
+    report = result.to_dict()
+    throttle = report["throttled"]
+    assert set(throttle["by_check"]) == {"galera flow control"}
+    assert throttle["pauses"] >= 1
+    assert throttle["seconds"] >= facts["fc_over_at"] - facts["logged_at"]
+    assert report["outcome"] == "complete" and report["remaining"] == 0
+    assert report["batches"] > facts["batches_before_release"]
+    record_property("fc_stop_sent_by_node3", sent)
+    record_property("fc_received_by_node1", received)
+    record_property("cluster_paused_seconds", round(paused, 3))
+    record_property("throttled", json.dumps(throttle))
+    record_property(
+        "flow_control_after_release_seconds", round(facts["fc_over_at"] - facts["released_at"], 3)
+    )
+    stall_node3.restore()  # node 3 in sync again, its own flow-control settings back
+    states = _node_states(nodes, "nova_fc")
+    assert states[0] == states[1] == states[2]
     cell.dispose()

@@ -50,7 +50,8 @@ class BatchSizer:
         )
         wanted = int(self.rate * self.target)
         wanted = max(self.size // 2, min(self.size * 2, wanted))
-        self.size = max(MIN_BATCH, min(MAX_BATCH, self.largest, wanted))
+        # The cap last: a Galera cap below MIN_BATCH (wsrep_max_ws_rows < 80) still holds.
+        self.size = min(self.largest, max(MIN_BATCH, min(MAX_BATCH, wanted)))
 
 
 def pause(seconds: float, stop: threading.Event | None) -> bool:

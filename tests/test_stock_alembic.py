@@ -55,6 +55,9 @@ def test_stock_alembic_reensure_rebuilds_what_the_version_table_claims(cell, bac
     assert HOST_INDEX in cell.index_names()
     done = alembic("current", env={"ACTIONHOST_DB_URL": cell.url})
     assert "0003_backfill_state (head)" in done.stdout
+    done = alembic("-x", f"db={cell.url}", "-x", "reensure=true", "downgrade", "0001_host_column")
+    assert done.returncode == 0, done.stderr
+    assert HOST_INDEX not in cell.index_names(), "a downgrade is not undone by re-ensuring"
 
 
 def test_stock_alembic_offline_sql_hides_password():

@@ -89,20 +89,26 @@ def _run_with(connection) -> None:
     with context.begin_transaction():
         context.run_migrations()
     if settings.reensure:
-        _reensure(connection, before)
+        _reensure(connection, before, context.get_context().get_current_heads())
 
 
-def _reensure(connection, before: tuple[str, ...]) -> None:
+def _reensure(connection, before: tuple[str, ...], after: tuple[str, ...]) -> None:
     """Run again, oldest first, each revision up to the target applied before this upgrade.
 
-    Each runs in its own transaction (PostgreSQL's ``autocommit_block`` for
+    Only revisions still applied after it: ``-x reensure=true`` on a stock
+    ``alembic downgrade`` must not rebuild what the downgrade removed.  Each
+    runs in its own transaction (PostgreSQL's ``autocommit_block`` for
     ``CREATE INDEX CONCURRENTLY`` needs one), outside Alembic's migration loop,
     so the version table is left as it is.
     """
-    if not before:
+    if not before or not after:
         return
     script = ScriptDirectory.from_config(config)
-    applied = {s.revision for s in script.iterate_revisions(before[0], "base")}
+
+    def ancestry(head: str) -> set[str]:
+        return {s.revision for s in script.iterate_revisions(head, "base")}
+
+    applied = ancestry(before[0]) & ancestry(after[0])
     for step in reversed(list(script.iterate_revisions(settings.reensure, "base"))):
         if step.revision not in applied:
             continue

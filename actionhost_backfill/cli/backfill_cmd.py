@@ -486,6 +486,11 @@ def revert_command(
         f"{verb} {result.reverted:,} rows to NULL; kept {result.kept_changed:,} whose host changed since; "
         f"{result.missing:,} purged; {result.batches:,} batches in {result.elapsed:.1f}s"
     )
+    if result.already_null:
+        echo(
+            f"{result.already_null:,} rows the run wrote are NULL already: nothing to undo there "
+            "(was the cell database restored from a backup? `verify` lists them)"
+        )
     throttled = throttle_line(result.throttle)
     if throttled:
         echo(throttled)

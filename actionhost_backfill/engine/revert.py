@@ -45,7 +45,7 @@ from actionhost_backfill.state.lease import RunnerLock
 from actionhost_backfill.state.tables import FILLED, StateTables, state
 
 # What a revert batch counts (reported, not kept in run_counts).
-REVERTED_ROWS, KEPT, MISSING = "reverted", "kept-changed", "missing"
+REVERTED_ROWS, KEPT, ALREADY_NULL, MISSING = "reverted", "kept-changed", "already-null", "missing"
 
 
 @dataclass
@@ -63,6 +63,8 @@ class RevertResult:
     reverted: int = 0
     kept_changed: int = 0
     """Rows whose host changed since the run wrote it: left alone."""
+    already_null: int = 0
+    """Rows NULL again although the audit has them written (a cell restored from a backup?)."""
     missing: int = 0
     """Rows no longer in either events table (purged)."""
     batches: int = 0
@@ -143,7 +145,7 @@ class RevertWork:
             lock=self.write,
         )
         to_null: dict[str, list[int]] = {self.table: [], other_table(self.table): []}
-        kept = missing = 0
+        kept = null = missing = 0
         for event_id, host in written.items():
             if event_id in here:
                 where, current = self.table, here[event_id]
@@ -154,6 +156,8 @@ class RevertWork:
                 continue
             if current == host:
                 to_null[where].append(event_id)
+            elif current is None:
+                null += 1
             else:
                 kept += 1
         reverted = to_null[self.table] + to_null[other_table(self.table)]
@@ -174,7 +178,9 @@ class RevertWork:
                     )
                     .values(reverted_by=self.revert_run_id)
                 )
-        counts = Counter({REVERTED_ROWS: len(reverted), KEPT: kept, MISSING: missing})
+        counts = Counter(
+            {REVERTED_ROWS: len(reverted), KEPT: kept, ALREADY_NULL: null, MISSING: missing}
+        )
         return Applied(len(written), counts)
 
 
@@ -360,4 +366,5 @@ def _revert_tables(
         result.retries += stats.retries
         result.reverted += stats.counts[REVERTED_ROWS]
         result.kept_changed += stats.counts[KEPT]
+        result.already_null += stats.counts[ALREADY_NULL]
         result.missing += stats.counts[MISSING]

@@ -189,3 +189,23 @@ def test_schema_upgrade_at_head_recreates_missing_state_tables(cell):
     assert "created the missing state tables: run_counts" in upgraded.stdout
     assert "run_counts" in cell.state_table_names()
     assert _cli(cell.url, "schema", "status").returncode == 0
+
+
+def test_revert_on_a_restored_cell_says_the_rows_are_null_already(
+    backend, blank_db, tmp_path, request
+):
+    cell = harness.Cell(blank_db)
+    request.addfinalizer(cell.dispose)
+    simulate(parse_url(cell.url), HISTORY)
+    backup = _backup(cell, tmp_path)
+    assert _cli(cell.url, "schema", "upgrade").returncode == 0
+    run = run_backfill(parse_url(cell.url), BackfillOptions())
+    assert run.outcome == "complete" and run.filled > 100
+    _restore(cell, backup)
+    before = table_state(cell)
+    reverted = _cli(cell.url, "revert", "--run", str(run.run_id), "--json", "--no-progress")
+    assert reverted.returncode == 0, reverted.stderr
+    report = json.loads(reverted.stdout)
+    assert (report["reverted"], report["kept_changed"]) == (0, 0)
+    assert report["already_null"] == run.filled
+    assert table_state(cell) == before

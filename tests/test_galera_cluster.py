@@ -9,7 +9,9 @@ while the first holds the lease.  All three nodes end with the same hosts.
 
 With ``wsrep_max_ws_rows`` set low on every node, the cluster refuses any
 transaction writing more rows (error 1180): the backfill as shipped caps its
-batches and completes, the same backfill without the cap is refused.
+batches and completes, the same backfill without the cap is refused.  The same
+with ``wsrep_max_ws_size`` (error 1105) and events carrying the longest traceback
+Nova stores: each batch's write set is measured on node 1.
 
 Node 3 stalls its applier (``FLUSH TABLES WITH READ LOCK``) while it takes
 part in flow control: the cluster really pauses, and the backfill's Galera
@@ -19,6 +21,7 @@ throttle holds the run until the lock is released.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -181,20 +184,28 @@ class _Status:
 # ------------------------------------------------------------------ wsrep_max_ws_rows
 
 
+@contextlib.contextmanager
+def _on_every_node(nodes, variable: str):
+    """``limit(value)`` sets the global ``variable`` on every node; the previous values come
+    back on exit, whatever happened meanwhile."""
+    before = [node.sql(f"SELECT @@GLOBAL.{variable}").strip() for node in nodes]
+
+    def limit(value: int) -> None:
+        for node in nodes:
+            node.sql(f"SET GLOBAL {variable} = {value}")
+
+    try:
+        yield limit
+    finally:
+        for node, value in zip(nodes, before, strict=True):
+            node.sql(f"SET GLOBAL {variable} = {value}")
+
+
 @pytest.fixture
 def ws_row_limit(cluster):
-    """``limit(rows)`` sets ``wsrep_max_ws_rows`` on every node; the previous values come back
-    after the test, whatever happens in it."""
-    nodes, _ = cluster
-    before = [node.sql("SELECT @@GLOBAL.wsrep_max_ws_rows").strip() for node in nodes]
-
-    def limit(rows: int) -> None:
-        for node in nodes:
-            node.sql(f"SET GLOBAL wsrep_max_ws_rows = {rows}")
-
-    yield limit
-    for node, value in zip(nodes, before, strict=True):
-        node.sql(f"SET GLOBAL wsrep_max_ws_rows = {value}")
+    """``limit(rows)``: ``wsrep_max_ws_rows`` on every node, restored after the test."""
+    with _on_every_node(cluster[0], "wsrep_max_ws_rows") as limit:
+        yield limit
 
 
 @pytest.mark.backends("mysql")
@@ -272,6 +283,148 @@ def test_batches_stay_within_wsrep_max_ws_rows(
     record_property("cap_events", largest)
     record_property("batches", report["batches"])
     record_property("most_rows_in_a_batch", most)
+    states = _node_states(nodes, database)
+    assert states[0] == states[1] == states[2]
+    assert cell.rows(hosts) != before
+    cell.dispose()
+
+
+# ------------------------------------------------------------------ wsrep_max_ws_size
+
+#: The byte limit set on every node: 1 MiB.  galera_cap: 1,048,576 // (4 * 66,000) = 3 events.
+MAX_WS_SIZE = 1 << 20
+#: The longest traceback Nova can store (``traceback`` is TEXT).
+TRACEBACK_BYTES = 65_535
+#: NULL-host events given such a traceback: the first ones in id order, so that whole
+#: batches hold nothing else (Nova writes a traceback only when an event fails).
+LONG_TRACEBACKS = 40
+WRITE_SETS = (
+    "wsrep_replicated",
+    "wsrep_replicated_bytes",
+    "wsrep_repl_data_bytes",
+    "wsrep_repl_keys_bytes",
+)
+
+
+@pytest.fixture
+def ws_size_limit(cluster):
+    """``limit(bytes)``: ``wsrep_max_ws_size`` on every node, restored after the test."""
+    with _on_every_node(cluster[0], "wsrep_max_ws_size") as limit:
+        yield limit
+
+
+def _delta(before: dict[str, str], after: dict[str, str]) -> dict[str, int]:
+    return {name: int(after[name]) - int(before[name]) for name in before}
+
+
+@pytest.mark.backends("mysql")
+def test_batches_stay_within_wsrep_max_ws_size(
+    cluster, backend, ws_size_limit, monkeypatch, record_property
+):
+    nodes, _ = cluster
+    database = "nova_wssize"
+    cell = _simulated_cell(nodes[0], database)
+    engine = sa.create_engine(cell.url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:  # one event a statement: each write set stays small
+        for (event,) in conn.exec_driver_sql(
+            f"SELECT id FROM instance_actions_events WHERE host IS NULL ORDER BY id "
+            f"LIMIT {LONG_TRACEBACKS}"
+        ).all():
+            conn.exec_driver_sql(
+                "UPDATE instance_actions_events SET traceback = REPEAT('x', %s) WHERE id = %s",
+                (TRACEBACK_BYTES, event),
+            )
+    # Galera replicates the row events: with the default FULL row image an UPDATE carries
+    # the whole row twice (before and after), the traceback included.
+    assert nodes[0].sql("SELECT @@GLOBAL.binlog_row_image").strip() == "FULL"
+    ws_size_limit(1)  # below the server's minimum: raised to it
+    minimum = {node.sql("SELECT @@GLOBAL.wsrep_max_ws_size").strip() for node in nodes}
+    assert minimum == {"1024"}
+    ws_size_limit(MAX_WS_SIZE)
+    hosts = "SELECT id, host FROM instance_actions_events ORDER BY id"
+    before = cell.rows(hosts)
+    null = sum(1 for _, host in before if host is None)
+    node1 = _Status(nodes[0])
+
+    def write_set(conn: sa.Connection, statement: str) -> int:
+        """Bytes of the one write set ``statement`` (autocommit) replicated from node 1."""
+        start = node1(*WRITE_SETS)
+        conn.exec_driver_sql(statement)
+        done = _delta(start, node1(*WRITE_SETS))
+        assert done["wsrep_replicated"] == 1
+        return done["wsrep_replicated_bytes"]
+
+    # The cluster counts the bytes of the write set: the most long-traceback rows that fit
+    # pass, one more is refused at commit.
+    fill = "UPDATE instance_actions_events SET host = 'probe' WHERE host IS NULL ORDER BY id LIMIT "
+    undo = "UPDATE instance_actions_events SET host = NULL WHERE host = 'probe'"
+    with engine.connect() as conn:
+        one = write_set(conn, fill + "1")
+        write_set(conn, undo)
+        conn.exec_driver_sql("SET SESSION binlog_row_image = MINIMAL")
+        one_minimal = write_set(conn, fill + "1")
+        write_set(conn, undo)
+        conn.exec_driver_sql("SET SESSION binlog_row_image = FULL")
+        rows = MAX_WS_SIZE // one
+        fits = write_set(conn, fill + str(rows))
+        write_set(conn, undo)
+        with pytest.raises(sa.exc.DBAPIError) as refused:
+            conn.exec_driver_sql(fill + str(rows + 1))
+    engine.dispose()
+    assert 2 * TRACEBACK_BYTES < one < 2 * TRACEBACK_BYTES + 1024  # two images of the row
+    assert one_minimal < 1024  # the primary key and the new host only
+    assert rows > 1 and fits <= MAX_WS_SIZE < fits + one
+    assert refused.value.orig.args == (1105, "Maximum writeset size exceeded")
+    assert cell.rows(hosts) == before
+    record_property("server_error", f"{refused.value.orig.args}")
+    record_property("one_row_write_set_full", one)
+    record_property("one_row_write_set_minimal", one_minimal)
+    record_property("rows_that_fit", rows)
+    record_property("write_set_that_fits", fits)
+
+    # The same backfill without the cap: its first batch (1,000 events) is refused.
+    monkeypatch.setattr(mysql_dialect, "galera_cap", lambda variables: None)
+    uncapped = cli("backfill", "--db", cell.url, "--no-progress", "--json")
+    monkeypatch.undo()
+    assert uncapped.exit_code == ExitCode.INTERVENE, uncapped.output
+    assert "(1105, 'Maximum writeset size exceeded')" in uncapped.stderr
+    assert cell.rows(hosts) == before
+
+    # As shipped: node 1's write sets between the starts of two batches are the first
+    # batch's (and, after the last, the run's closing writes).
+    marks: list[dict[str, str]] = []
+    original = PlanFill.apply
+
+    def apply_measured(self, conn, after, upto, batch):
+        marks.append(node1(*WRITE_SETS))  # the previous batch has committed
+        return original(self, conn, after, upto, batch)
+
+    monkeypatch.setattr(PlanFill, "apply", apply_measured)
+    with when_logged("actionhost_backfill.dialects.mysql", "Galera node:", lambda _m: None) as cap:
+        capped = cli("backfill", "--db", cell.url, "--no-progress", "--json")
+    monkeypatch.undo()
+    marks.append(node1(*WRITE_SETS))
+    node1.close()
+    assert capped.exit_code == 0, capped.output
+    report = json.loads(capped.stdout)
+    assert report["outcome"] == "complete" and report["remaining"] == 0
+    largest = MAX_WS_SIZE // (4 * mysql_dialect.BYTES_PER_EVENT)
+    assert cap == [f"Galera node: batches capped at {largest} events (write-set limits)"]
+    assert report["examined"] == null
+    assert report["batches"] == math.ceil(null / largest) == len(marks) - 1
+    # A lease heartbeat (every 20 s) may share an interval: such intervals are not counted.
+    batches = [_delta(a, b) for a, b in itertools.pairwise(marks)]
+    alone = [b for b in batches[:-1] if b["wsrep_replicated"] == 1]
+    assert len(alone) >= len(batches) - 3
+    most = max(alone, key=lambda b: b["wsrep_replicated_bytes"])
+    # Measured on a batch of events that all carried the longest traceback, all filled...
+    assert most["wsrep_replicated_bytes"] >= largest * 2 * TRACEBACK_BYTES
+    # ...and it fits the limit.
+    assert most["wsrep_replicated_bytes"] <= MAX_WS_SIZE
+    record_property("cap_events", largest)
+    record_property("batches", report["batches"])
+    record_property("largest_write_set", json.dumps(most))
+    record_property("smallest_write_set", min(b["wsrep_replicated_bytes"] for b in alone))
     states = _node_states(nodes, database)
     assert states[0] == states[1] == states[2]
     assert cell.rows(hosts) != before

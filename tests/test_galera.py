@@ -15,7 +15,7 @@ def test_write_set_limits_cap_the_batch():
     # MariaDB defaults: no row limit, 2 GiB write sets.
     assert galera_cap(
         {"wsrep_on": "ON", "wsrep_max_ws_rows": "0", "wsrep_max_ws_size": "2147483647"}
-    ) == 2147483647 // (4 * 66_000)
+    ) == 2147483647 // (4 * 132_000)
     # A strict row limit wins: a quarter of it, two rows per event.
     assert (
         galera_cap(

@@ -12,9 +12,11 @@ log = logging.getLogger(__name__)
 
 #: Rows a batch writes per event, at most: the event's host and its audit row.
 ROWS_PER_EVENT = 2
-#: Bytes a batch may add to a write set per event: the row images of a
-#: instance_actions_events row (traceback included, up to 64 KiB) and its audit row.
-BYTES_PER_EVENT = 66_000
+#: Bytes a batch may add to a write set per event: under the default
+#: binlog_row_image=FULL the UPDATE carries the whole events row twice (before
+#: and after), traceback included (TEXT, up to 65,535 bytes), plus its audit
+#: row.  Measured on a real cluster: 131,632 bytes for one such row's host.
+BYTES_PER_EVENT = 132_000
 
 
 def galera_cap(variables: dict[str, str]) -> int | None:

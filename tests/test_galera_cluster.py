@@ -286,6 +286,13 @@ def test_batches_stay_within_wsrep_max_ws_rows(
     states = _node_states(nodes, database)
     assert states[0] == states[1] == states[2]
     assert cell.rows(hosts) != before
+
+    # Revert writes through the same applier and cap: a host and an audit mark per event.
+    undone = cli("revert", "--run", str(report["run_id"]), "--db", cell.url, "--no-progress")
+    assert undone.exit_code == 0, undone.output
+    assert cell.rows(hosts) == before
+    states = _node_states(nodes, database)
+    assert states[0] == states[1] == states[2]
     cell.dispose()
 
 

@@ -201,6 +201,18 @@ def _on_every_node(nodes, variable: str):
             node.sql(f"SET GLOBAL {variable} = {value}")
 
 
+def _refused_without_the_cap(cell: Cell, monkeypatch, error: str) -> None:
+    """The backfill with galera_cap patched out: exit 2 with the server's error, nothing written."""
+    hosts = "SELECT id, host FROM instance_actions_events ORDER BY id"
+    before = cell.rows(hosts)
+    monkeypatch.setattr(mysql_dialect, "galera_cap", lambda variables: None)
+    uncapped = cli("backfill", "--db", cell.url, "--no-progress", "--json")
+    monkeypatch.undo()
+    assert uncapped.exit_code == ExitCode.INTERVENE, uncapped.output
+    assert error in uncapped.stderr
+    assert cell.rows(hosts) == before
+
+
 @pytest.fixture
 def ws_row_limit(cluster):
     """``limit(rows)``: ``wsrep_max_ws_rows`` on every node, restored after the test."""
@@ -248,12 +260,7 @@ def test_batches_stay_within_wsrep_max_ws_rows(
     record_property("server_error", f"{refused.value.orig.args}")
 
     # The same backfill without the cap: its first batch is refused, nothing is written.
-    monkeypatch.setattr(mysql_dialect, "galera_cap", lambda variables: None)
-    uncapped = cli("backfill", "--db", cell.url, "--no-progress", "--json")
-    monkeypatch.undo()
-    assert uncapped.exit_code == ExitCode.INTERVENE, uncapped.output
-    assert "(1180, 'wsrep_max_ws_rows exceeded')" in uncapped.stderr
-    assert cell.rows(hosts) == before
+    _refused_without_the_cap(cell, monkeypatch, "(1180, 'wsrep_max_ws_rows exceeded')")
 
     # As shipped: batches capped at a quarter of the limit, two rows per event; exit 0.
     with when_logged("actionhost_backfill.dialects.mysql", "Galera node:", lambda _m: None) as cap:
@@ -390,12 +397,7 @@ def test_batches_stay_within_wsrep_max_ws_size(
     record_property("write_set_that_fits", fits)
 
     # The same backfill without the cap: its first batch (1,000 events) is refused.
-    monkeypatch.setattr(mysql_dialect, "galera_cap", lambda variables: None)
-    uncapped = cli("backfill", "--db", cell.url, "--no-progress", "--json")
-    monkeypatch.undo()
-    assert uncapped.exit_code == ExitCode.INTERVENE, uncapped.output
-    assert "(1105, 'Maximum writeset size exceeded')" in uncapped.stderr
-    assert cell.rows(hosts) == before
+    _refused_without_the_cap(cell, monkeypatch, "(1105, 'Maximum writeset size exceeded')")
 
     # As shipped: node 1's write sets between the starts of two batches are the first
     # batch's (and, after the last, the run's closing writes).

@@ -18,9 +18,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from actionhost_backfill.db import parse_url
-from actionhost_backfill.nova.catalog import HOST_INDEX
+from actionhost_backfill.nova.catalog import HOST_INDEX, KNOWN_TABLES
+from actionhost_backfill.nova.models import build_metadata
+from actionhost_backfill.nova.tables import nova as read_table
 from actionhost_backfill.schema import revisions
 from tests.harness import Cell, cli
 
@@ -133,3 +136,41 @@ def test_upgrade_on_a_real_postgresql_cell(real_cell, backend):
     assert real_cell.table_names() == nova_tables
     assert cli("schema", "downgrade", "base", "--db", real_cell.url).exit_code == 0
     assert HOST_INDEX not in real_cell.index_names()
+
+
+def _family(column_type) -> str:
+    """What a column holds, as far as the toolkit cares (Enum is text, Boolean an integer)."""
+    for family, types in (
+        ("text", (sa.String,)),  # Text and Enum (PostgreSQL/MySQL ENUM too) are String
+        ("integer", (sa.Integer, sa.Boolean)),  # MySQL has Boolean as TINYINT(1)
+        ("datetime", (sa.DateTime,)),
+        ("number", (sa.Float, sa.Numeric)),
+    ):
+        if isinstance(column_type, types):
+            return family
+    return type(column_type).__name__
+
+
+def test_the_toolkits_nova_tables_are_novas_own(real_cell):
+    """Every column the toolkit reads (nova/tables.py) or simulates (nova/models.py) is in
+    a cell built by Nova's own ``db sync``, holding the same kind of value."""
+    with real_cell.engine().connect() as conn:
+        inspector = sa.inspect(conn)
+        real = {
+            name: {c["name"]: c["type"] for c in inspector.get_columns(name)}
+            for name in inspector.get_table_names()
+        }
+    declared = [("reads", read_table(name)) for name in KNOWN_TABLES]
+    declared += [("simulates", table) for table in build_metadata().tables.values()]
+    problems = []
+    for use, table in declared:
+        for column in table.columns:
+            found = real.get(table.name, {}).get(column.name)
+            if found is None:
+                problems.append(f"{use} {table.name}.{column.name}: not in Nova's schema")
+            elif _family(found) != _family(column.type):
+                problems.append(
+                    f"{use} {table.name}.{column.name}: {column.type} but Nova has {found}"
+                )
+    assert problems == []
+    assert len(declared) > len(KNOWN_TABLES)

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from actionhost_backfill.db import parse_url
 from actionhost_backfill.nova.catalog import HOST_INDEX
 from actionhost_backfill.schema import revisions
+from tests.harness import wait_until
 
 ROWS = {"postgresql": 20_000, "mysql": 1_500_000}
 
@@ -94,15 +95,18 @@ def test_inserts_are_not_blocked_while_the_index_builds(cell, backend):
             write.exec_driver_sql("SET SESSION lock_wait_timeout = 1")
             write.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 1")
         thread.start()
-        deadline = time.monotonic() + 60
-        while not _build_running(watch, backend):
+
+        def seen() -> bool:
+            if _build_running(watch, backend):
+                return True
             assert not failure, failure
             if not thread.is_alive():
                 pytest.fail(
                     f"the index build ended before it was seen running ({ROWS[backend]:,} rows)"
                 )
-            assert time.monotonic() < deadline, "the index build never showed up"
-            time.sleep(0.01)  # polling the server's view of the build
+            return False
+
+        wait_until(seen, "the index build showing up")
         next_id = ROWS[backend] + 1
         while _build_running(watch, backend) and len(inserted_during_build) < 20:
             started = time.monotonic()

@@ -40,7 +40,13 @@ from actionhost_backfill.nova import catalog
 from actionhost_backfill.nova.tables import EVENT_TABLES, nova
 from actionhost_backfill.redact import mask_url
 from actionhost_backfill.state import runs
-from actionhost_backfill.state.audit import locked_hosts, open_engine, other_table, require_state
+from actionhost_backfill.state.audit import (
+    hosts_now,
+    open_engine,
+    other_table,
+    require_state,
+    written_by,
+)
 from actionhost_backfill.state.lease import RunnerLock
 from actionhost_backfill.state.tables import FILLED, StateTables, state
 
@@ -114,13 +120,7 @@ class RevertWork:
 
     def _pending(self) -> list:
         """The audit rows of this table that the target run filled and nothing reverted yet."""
-        a = self.st.audit
-        return [
-            a.c.run_id == self.target,
-            a.c.event_table == self.table,
-            a.c.outcome == FILLED,
-            a.c.reverted_by.is_(None),
-        ]
+        return written_by(self.st, self.target, self.table)
 
     def bound(self, conn: sa.Connection, after: int, size: int) -> int | None:
         a = self.st.audit
@@ -135,25 +135,14 @@ class RevertWork:
                 )
             ).all()
         )
-        # An archived row moved to the shadow table keeps its id: look there too.
-        here = locked_hosts(conn, self.table, list(written), self.names, lock=self.write)
-        there = locked_hosts(
-            conn,
-            other_table(self.table),
-            [i for i in written if i not in here],
-            self.names,
-            lock=self.write,
-        )
+        now = hosts_now(conn, self.table, list(written), self.names, lock=self.write)
         to_null: dict[str, list[int]] = {self.table: [], other_table(self.table): []}
         kept = null = missing = 0
         for event_id, host in written.items():
-            if event_id in here:
-                where, current = self.table, here[event_id]
-            elif event_id in there:
-                where, current = other_table(self.table), there[event_id]
-            else:
+            if event_id not in now:
                 missing += 1
                 continue
+            where, current = now[event_id]
             if current == host:
                 to_null[where].append(event_id)
             elif current is None:

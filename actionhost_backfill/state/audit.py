@@ -211,10 +211,7 @@ def _verify_table(
         rows = conn.execute(
             sa.select(audit.c.event_id, audit.c.host, audit.c.rule)
             .where(
-                audit.c.run_id == run_id,
-                audit.c.event_table == table,
-                audit.c.outcome == FILLED,
-                audit.c.reverted_by.is_(None),
+                *written_by(st, run_id, table),
                 audit.c.event_id > after,
             )
             .order_by(audit.c.event_id)
@@ -223,29 +220,23 @@ def _verify_table(
         if not rows:
             return
         ids = [r.event_id for r in rows]
-        here = locked_hosts(conn, table, ids, names, lock=False)
-        there = locked_hosts(
-            conn, other_table(table), [i for i in ids if i not in here], names, lock=False
-        )
+        now = hosts_now(conn, table, ids, names, lock=False)
         for r in rows:
             report.checked += 1
-            if r.event_id in here:
-                current, moved = here[r.event_id], False
-            elif r.event_id in there:
-                current, moved = there[r.event_id], True
-            else:
+            if r.event_id not in now:
                 report.missing += 1
                 continue
+            where, current = now[r.event_id]
             if current == r.host:
                 report.matching += 1
-                report.archived += moved
+                report.archived += where != table
             else:
                 report.drift += 1
                 if len(report.drift_examples) < examples:
                     report.drift_examples.append(
                         {
                             "run_id": run_id,
-                            "table": other_table(table) if moved else table,
+                            "table": where,
                             "event_id": r.event_id,
                             "written": r.host,
                             "now": current,
@@ -286,24 +277,41 @@ def unwritten(
             r[0]
             for r in conn.execute(
                 sa.select(audit.c.event_id)
-                .where(
-                    audit.c.run_id == run_id,
-                    audit.c.event_table == table,
-                    audit.c.outcome == FILLED,
-                    audit.c.reverted_by.is_(None),
-                )
+                .where(*written_by(st, run_id, table))
                 .order_by(audit.c.event_id.desc())
                 .limit(sample)
             )
         ]
-        here = locked_hosts(conn, table, ids, names, lock=False)
-        there = locked_hosts(
-            conn, other_table(table), [i for i in ids if i not in here], names, lock=False
-        )
-        now = {**there, **here}
-        null_ids = sorted(i for i in ids if i in now and now[i] is None)
+        now = hosts_now(conn, table, ids, names, lock=False)
+        null_ids = sorted(i for i, (_where, host) in now.items() if host is None)
         found.append(Unwritten(table, len(now), null_ids))
     return found
+
+
+def written_by(st: StateTables, run_id: int, table: str) -> list:
+    """The audit rows of what run ``run_id`` wrote to ``table`` that nothing reverted."""
+    audit = st.audit
+    return [
+        audit.c.run_id == run_id,
+        audit.c.event_table == table,
+        audit.c.outcome == FILLED,
+        audit.c.reverted_by.is_(None),
+    ]
+
+
+def hosts_now(
+    conn: sa.Connection, table: str, ids: list[int], names: set[str], *, lock: bool
+) -> dict[int, tuple[str, str | None]]:
+    """Where each of these events of ``table`` is now and its host: ``table``, or its
+    other copy (an archived row moves to the shadow table with its id); purged ones
+    are absent.  Locked FOR UPDATE with ``lock``."""
+    here = locked_hosts(conn, table, ids, names, lock=lock)
+    moved = other_table(table)
+    there = locked_hosts(conn, moved, [i for i in ids if i not in here], names, lock=lock)
+    return {
+        **{i: (moved, host) for i, host in there.items()},
+        **{i: (table, host) for i, host in here.items()},
+    }
 
 
 def locked_hosts(

@@ -9,6 +9,7 @@ schema and run the revisions.
 
 from __future__ import annotations
 
+import functools
 import io
 import threading
 from dataclasses import asdict, dataclass, field
@@ -70,7 +71,9 @@ def make_config(settings: SchemaSettings, *, output: io.StringIO | None = None) 
     return config
 
 
+@functools.cache
 def script_directory() -> ScriptDirectory:
+    """The revisions on disk (read once: status, targets and drift all consult them)."""
     dummy = SchemaSettings(
         url=sa.engine.make_url("sqlite:///x.sqlite"), location=StateLocation("sqlite", "x")
     )

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from alembic import context
 from alembic.operations import Operations
-from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
 from actionhost_backfill import db
@@ -103,7 +102,7 @@ def _reensure(connection, before: tuple[str, ...], after: tuple[str, ...]) -> No
     """
     if not before or not after:
         return
-    script = ScriptDirectory.from_config(config)
+    script = context.script
 
     def ancestry(head: str) -> set[str]:
         return {s.revision for s in script.iterate_revisions(head, "base")}

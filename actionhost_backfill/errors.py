@@ -20,7 +20,8 @@ class ExitCode(enum.IntEnum):
     INTERVENE = 2
     """Errors that need a person: database down, lost connection, retries exhausted."""
     BUSY = 3
-    """Another backfill or revert holds this database's runner lock: try later."""
+    """Another backfill or revert holds this database's runner lock: try later
+    (``schema downgrade`` refuses to drop the state while one does, whatever the flags)."""
     DRIFT = 4
     """The database no longer matches the toolkit's record: ``verify`` found audited
     values changed, ``schema status`` found applied revisions undone, or a resumed
@@ -28,7 +29,9 @@ class ExitCode(enum.IntEnum):
     WRONG_HOSTS = 5
     """``validate`` found inferred hosts that differ from the ones Nova recorded."""
     BAD_INPUT = 127
-    """Bad flag, URL, credentials, privileges or not a Nova database; nothing was changed."""
+    """Bad flag, URL, credentials, privileges or not a Nova database, or a request
+    refused because it would throw away the undo (``schema downgrade`` while runs
+    have unreverted hosts, without ``--discard-audit``); nothing was changed."""
 
 
 #: Which code --all-cells reports when cells differ, most urgent first: bad
@@ -57,7 +60,7 @@ EXIT_CODE_HELP = (
     "(database unreachable or failing); 3 busy, another runner holds the lock; "
     "4 drift, the database no longer matches the toolkit's record (verify; schema status; "
     "a resumed run on a restored cell); 5 validate found wrong hosts (do not backfill; report them); "
-    "127 bad input, nothing changed."
+    "127 bad input, or a downgrade refused to drop unreverted runs' audit; nothing changed."
 )
 
 
@@ -95,6 +98,10 @@ class RunnerBusy(ActionHostError):
     """Another runner holds this database's lock."""
 
     exit_code = ExitCode.BUSY
+
+
+class AuditAtRisk(BadInput):
+    """Dropping the state would discard the audit of runs whose hosts are not reverted."""
 
 
 class StateMismatch(ActionHostError):

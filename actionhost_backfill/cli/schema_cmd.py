@@ -207,6 +207,14 @@ def downgrade_command(
     nova_conf: NovaConfOption = None,
     state_schema: StateSchemaOption = None,
     lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
+    discard_audit: Annotated[
+        bool,
+        typer.Option(
+            "--discard-audit",
+            help="Drop the backfill state even though runs have hosts not reverted "
+            "(revert then loses its only record of them). Never while a runner is alive.",
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Undo revisions, removing only what the toolkit itself created.
@@ -214,11 +222,21 @@ def downgrade_command(
     Drops the toolkit's index, and the host column only where the ledger says
     the toolkit added it; Nova's own host column and its data are never dropped.
 
+    Going below 0003_backfill_state drops the runs and their audit, the only
+    record revert can undo a backfill from.  So it holds the runner lock while it
+    drops, and refuses before changing anything: exit 3 while a backfill or
+    revert is running (whatever the flags), exit 127 naming the runs whose hosts
+    are not reverted (revert them first, or pass --discard-audit).
+
     Example: actionhost-backfill schema downgrade base --db sqlite:///nova.sqlite
     """
     timeout = parse_lock_timeout(lock_timeout)
     result = revisions.downgrade(
-        resolve_db(db, nova_conf), target=target, state_schema=state_schema, lock_timeout=timeout
+        resolve_db(db, nova_conf),
+        target=target,
+        state_schema=state_schema,
+        lock_timeout=timeout,
+        discard_audit=discard_audit,
     )
     _print_result(result, json_output, "downgrade")
 
@@ -252,17 +270,38 @@ def sql_command(
         bool, typer.Option("--downgrade", help="Render the downgrade (head to base by default).")
     ] = False,
     lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
+    discard_audit: Annotated[
+        bool,
+        typer.Option(
+            "--discard-audit",
+            help="With --downgrade: the script drops the state even though runs have hosts "
+            "not reverted (it still stops while a runner is alive).",
+        ),
+    ] = False,
 ) -> None:
     """Print the SQL the revisions would run, for review; never connects.
 
-    Guarded statements where the dialect has them (PostgreSQL DO blocks and
-    IF NOT EXISTS, MariaDB IF NOT EXISTS); comments where it does not (MySQL 8,
-    SQLite).  A mariadb+pymysql:// URL or --dialect mariadb selects MariaDB syntax.
+    Every statement is guarded, so a script applied twice succeeds twice and
+    leaves the same schema: PostgreSQL DO blocks and IF [NOT] EXISTS; MySQL and
+    MariaDB statements prepared from information_schema (MySQL 8 has no ADD
+    COLUMN IF NOT EXISTS); SQLite IF [NOT] EXISTS, and a check that stops the
+    script where host is missing (SQLite cannot add a column conditionally).
+
+    --dialect always wins over --db / ACTIONHOST_DB_URL (whose database name is
+    kept for the same family, as the state location is named after it).
+
+    A downgrade script stops before it drops the runs and their audit while a
+    backfill or revert is running, or while runs have hosts not reverted
+    (unless rendered with --discard-audit), as `schema downgrade` does.
 
     Example: actionhost-backfill schema sql --dialect postgresql > upgrade.sql
     """
     timeout = parse_lock_timeout(lock_timeout)
-    url = revisions.offline_url(dialect.value) if dialect and not db else resolve_db(db, nova_conf)
+    if dialect:
+        like = resolve_db(db, nova_conf) if db or nova_conf else None
+        url = revisions.offline_url(dialect.value, like)
+    else:
+        url = resolve_db(db, nova_conf)
     text = revisions.offline_sql(
         url,
         state_schema=state_schema,
@@ -270,5 +309,6 @@ def sql_command(
         to_revision=to_revision,
         downgrade_sql=downgrade_sql,
         lock_timeout=timeout,
+        discard_audit=discard_audit,
     )
     echo(text.rstrip("\n"))

@@ -1,9 +1,12 @@
 """The schema changes the revisions make, idempotent, online, per dialect.
 
 Revision scripts stay short by calling these.  Each function works online
-(inspect, then change only what is missing) and offline (``--sql``: emit
-guarded statements where the dialect has them, and say in a comment where it
-does not).  What the toolkit creates is written to its ledger
+(inspect, then change only what is missing) and offline (``--sql``: every
+statement guarded, so a script applied twice succeeds twice and leaves the same
+schema: PostgreSQL ``DO`` blocks and ``IF [NOT] EXISTS``; MySQL and MariaDB a
+statement prepared from ``information_schema``, since MySQL 8 has no
+``ADD COLUMN IF NOT EXISTS``; SQLite ``IF [NOT] EXISTS`` where it has them, and
+a probe that stops the script where it has not).  What the toolkit creates is written to its ledger
 (``<state>.schema_changes``) so a downgrade removes only that.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 
 import sqlalchemy as sa
 from alembic import context, op
@@ -19,6 +23,8 @@ from actionhost_backfill.errors import ActionHostError, DatabaseUnavailable, Inc
 from actionhost_backfill.nova import catalog
 from actionhost_backfill.nova.catalog import EVENTS, HOST_INDEX, HOST_LENGTH, SHADOW_EVENTS
 from actionhost_backfill.schema.settings import SchemaSettings, current_settings
+from actionhost_backfill.state.lease import advisory_key
+from actionhost_backfill.state.location import VERSION_TABLE
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +64,20 @@ def create_ledger() -> None:
         ),
         schema=settings.location.schema,
         mysql_engine="InnoDB",
+        if_not_exists=True,
     )
 
 
 def drop_ledger() -> None:
-    op.drop_table(LEDGER, schema=current_settings().location.schema)
+    op.drop_table(LEDGER, schema=current_settings().location.schema, if_exists=True)
+
+
+def _offline_ensure_ledger(settings: SchemaSettings) -> None:
+    """Offline downgrades: the statements after this read the ledger; on a second run
+    of the script it may be gone already, so make sure it exists (a no-op the first
+    time; the last step drops it again)."""
+    _comment("The next statements read the ledger: create it if a previous run dropped it.")
+    create_ledger()
 
 
 def _ledger(settings: SchemaSettings) -> sa.TableClause:
@@ -178,44 +193,55 @@ def _offline_ensure_column(settings: SchemaSettings, revision: str) -> None:
         for table in (EVENTS, SHADOW_EVENTS):
             op.execute(_pg_guarded_add_column(table, schema, revision))
         return
-    if backend == "mysql" and settings.mariadb_offline:
-        _comment(
-            "MariaDB: IF NOT EXISTS makes these no-ops where the column exists. Offline mode\n"
-            "cannot check an existing column's type nor record the addition, so a later\n"
-            "downgrade will leave the column in place (it never drops what it cannot prove it added)."
-        )
-        op.execute(f"SET SESSION lock_wait_timeout = {math.ceil(settings.lock_timeout)}")
-        op.execute(
-            f"ALTER TABLE {EVENTS} ADD COLUMN IF NOT EXISTS host {_HOST_TYPE} NULL, ALGORITHM=INSTANT"
-        )
-        _comment(f"{SHADOW_EVENTS} exists in every Nova since Icehouse; skip if yours has none.")
-        op.execute(
-            f"ALTER TABLE {SHADOW_EVENTS} ADD COLUMN IF NOT EXISTS host {_HOST_TYPE} NULL, ALGORITHM=INSTANT"
-        )
-        _comment("If the server rejects ALGORITHM=INSTANT, use ALGORITHM=INPLACE, LOCK=NONE.")
-        return
     if backend == "mysql":
         _comment(
-            "MySQL has no ADD COLUMN IF NOT EXISTS: run each statement only when\n"
-            "SHOW COLUMNS FROM <table> LIKE 'host' returns no row (every Nova since\n"
-            "Icehouse already has it, so usually skip both). Offline mode cannot record\n"
-            "the addition, so a later downgrade leaves the column in place."
+            "MySQL 8 has no ADD COLUMN IF NOT EXISTS and no IF outside stored programs: each\n"
+            "ALTER is prepared from information_schema, so it runs only where host is missing\n"
+            "(every Nova since Icehouse has it), and the ledger records what it added.\n"
+            "Works on MySQL and MariaDB. Offline mode cannot check an existing column's type."
         )
         op.execute(f"SET SESSION lock_wait_timeout = {math.ceil(settings.lock_timeout)}")
-        op.execute(f"ALTER TABLE {EVENTS} ADD COLUMN host {_HOST_TYPE} NULL, ALGORITHM=INSTANT")
-        op.execute(
-            f"ALTER TABLE {SHADOW_EVENTS} ADD COLUMN host {_HOST_TYPE} NULL, ALGORITHM=INSTANT"
-        )
+        for table in (EVENTS, SHADOW_EVENTS):
+            missing = (
+                f"(SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() "
+                f"AND table_name = '{table}') = 1 AND (SELECT COUNT(*) FROM "
+                "information_schema.columns WHERE table_schema = DATABASE() "
+                f"AND table_name = '{table}' AND column_name = 'host') = 0"
+            )
+            op.execute(f"SET @actionhost_missing = ({missing})")
+            _mysql_prepared(
+                "@actionhost_missing",
+                f"ALTER TABLE {table} ADD COLUMN host {_HOST_TYPE} NULL, ALGORITHM=INSTANT",
+            )
+            op.execute(
+                f"INSERT INTO {schema}.{LEDGER} (revision, kind, table_name, object_name, detail) "
+                f"SELECT '{revision}', 'column', '{table}', 'host', 'offline SQL' FROM DUAL "
+                "WHERE @actionhost_missing = 1"
+            )
         _comment(
-            "If the server rejects ALGORITHM=INSTANT (before 8.0.12), use ALGORITHM=INPLACE, LOCK=NONE."
+            "If the server rejects ALGORITHM=INSTANT (MySQL before 8.0.12), use ALGORITHM=INPLACE, LOCK=NONE."
         )
         return
     _comment(
-        "SQLite has no ADD COLUMN IF NOT EXISTS: run each statement only when\n"
-        "PRAGMA table_info(<table>) lists no 'host' column. Not recorded in the ledger."
+        "SQLite has no ADD COLUMN IF NOT EXISTS and no conditional statements: every Nova\n"
+        "since Icehouse has host, so this script only checks that it is there (these\n"
+        "SELECTs fail with 'no such column: host' where it is missing). Then add it with\n"
+        f"ALTER TABLE <table> ADD COLUMN host {_HOST_TYPE}, or use `schema upgrade`."
     )
-    op.execute(f"ALTER TABLE {EVENTS} ADD COLUMN host {_HOST_TYPE}")
-    op.execute(f"ALTER TABLE {SHADOW_EVENTS} ADD COLUMN host {_HOST_TYPE}")
+    op.execute(f"SELECT host FROM {EVENTS} LIMIT 0")
+    op.execute(f"SELECT host FROM {SHADOW_EVENTS} LIMIT 0")
+
+
+def _mysql_prepared(condition: str, statement: str) -> None:
+    """Run ``statement`` only when ``condition`` holds (MySQL and MariaDB offline SQL).
+
+    MySQL 8 has no IF [NOT] EXISTS for columns and indexes and no IF outside
+    stored programs; a prepared statement chosen by ``IF()`` works on both.
+    """
+    op.execute(f"SET @actionhost_ddl = IF({condition}, '{statement}', 'DO 0')")
+    op.execute("PREPARE actionhost_ddl FROM @actionhost_ddl")
+    op.execute("EXECUTE actionhost_ddl")
+    op.execute("DEALLOCATE PREPARE actionhost_ddl")
 
 
 def _pg_guarded_add_column(table: str, schema: str, revision: str) -> str:
@@ -253,6 +279,7 @@ def drop_host_column_if_added() -> None:
     settings = current_settings()
     schema = settings.location.schema
     if context.is_offline_mode():
+        _offline_ensure_ledger(settings)
         if settings.backend == "postgresql":
             _comment("Drops host only where the ledger records that the toolkit added it.")
             for table in (EVENTS, SHADOW_EVENTS):
@@ -391,22 +418,16 @@ END $$"""
             op.execute("RESET lock_timeout")
         return
     if backend == "mysql":
+        _comment(
+            f"Runs only where no index of {EVENTS} starts with host (Nova may add one some day;\n"
+            "MySQL 8 has no ADD INDEX IF NOT EXISTS): prepared from information_schema."
+        )
         op.execute(f"SET SESSION lock_wait_timeout = {math.ceil(settings.lock_timeout)}")
-        if settings.mariadb_offline:
-            _comment(
-                f"Skip this if SHOW INDEX FROM {EVENTS} already lists an index whose first column is host."
-            )
-            op.execute(
-                f"ALTER TABLE {EVENTS} ADD INDEX IF NOT EXISTS {HOST_INDEX} (host), ALGORITHM=INPLACE, LOCK=NONE"
-            )
-        else:
-            _comment(
-                "MySQL has no ADD INDEX IF NOT EXISTS: skip this statement if\n"
-                f"SHOW INDEX FROM {EVENTS} already lists an index whose first column is host."
-            )
-            op.execute(
-                f"ALTER TABLE {EVENTS} ADD INDEX {HOST_INDEX} (host), ALGORITHM=INPLACE, LOCK=NONE"
-            )
+        _mysql_prepared(
+            "(SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema = DATABASE() "
+            f"AND table_name = '{EVENTS}' AND column_name = 'host' AND seq_in_index = 1) = 0",
+            f"ALTER TABLE {EVENTS} ADD INDEX {HOST_INDEX} (host), ALGORITHM=INPLACE, LOCK=NONE",
+        )
         return
     op.execute(f"CREATE INDEX IF NOT EXISTS {HOST_INDEX} ON {EVENTS} (host)")
 
@@ -423,19 +444,14 @@ def drop_host_index_if_ours() -> None:
                 op.execute("RESET lock_timeout")
         elif backend == "mysql":
             op.execute(f"SET SESSION lock_wait_timeout = {math.ceil(settings.lock_timeout)}")
-            if settings.mariadb_offline:
-                op.execute(
-                    f"ALTER TABLE {EVENTS} DROP INDEX IF EXISTS {HOST_INDEX}, ALGORITHM=INPLACE, LOCK=NONE"
-                )
-            else:
-                _comment(
-                    f"MySQL has no DROP INDEX IF EXISTS: skip if SHOW INDEX FROM {EVENTS} lacks {HOST_INDEX}."
-                )
-                op.execute(
-                    f"ALTER TABLE {EVENTS} DROP INDEX {HOST_INDEX}, ALGORITHM=INPLACE, LOCK=NONE"
-                )
+            _mysql_prepared(
+                "(SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema = DATABASE() "
+                f"AND table_name = '{EVENTS}' AND index_name = '{HOST_INDEX}') > 0",
+                f"ALTER TABLE {EVENTS} DROP INDEX {HOST_INDEX}, ALGORITHM=INPLACE, LOCK=NONE",
+            )
         else:
             op.execute(f"DROP INDEX IF EXISTS {HOST_INDEX}")
+        _offline_ensure_ledger(settings)
         op.execute(_ledger(settings).delete().where(sa.column("kind") == "index"))
         return
     conn = op.get_bind()
@@ -476,7 +492,7 @@ def create_backfill_state() -> None:
     missing = _missing(settings, BACKFILL_TABLES)
     for table, create in _STATE_TABLES.items():
         if table in missing:
-            create(settings.location.schema, {"mysql_engine": "InnoDB"})
+            create(settings.location.schema, {"mysql_engine": "InnoDB", "if_not_exists": True})
     if not missing:
         _say(settings, "state tables already present: nothing to do")
     elif len(missing) < len(BACKFILL_TABLES):
@@ -533,10 +549,24 @@ def _audit_table(schema: str, mysql: dict) -> None:
         sa.Column("outcome", sa.String(16), nullable=False),
         sa.Column("batch", sa.Integer, nullable=False),
         sa.Column("reverted_by", sa.Integer),
-        sa.Index("audit_event_idx", "event_id"),
         schema=schema,
         **mysql,
     )
+    _create_index_if_missing("audit_event_idx", schema, "audit", "event_id")
+
+
+def _create_index_if_missing(name: str, schema: str, table: str, column: str) -> None:
+    """Online the table was just created; offline the index may exist (a second run)."""
+    if not context.is_offline_mode():
+        op.create_index(name, table, [column], schema=schema)
+    elif current_settings().backend == "mysql":
+        _mysql_prepared(
+            f"(SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema = '{schema}' "
+            f"AND table_name = '{table}' AND index_name = '{name}') = 0",
+            f"CREATE INDEX {name} ON {schema}.{table} ({column})",
+        )
+    else:
+        op.create_index(name, table, [column], schema=schema, if_not_exists=True)
 
 
 def _run_counts_table(schema: str, mysql: dict) -> None:
@@ -579,9 +609,134 @@ _STATE_TABLES = {
 
 
 def drop_backfill_state() -> None:
-    schema = current_settings().location.schema
+    """Drop the runs and their audit; the caller made sure that may be done.
+
+    Online, ``migrations/env.py`` holds the runner lock and checks first
+    (``state/guard.py``).  Offline, the script checks for itself before it drops.
+    """
+    settings = current_settings()
+    if context.is_offline_mode():
+        _offline_state_guard(settings)
     for table in BACKFILL_TABLES:
-        op.drop_table(table, schema=schema)
+        op.drop_table(table, schema=settings.location.schema, if_exists=True)
+
+
+#: The condition, on the audit aliased ``a`` and the runs aliased ``r``, of a
+#: host a backfill wrote that no revert has undone (``state/guard.py``).
+_UNREVERTED = "a.outcome = 'filled' AND a.reverted_by IS NULL AND r.state <> 'reverted'"
+
+
+def _offline_state_guard(settings: SchemaSettings) -> None:
+    """The downgrade script refuses, before it drops the state, what the CLI refuses."""
+    schema = settings.location.schema
+    backend = settings.backend
+    unreverted = (
+        f"FROM {schema}.audit a JOIN {schema}.runs r ON r.id = a.run_id WHERE {_UNREVERTED}"
+    )
+    live = (
+        f"FROM {schema}.runner_lease WHERE name = 'runner' AND token IS NOT NULL AND expires_at >= "
+        + ("UTC_TIMESTAMP()" if backend == "mysql" else "datetime('now')")
+    )
+    check_audit = not settings.discard_audit
+    _comment(
+        "The audit is the only way `revert` can undo the hosts a backfill wrote: this script\n"
+        "stops here, before dropping anything, while a backfill or revert is running"
+        + (
+            ",\nor while a run has hosts not reverted (revert them first, or render this script\n"
+            "with --discard-audit)."
+            if check_audit
+            else " (rendered with --discard-audit: runs not reverted are not checked)."
+        )
+    )
+    if backend == "postgresql":
+        namespace, key = advisory_key(schema)
+        audit_check = f"""
+    IF to_regclass('"{schema}".audit') IS NULL OR to_regclass('"{schema}".runs') IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT string_agg(format('run %s (%s hosts)', run_id, hosts), ', ' ORDER BY run_id)
+      INTO found
+      FROM (SELECT a.run_id, count(*) AS hosts {unreverted.replace(f"{schema}.", f'"{schema}".')}
+            GROUP BY a.run_id) AS runs;
+    IF found IS NOT NULL THEN
+        RAISE EXCEPTION 'refused to drop the backfill state: % wrote hosts that are not reverted: revert each run first, or render this script with --discard-audit', found;
+    END IF;"""
+        op.execute(
+            f"""DO $$
+DECLARE
+    found text;
+BEGIN
+    -- The runner lock, held by this session until it ends: no backfill starts meanwhile.
+    IF NOT pg_try_advisory_lock({namespace}, {key}) THEN
+        RAISE EXCEPTION 'refused to drop the backfill state: a backfill or revert is running on this database; wait for it to finish';
+    END IF;{audit_check if check_audit else ""}
+END $$"""
+        )
+        return
+    if backend == "mysql":
+        op.execute("SET @actionhost_live = 0, @actionhost_unreverted = 0")
+        present = (
+            "(SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = "
+            f"'{schema}' AND table_name IN ('audit', 'runs', 'runner_lease')) = 3"
+        )
+        counts = [("@actionhost_live", live)]
+        if check_audit:
+            counts.append(("@actionhost_unreverted", unreverted))
+        for variable, source in counts:
+            _mysql_prepared(
+                present, f"SET {variable} = (SELECT COUNT(*) {source})".replace("'", "''")
+            )
+        # No IF outside stored programs: a statement naming an unknown column stops the
+        # client with that name as the message.
+        _mysql_prepared(
+            "@actionhost_live > 0",
+            "SELECT refused_to_drop_the_state_while_a_backfill_or_revert_runs",
+        )
+        _mysql_prepared(
+            "@actionhost_unreverted > 0", "SELECT refused_to_drop_the_audit_of_runs_not_reverted"
+        )
+        return
+    # SQLite: no conditional statements; make sure the tables exist (a second run finds
+    # them dropped: they are created empty and dropped again), then let a CHECK
+    # constraint stop the script (sqlite3 -bail, or Python's executescript).
+    create_backfill_state()
+    op.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS actionhost_guard ("
+        "live_runners INTEGER CONSTRAINT refused_while_a_backfill_or_revert_runs "
+        "CHECK (live_runners = 0), "
+        "unreverted_runs INTEGER CONSTRAINT refused_runs_not_reverted_use_discard_audit "
+        "CHECK (unreverted_runs = 0))"
+    )
+    audit_count = f"(SELECT COUNT(*) {unreverted})" if check_audit else "0"
+    op.execute(f"INSERT INTO temp.actionhost_guard SELECT (SELECT COUNT(*) {live}), {audit_count}")
+    op.execute("DROP TABLE temp.actionhost_guard")
+
+
+# --------------------------------------------------------------------------- version table
+
+_VERSION_CREATE = re.compile(rf"^CREATE TABLE (\S*\b{VERSION_TABLE}) \(")
+_VERSION_INSERT = re.compile(
+    rf"^INSERT INTO (\S*\b{VERSION_TABLE}) \(version_num\) VALUES \('([^']*)'\)"
+    r"(?: RETURNING [^;]*)?;"
+)
+
+
+def guard_version_table(statement: str, backend: str) -> str:
+    """Alembic's own offline statements for the version table, made safe to run twice.
+
+    ``CREATE TABLE`` gains ``IF NOT EXISTS``; the first revision's ``INSERT`` runs
+    only while the table is empty (a second run finds the head there already, and
+    each later ``UPDATE ... WHERE version_num = <previous>`` then matches nothing).
+    """
+    statement = _VERSION_CREATE.sub(r"CREATE TABLE IF NOT EXISTS \1 (", statement)
+    dual = " FROM DUAL" if backend == "mysql" else ""
+    return _VERSION_INSERT.sub(
+        lambda m: (
+            f"INSERT INTO {m[1]} (version_num) SELECT '{m[2]}'{dual} "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {m[1]});"
+        ),
+        statement,
+    )
 
 
 # --------------------------------------------------------------------------- helpers

@@ -36,6 +36,7 @@ from actionhost_backfill.schema.settings import (
 from actionhost_backfill.state.location import (
     VERSION_TABLE,
     StateLocation,
+    backend_of,
     resolve_state_location,
     state_schema_exists,
 )
@@ -402,8 +403,16 @@ def downgrade(
     target: str,
     state_schema: str | None = None,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    discard_audit: bool = False,
 ) -> SchemaResult:
-    """Undo revisions down to ``target``, removing only what the toolkit created."""
+    """Undo revisions down to ``target``, removing only what the toolkit created.
+
+    A downgrade that drops the backfill state is refused while a runner holds
+    the lock (:class:`RunnerBusy`) and, unless ``discard_audit``, while runs have
+    hosts not reverted (:class:`AuditAtRisk`); ``migrations/env.py`` checks this,
+    holding the runner lock, before the first step, so stock ``alembic
+    downgrade`` is guarded the same way.
+    """
     location = resolve_state_location(url, state_schema)
     _check_target(target, downgrade=True)
     engine = db.create_engine(url, location, attach="if-exists")
@@ -420,7 +429,13 @@ def downgrade(
                 )
     finally:
         engine.dispose()
-    return _run(url, location, lock_timeout, lambda cfg: command.downgrade(cfg, target))
+    return _run(
+        url,
+        location,
+        lock_timeout,
+        lambda cfg: command.downgrade(cfg, target),
+        discard_audit=discard_audit,
+    )
 
 
 def _check_target(target: str, *, downgrade: bool = False) -> None:
@@ -445,9 +460,15 @@ def _run(
     action,
     *,
     reensure: str | None = None,
+    discard_audit: bool = False,
 ) -> SchemaResult:
     settings = SchemaSettings(
-        url=url, location=location, lock_timeout=lock_timeout, from_cli=True, reensure=reensure
+        url=url,
+        location=location,
+        lock_timeout=lock_timeout,
+        from_cli=True,
+        reensure=reensure,
+        discard_audit=discard_audit,
     )
     config = make_config(settings)
     engine = db.create_engine(url, location, attach="create")
@@ -476,10 +497,22 @@ def offline_sql(
     to_revision: str | None = None,
     downgrade_sql: bool = False,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    discard_audit: bool = False,
 ) -> str:
-    """The SQL the revisions would run, rendered without a connection."""
+    """The SQL the revisions would run, rendered without a connection.
+
+    A downgrade script that drops the backfill state checks first, as ``schema
+    downgrade`` does, and stops while a runner is alive or (unless
+    ``discard_audit``) while runs have hosts not reverted.
+    """
     location = resolve_state_location(url, state_schema)
-    settings = SchemaSettings(url=url, location=location, lock_timeout=lock_timeout, from_cli=True)
+    settings = SchemaSettings(
+        url=url,
+        location=location,
+        lock_timeout=lock_timeout,
+        from_cli=True,
+        discard_audit=discard_audit,
+    )
     output = io.StringIO()
     config = make_config(settings, output=output)
     if downgrade_sql:
@@ -499,10 +532,19 @@ def offline_sql(
     return output.getvalue()
 
 
-def offline_url(dialect: str) -> URL:
+def offline_url(dialect: str, like: URL | None = None) -> URL:
+    """The URL ``schema sql --dialect`` renders for; never connected to.
+
+    ``--dialect`` always wins over ``--db`` / ``ACTIONHOST_DB_URL``: from ``like``
+    only the database name is kept, and only for the same family (MySQL and
+    MariaDB share one), because the state location is named after it.
+    """
     try:
-        return sa.engine.make_url(OFFLINE_URLS[dialect])
+        url = sa.engine.make_url(OFFLINE_URLS[dialect])
     except KeyError:
         raise BadInput(
             f"--dialect must be one of {', '.join(OFFLINE_URLS)} (got {dialect!r})"
         ) from None
+    if like is not None and like.database and backend_of(like) == backend_of(url):
+        url = url.set(database=like.database)
+    return url

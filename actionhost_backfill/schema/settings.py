@@ -2,7 +2,8 @@
 
 The CLI builds a :class:`SchemaSettings` and hands it to Alembic through
 ``config.attributes``; stock ``alembic`` commands build one from ``-x``
-arguments (``-x db=URL -x state_schema=NAME -x lock_timeout=SECONDS``) or the
+arguments (``-x db=URL -x state_schema=NAME -x lock_timeout=SECONDS
+-x discard_audit=true``) or the
 ``ACTIONHOST_DB_URL`` / ``ACTIONHOST_STATE_SCHEMA`` environment variables.
 """
 
@@ -40,15 +41,13 @@ class SchemaSettings:
     state schema that outlived it.  Stock ``alembic upgrade`` follows the
     version table only (``-x reensure=true`` asks for the same).
     """
+    discard_audit: bool = False
+    """``schema downgrade --discard-audit`` (``-x discard_audit=true``): drop the state
+    tables even though runs have hosts no revert has undone (never while a runner is alive)."""
 
     @property
     def backend(self) -> str:
         return self.location.backend
-
-    @property
-    def mariadb_offline(self) -> bool:
-        """For ``--sql``: a ``mariadb://`` URL means MariaDB syntax (IF NOT EXISTS)."""
-        return self.url.get_backend_name() == "mariadb"
 
 
 def parse_lock_timeout(raw: str | float | None, option: str = "--lock-timeout") -> float:
@@ -86,10 +85,15 @@ def settings_from_config(config, x_arguments: dict[str, str] | None = None) -> S
             option="-x lock_timeout",
         ),
     )
-    if str(x_arguments.get("reensure", "")).lower() in ("1", "true", "yes"):
+    if _flag(x_arguments.get("reensure")):
         settings.reensure = "head"
+    settings.discard_audit = _flag(x_arguments.get("discard_audit"))
     config.attributes[SETTINGS_KEY] = settings
     return settings
+
+
+def _flag(raw: str | None) -> bool:
+    return str(raw or "").lower() in ("1", "true", "yes")
 
 
 def current_settings() -> SchemaSettings:

@@ -107,6 +107,30 @@ class RunnerLock:
             self._thread = threading.Thread(target=self._beat, name="actionhost-lease", daemon=True)
             self._thread.start()
 
+    def busy_reason(self) -> str | None:
+        """Why :meth:`acquire` would be refused now (another runner alive), else None.
+
+        Reads only: for a caller that must refuse before it writes anything, even
+        the lease row (``schema downgrade``: exit 127 leaves the state as it was).
+        """
+        if self.location.backend == "postgresql":
+            namespace, key = advisory_key(self.location.schema)
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                if conn.exec_driver_sql(
+                    f"SELECT pg_try_advisory_lock({namespace}, {key})"
+                ).scalar():
+                    conn.exec_driver_sql(f"SELECT pg_advisory_unlock({namespace}, {key})")
+                    return None
+            return self._busy_message(self._read_holder())
+        lease = self.tables.lease
+        with self.engine.connect() as conn:
+            _causal_reads(conn)
+            row = conn.execute(sa.select(lease).where(lease.c.name == LEASE_NAME)).first()
+        if row is None or not row.token or self._takeable(row):
+            return None
+        return self._busy_message(_holder(row))
+
     def set_run(self, run_id: int) -> None:
         """Record which run holds the lock (for the message others get)."""
         lease = self.tables.lease
@@ -145,7 +169,7 @@ class RunnerLock:
     # ------------------------------------------------------------------ PostgreSQL
 
     def _key(self) -> int:
-        return zlib.crc32(self.location.schema.encode()) & 0x7FFFFFFF
+        return advisory_key(self.location.schema)[1]
 
     def _acquire_advisory(self, run_id: int | None) -> None:
         try:
@@ -278,6 +302,11 @@ class RunnerLock:
             f"another backfill or revert is running on this database ({who}{expires}): wait for it "
             "to finish; if that process is gone, run again once its lease expires"
         )
+
+
+def advisory_key(schema: str) -> tuple[int, int]:
+    """PostgreSQL: the advisory lock (namespace, key) of the runner lock for ``schema``."""
+    return _ADVISORY_NAMESPACE, zlib.crc32(schema.encode()) & 0x7FFFFFFF
 
 
 def _holder(row) -> Holder | None:

@@ -203,6 +203,13 @@ CASES = [
         BAD,
         "nonsense",
     ),
+    (
+        "downgrade would drop the audit of runs not reverted",
+        ALL,
+        lambda c, t: ["schema", "downgrade", "base", "--db", _with_password(c)],
+        BAD,
+        "wrote hosts that are not reverted",
+    ),
     ("bad sql dialect", ALL, lambda c, t: ["schema", "sql", "--dialect", "oracle"], BAD, "oracle"),
     (
         "unknown instance",

@@ -16,13 +16,19 @@ Differences from the stock template, each for a Nova reason:
 
 from __future__ import annotations
 
+import contextlib
+import sys
+
 from alembic import context
 from alembic.operations import Operations
+from alembic.runtime.migration import RevisionStep
 from alembic.util import CommandError
 
 from actionhost_backfill import db
 from actionhost_backfill.errors import ActionHostError
+from actionhost_backfill.schema.ddl import guard_version_table
 from actionhost_backfill.schema.settings import settings_from_config
+from actionhost_backfill.state.guard import STATE_REVISIONS, state_drop_guard
 from actionhost_backfill.state.location import VERSION_TABLE, ensure_state_schema
 
 config = context.config
@@ -58,12 +64,28 @@ def _configure(**kwargs) -> None:
     )
 
 
+class _GuardedOutput:
+    """Alembic writes one statement per call; its version-table statements are made
+    safe to run twice on the way (``ddl.guard_version_table``)."""
+
+    def __init__(self, target, backend: str):
+        self.target = target
+        self.backend = backend
+
+    def write(self, text: str) -> None:
+        self.target.write(guard_version_table(text, self.backend))
+
+    def flush(self) -> None:
+        self.target.flush()
+
+
 def run_migrations_offline() -> None:
     """Emit SQL for review (``--sql``); no connection, so no inspection."""
     _configure(
         url=settings.url,
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
+        output_buffer=_GuardedOutput(config.output_buffer or sys.stdout, settings.backend),
     )
     with context.begin_transaction():
         location = settings.location
@@ -85,10 +107,41 @@ def _run_with(connection) -> None:
     connection.commit()
     _configure(connection=connection)
     before = context.get_context().get_current_heads()
-    with context.begin_transaction():
+    guard = (
+        state_drop_guard(
+            connection,
+            settings.url,
+            settings.location,
+            discard_audit=settings.discard_audit,
+            report=settings.report,
+        )
+        if _drops_state(before)
+        else contextlib.nullcontext()
+    )
+    with guard, context.begin_transaction():
         context.run_migrations()
     if settings.reensure:
         _reensure(connection, before, context.get_context().get_current_heads())
+
+
+def _drops_state(heads: tuple[str, ...]) -> bool:
+    """Whether this invocation undoes a revision that holds the backfill state.
+
+    Asked of the whole path up front, before its first step drops anything.
+    Only ``upgrade``, ``downgrade`` and ``stamp`` name a destination; ``current``,
+    ``check`` and autogenerate are never asked for their steps (their callbacks
+    print or compare).
+    """
+    migration = context.get_context()
+    if migration.opts.get("destination_rev") is None or migration._migrations_fn is None:
+        return False
+    steps = migration._migrations_fn(heads, migration)
+    return any(
+        isinstance(step, RevisionStep)
+        and not step.is_upgrade
+        and step.revision.revision in STATE_REVISIONS
+        for step in steps
+    )
 
 
 def _reensure(connection, before: tuple[str, ...], after: tuple[str, ...]) -> None:

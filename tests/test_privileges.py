@@ -448,3 +448,65 @@ def test_permission_denied_always_names_the_privilege(
     error = ahb_db.translate_error(exc, parse_url(f"{scheme}://ro:pw@db/nova"))
     assert expected in str(error), str(error)
     assert "grant the privilege named" not in str(error)
+
+
+# --------------------------------------------------------------------------- roles
+
+
+@pytest.mark.backends("mysql")
+def test_privileges_held_through_a_role_are_seen(bare_cell, backend):
+    """information_schema lists only the user's own grants: a MariaDB role's must be read
+    too, or a correctly provisioned user would be refused."""
+    bare_cell.build(with_host=False)
+    role = f"ahb_role_{uuid.uuid4().hex[:8]}"
+    db, state = bare_cell.sa_url.database, bare_cell.location.schema
+    run_as_admin(
+        bare_cell,
+        [
+            f"CREATE ROLE {role}",
+            f"GRANT ALTER ON `{db}`.`instance_actions_events` TO {role}",
+            f"GRANT ALTER ON `{db}`.`shadow_instance_actions_events` TO {role}",
+            f"GRANT CREATE, INDEX, SELECT, INSERT, UPDATE, DELETE ON `{state}`.* TO {role}",
+        ],
+    )
+    try:
+        grants = [
+            "GRANT SELECT ON `{db}`.* TO '{user}'@'%'",
+            f"GRANT {role} TO '{{user}}'@'%'",
+            f"SET DEFAULT ROLE {role} FOR '{{user}}'@'%'",
+        ]
+        with restricted_user(bare_cell, grants) as (_user, _password, url):
+            result = cli("schema", "status", "--db", url)
+            assert result.exit_code == 1, result.output  # upgrade pending, and allowed
+            assert "missing privilege" not in result.stdout
+            result = cli("schema", "upgrade", "--db", url)
+            assert result.exit_code == 0, result.output
+            assert "host" in bare_cell.columns("instance_actions_events")
+    finally:
+        run_as_admin(bare_cell, [f"DROP ROLE {role}"])
+
+
+def test_mysql_grant_lines_and_database_patterns():
+    from actionhost_backfill.dialects.mysql import Grants, _like
+
+    assert _like("nova\\_%", "nova_cell1") and not _like("nova\\_%", "novaXcell1")
+    assert _like("nova_actionhost", "novaXactionhost")  # an unescaped _ is a wildcard
+    assert not _like("nova", "nova_actionhost")
+    grants = Grants("u", "%")
+    for line in (
+        "GRANT USAGE ON *.* TO `r`",
+        "GRANT SELECT, UPDATE (`host`, `id`) ON `nova`.`instance_actions_events` TO `r`",
+        "GRANT ALL PRIVILEGES ON `nova\\_actionhost`.* TO `r`",
+        "GRANT SLAVE MONITOR ON *.* TO `r`",
+        "GRANT `other` TO `r`",
+        "GRANT EXECUTE ON PROCEDURE `nova`.`p` TO `r`",
+    ):
+        grants._add_grant_line(line)
+    assert grants.has("SELECT", "nova", "instance_actions_events")
+    assert grants.has("UPDATE", "nova", "instance_actions_events", "host")
+    assert not grants.has("UPDATE", "nova", "instance_actions_events")
+    assert not grants.has("SELECT", "nova", "instances")
+    assert grants.has("CREATE", "nova_actionhost") and grants.has(
+        "DELETE", "nova_actionhost", "runs"
+    )
+    assert grants.has_global("SLAVE MONITOR") and not grants.has_global("PROCESS")

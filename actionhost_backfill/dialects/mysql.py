@@ -381,7 +381,9 @@ class MySQL(Dialect):
         return super().privilege_hint(statement, message, user, database)
 
     def write_grant(self, user: str, table: str, schema: str | None, database: str | None) -> str:
-        return f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{schema or database}`.* TO '{user}'@'%';"
+        if schema is None:  # a Nova table: only its host column is written
+            return f"GRANT UPDATE (host) ON `{database}`.`{table}` TO '{user}'@'%';"
+        return f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{schema}`.* TO '{user}'@'%';"
 
     def fill_from_plan(
         self, conn: sa.Connection, plan: str, batch: FillBatch, outcomes: dict[str, str]

@@ -289,7 +289,7 @@ class PostgreSQL(Dialect):
 
     def write_grant(self, user: str, table: str, schema: str | None, database: str | None) -> str:
         if schema is None:
-            return f"GRANT UPDATE ON {table} TO {user};"
+            return f"GRANT UPDATE (host) ON {table} TO {user};"
         return (
             f"GRANT USAGE ON SCHEMA {schema} TO {user}; "
             f"GRANT ALL ON ALL TABLES IN SCHEMA {schema} TO {user};"

@@ -229,7 +229,11 @@ def _preflight(
 def _check_write_privileges(
     conn: sa.Connection, url: URL, location: StateLocation, options: BackfillOptions
 ) -> None:
-    """Statements that touch no row still need their privileges: try them, roll back."""
+    """Statements that touch no row still need their privileges: try them, roll back.
+
+    A second line behind the catalog check (:mod:`actionhost_backfill.preflight`),
+    for what a catalog cannot show (e.g. MySQL partial revokes).
+    """
     backend = location.backend
     if backend == "sqlite":
         for path in (url.database, location.sqlite_path):

@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
+from actionhost_backfill import dialects
 from actionhost_backfill.errors import (
     ActionHostError,
     BadInput,
@@ -208,8 +209,15 @@ def translate_error(exc: BaseException, url: URL | None = None) -> ActionHostErr
             f"database in {where} does not exist ({text}): check the database name in the URL"
         )
     if code in (1044, 1142, 1227) or sqlstate == "42501":
+        backend = url.get_backend_name() if url is not None else ("mysql" if code else "postgresql")
+        hint = dialects.for_backend(backend).privilege_hint(
+            getattr(exc, "statement", None),
+            raw,
+            (url.username if url is not None else None) or "<user>",
+            (url.database if url is not None else None) or "<database>",
+        )
         return PrivilegeError(
-            f"permission denied on {where}: {text}: grant the privilege named, or use a user that has it"
+            f"permission denied on {where}: {text}: {scrub(hint)} (or use a user that has it)"
         )
     if (
         code in (2002, 2003, 2005, 2006, 2013, 2055)

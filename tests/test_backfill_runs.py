@@ -517,9 +517,9 @@ def test_user_who_cannot_write_events_gets_the_grant_and_nothing_changes(cell, b
         result = cli("backfill", "--db", url, "--no-progress")
         assert result.exit_code == 127, result.output
         grant = (
-            f"GRANT UPDATE ON instance_actions_events TO {user};"
+            f"GRANT UPDATE (host) ON instance_actions_events TO {user};"
             if backend == "postgresql"
-            else f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{database}`.* TO '{user}'@'%';"
+            else f"GRANT UPDATE (host) ON `{database}`.`instance_actions_events` TO '{user}'@'%';"
         )
         assert grant in result.stderr and "nothing was changed" in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1

@@ -60,7 +60,9 @@ def status_command(
     Exit code 0 when at head, 1 when an upgrade is pending, 4 when the database
     lacks what the version table says was applied (a cell restored from a backup
     or re-created next to the state that outlived it: run `schema upgrade`, which
-    re-ensures), 127 when this is not a usable Nova cell database.
+    re-ensures), 127 when this is not a usable Nova cell database, or when the
+    user lacks a privilege the pending upgrade needs or cannot read the state
+    schema (each missing privilege is listed with its GRANT).
 
     Example: actionhost-backfill schema status --db mysql+pymysql://nova:PASS@db/nova
     """
@@ -73,7 +75,11 @@ def status_command(
                 ExitCode.OK: f"at head ({result.head_revision})",
                 ExitCode.PARTIAL: "upgrade pending: " + "; ".join(result.plan[:2]),
                 ExitCode.DRIFT: "not what the version table says: " + "; ".join(result.drift[:2]),
-            }.get(code, "not usable: " + "; ".join(result.plan[:2] or ["not a Nova cell"]))
+            }.get(
+                code,
+                "not usable: "
+                + "; ".join(result.privileges[:2] or result.plan[:2] or ["not a Nova cell"]),
+            )
             return code, summary, result.to_dict()
 
         run_all_cells(
@@ -91,6 +97,13 @@ def status_command(
 
 def _status_code(result: revisions.SchemaStatus) -> ExitCode:
     if not result.is_nova or any(line.startswith("blocked") for line in result.plan):
+        return ExitCode.BAD_INPUT
+    # An upgrade pending (or the state unreadable) that this user cannot apply.
+    if result.privileges and (
+        result.state_access != "readable"
+        or result.drift
+        or result.current_revision != result.head_revision
+    ):
         return ExitCode.BAD_INPUT
     if result.drift:
         return ExitCode.DRIFT
@@ -129,9 +142,13 @@ def _print_status(result: revisions.SchemaStatus) -> None:
             echo(f"index:           {index['name']} ({', '.join(index['columns'])}) [{flags}]")
     else:
         echo("index:           none led by host")
-    echo(
-        f"state schema:    {result.state_location} ({'exists' if result.state_exists else 'not created yet'})"
-    )
+    seen = {
+        "readable": "exists",
+        "absent": "not created yet",
+        "unreadable": "exists, but this user cannot read it",
+        "unknown": "not visible to this user: it may exist",
+    }[result.state_access]
+    echo(f"state schema:    {result.state_location} ({seen})")
     echo(f"version table:   {result.version_table}")
     echo(
         f"revision:        {result.current_revision or '(none applied)'}; head is {result.head_revision}"
@@ -141,6 +158,8 @@ def _print_status(result: revisions.SchemaStatus) -> None:
         echo(f"  - {line}")
     for line in result.notes:
         echo(f"note: {line}")
+    for line in result.privileges:
+        echo(f"missing privilege: {line}")
 
 
 @schema_app.command("upgrade", epilog=EXIT_CODE_HELP)

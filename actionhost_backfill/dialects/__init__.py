@@ -26,4 +26,9 @@ def for_connection(conn: sa.Connection | sa.Engine) -> Dialect:
     return _BY_NAME[conn.dialect.name]()
 
 
+def for_backend(name: str) -> Dialect:
+    """The dialect of a backend name (``postgresql``, ``mysql``, ``mariadb``, ``sqlite``)."""
+    return _BY_NAME.get(name, Dialect)()
+
+
 __all__ = ["Dialect", "for_connection"]

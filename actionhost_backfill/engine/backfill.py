@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from actionhost_backfill import db, dialects
+from actionhost_backfill import db, dialects, preflight
 from actionhost_backfill.dialects import Dialect
 from actionhost_backfill.engine.applier import Applier, WriteOptions, prepare_session
 from actionhost_backfill.engine.fill import PlanFill
@@ -191,6 +191,21 @@ def _preflight(
             )
         if column.problem:
             catalog.raise_if_incompatible(conn, [column])
+    access = preflight.state_access(conn, location)
+    if options.dry_run:
+        request = preflight.read_request(conn, url, location, access=access)
+        preflight.require(conn, url, request, "backfill --dry-run")
+    elif access != "absent":
+        throttle = options.throttle
+        request = preflight.backfill_request(
+            conn,
+            url,
+            location,
+            tables=options.tables(),
+            replicas=throttle.max_lag is not None and not throttle.replicas,
+            load=bool(throttle.max_load or throttle.critical_load),
+        )
+        preflight.require(conn, url, request, "backfill")
     ready = (
         state_schema_exists(conn, location)
         and revisions.current_revision(conn, location) == revisions.head_revision()
@@ -214,7 +229,11 @@ def _preflight(
 def _check_write_privileges(
     conn: sa.Connection, url: URL, location: StateLocation, options: BackfillOptions
 ) -> None:
-    """Statements that touch no row still need their privileges: try them, roll back."""
+    """Statements that touch no row still need their privileges: try them, roll back.
+
+    A second line behind the catalog check (:mod:`actionhost_backfill.preflight`),
+    for what a catalog cannot show (e.g. MySQL partial revokes).
+    """
     backend = location.backend
     if backend == "sqlite":
         for path in (url.database, location.sqlite_path):

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from actionhost_backfill import db
+from actionhost_backfill import db, preflight
 from actionhost_backfill.dialects.bulk import chunks
 from actionhost_backfill.engine.applier import (
     Applied,
@@ -193,6 +193,20 @@ def revert(
     st = state(location.schema)
     try:
         with db.connect(engine) as conn:
+            catalog.require_nova(conn, catalog.BACKFILL_TABLES)
+            access = preflight.state_access(conn, location)
+            if access != "absent":
+                throttle = options.throttle
+                request = preflight.revert_request(
+                    conn,
+                    url,
+                    location,
+                    dry_run=options.dry_run,
+                    replicas=throttle.max_lag is not None and not throttle.replicas,
+                    load=bool(throttle.max_load or throttle.critical_load),
+                )
+                command = "revert --dry-run" if options.dry_run else "revert"
+                preflight.require(conn, url, request, command)
             require_state(conn, location)
             target = runs.load(conn, st, target_run_id)
             if target is None or target.kind != runs.BACKFILL:

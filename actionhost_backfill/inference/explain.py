@@ -16,7 +16,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from actionhost_backfill import db
+from actionhost_backfill import db, preflight
 from actionhost_backfill.errors import BadInput
 from actionhost_backfill.inference import EventRow, Timeline, decide
 from actionhost_backfill.inference.evidence import EvidenceSnapshot
@@ -72,6 +72,8 @@ def explain(
         with db.connect(engine) as conn:
             try:
                 catalog.require_nova(conn, catalog.BACKFILL_TABLES)
+                request = preflight.read_request(conn, url, location)
+                preflight.require(conn, url, request, "explain")
                 names = catalog.list_tables(conn)
                 candidates = (
                     [table] if table else [t for t in (EVENTS, SHADOW_EVENTS) if t in names]

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from actionhost_backfill import db
+from actionhost_backfill import db, preflight
 from actionhost_backfill.errors import BadInput, ExitCode, SchemaNotReady
 from actionhost_backfill.inference import InstanceHistory, infer, roles
 from actionhost_backfill.inference.evidence import EvidenceSnapshot
@@ -239,6 +239,8 @@ def run_validate(
                         f"instance_actions_events.host is missing in {mask_url(url)}: this cell "
                         "has no recorded hosts to validate against (Nova writes them from Rocky)"
                     )
+                request = preflight.read_request(conn, url, location)
+                preflight.require(conn, url, request, "validate")
                 audit_available = (
                     state_schema_exists(conn, location)
                     and revisions.current_revision(conn, location) == revisions.head_revision()

@@ -23,7 +23,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
 
-from actionhost_backfill import db
+from actionhost_backfill import db, preflight
 from actionhost_backfill.errors import ActionHostError, BadInput
 from actionhost_backfill.nova import catalog
 from actionhost_backfill.redact import mask_url
@@ -128,6 +128,10 @@ class SchemaStatus:
     """What an applied revision ensures but the database lacks (restored cell?)."""
     plan: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    state_access: str = "absent"
+    """What this user sees of the state schema: absent, readable, unreadable, unknown."""
+    privileges: list[str] = field(default_factory=list)
+    """What ``schema upgrade`` would need and this user lacks, each with its GRANT."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -154,8 +158,9 @@ def _status(conn: sa.Connection, url: URL, location: StateLocation) -> SchemaSta
         nova_version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
     columns = catalog.check_host_columns(conn) if catalog.EVENTS in tables.found else []
     indexes = catalog.host_indexes(conn) if catalog.EVENTS in tables.found else []
-    exists = state_schema_exists(conn, location)
-    current = current_revision(conn, location) if exists else None
+    access = preflight.state_access(conn, location)
+    exists = state_schema_exists(conn, location) and access != "unknown"
+    current = current_revision(conn, location) if access == "readable" and exists else None
     head = head_revision()
     ledger = []
     if exists and current is not None:
@@ -197,7 +202,18 @@ def _status(conn: sa.Connection, url: URL, location: StateLocation) -> SchemaSta
         current_revision=current,
         head_revision=head,
         ledger=ledger,
+        state_access=access,
     )
+    if is_nova:
+        if access in ("unreadable", "unknown"):
+            read = preflight.state_read_request(url, location)
+            result.privileges.extend(
+                f"read the state schema: {m.describe()}" for m in preflight.missing(conn, read)
+            )
+        upgrade_needs = preflight.upgrade_request(conn, url, location)
+        result.privileges.extend(
+            f"schema upgrade: {m.describe()}" for m in preflight.missing(conn, upgrade_needs)
+        )
     result.drift = _drift(conn, result, columns, indexes, location)
     result.plan = _plan(conn, result, columns, indexes, location)
     if location.backend == "mysql":
@@ -212,6 +228,11 @@ def _plan(conn, result: SchemaStatus, columns, indexes, location: StateLocation)
     bad = [c for c in columns if c.present and c.problem]
     if bad:
         return [f"blocked: {c.table}.host {c.problem}" for c in bad]
+    if result.state_access in ("unreadable", "unknown"):
+        return [
+            f"unknown: this user cannot read {location.describe()}, so which revisions are "
+            "applied is unknown (see the privileges it lacks)"
+        ]
     plan: list[str] = []
     if not result.state_exists:
         plan.append(f"create the state schema: {location.describe()}")
@@ -349,31 +370,12 @@ def _preflight(url: URL, location: StateLocation) -> None:
         with db.connect(engine) as conn:
             catalog.require_nova(conn)
             catalog.raise_if_incompatible(conn, catalog.check_host_columns(conn))
-            _check_alter_privilege(conn, url)
+            request = preflight.upgrade_request(conn, url, location)
+            preflight.require(conn, url, request, "schema upgrade")
     except sa.exc.DBAPIError as exc:
         raise db.translate_error(exc, url) from None
     finally:
         engine.dispose()
-
-
-def _check_alter_privilege(conn: sa.Connection, url: URL) -> None:
-    """PostgreSQL: ALTER TABLE and CREATE INDEX need the table's owner."""
-    if conn.dialect.name != "postgresql":
-        return
-    row = conn.execute(
-        sa.text(
-            "SELECT pg_has_role(current_user, c.relowner, 'USAGE'), pg_get_userbyid(c.relowner) "
-            "FROM pg_class c WHERE c.oid = to_regclass(:t)"
-        ),
-        {"t": catalog.EVENTS},
-    ).first()
-    if row is not None and not row[0]:
-        from actionhost_backfill.errors import PrivilegeError
-
-        raise PrivilegeError(
-            f"user {url.username} cannot alter {catalog.EVENTS} in {mask_url(url)} (owned by {row[1]}): "
-            f"run schema upgrade as {row[1]}, or GRANT {row[1]} TO {url.username}"
-        )
 
 
 def upgrade(

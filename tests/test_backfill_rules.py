@@ -67,10 +67,46 @@ def test_release_behaviour(cell, case):
     expect = scenarios.build_all(builder, scenarios=[case])
     _load(cell, builder)
     revisions.upgrade(parse_url(cell.url))
-    run_backfill(parse_url(cell.url), BackfillOptions(include_shadow=True))
+    releases = getattr(case, "releases", None)
+    run_backfill(parse_url(cell.url), BackfillOptions(include_shadow=True, releases=releases))
     audit = _audit(cell)
     got = {event_id: audit[event_id][:2] for event_id in expect}
     assert got == expect
+
+
+@pytest.mark.parametrize("case", scenarios.ICEHOUSE_CASES, ids=lambda f: f.__name__)
+def test_icehouse_behaviour(cell, case):
+    """Cells that started on Icehouse (no proof of Kilo): silent live migrations and
+    rescheduled candidates' own faults (issue 18)."""
+    builder = HistoryBuilder()
+    expect = scenarios.build_all(builder, scenarios=[case])
+    _load(cell, builder)
+    revisions.upgrade(parse_url(cell.url))
+    result = run_backfill(parse_url(cell.url), BackfillOptions(include_shadow=True))
+    eras = result.snapshot.eras
+    assert eras.source == "detected" and eras.untracked == ((None, None),)
+    audit = _audit(cell)
+    got = {event_id: audit[event_id][:2] for event_id in expect}
+    assert got == expect
+
+
+def test_declared_kilo_joins_what_an_untracked_era_keeps_apart(cell):
+    """The same silent move, with the operator's (wrong) word that the cell started on
+    Kilo: no gap, one segment whose evidence disagrees (launched_on cmp-a, cmp-b's fault,
+    instances.host cmp-b), so the first reboot is ambiguous instead of no-evidence."""
+    builder = HistoryBuilder()
+    expect = scenarios.build_all(
+        builder, scenarios=[scenarios.icehouse_silent_live_migration_between_reboots]
+    )
+    _load(cell, builder)
+    revisions.upgrade(parse_url(cell.url))
+    result = run_backfill(
+        parse_url(cell.url), BackfillOptions(include_shadow=True, releases="kilo=2014-01-01")
+    )
+    assert result.snapshot.eras.source == "declared" and not result.snapshot.eras.untracked
+    audit = _audit(cell)
+    first_reboot = sorted(expect)[1]
+    assert audit[first_reboot][:2] == (None, "ambiguous")
 
 
 def test_live_table_only_without_include_shadow(scenario_cell):

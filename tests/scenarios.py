@@ -819,20 +819,22 @@ def case7_repeated_step_carries_the_last_attempts_result(h, t0) -> Expect:
 def icehouse_silent_live_migration_between_reboots(h, t0) -> Expect:
     """2014.1: a live migration records no action, no event and no row (no LIVE_MIGRATION in
     compute/instance_actions.py; CA live_migrate only sets task_state).  Between the two
-    reboots it moved cmp-a -> cmp-b; the first engine gave both reboots cmp-b (current-host)."""
+    reboots it moved cmp-a -> cmp-b; the second reboot failed on cmp-b.  The first engine
+    saw one segment up to the unshelve, settled by that fault: the build and the first
+    reboot got cmp-b."""
     life = Life(h, t0)
     a = life.action("create", gap=S)
-    life.event(a, "compute_run_instance", "cmp-a", "launched-on", took=40 * S)
-    life.launched_at = life.t - S
+    life.event(a, "compute_run_instance", "cmp-a", "no-evidence", took=40 * S)
     life.generic("compute_reboot_instance", "cmp-a", "no-evidence")
     # ... the silent live migration to cmp-b (post_live_migration_at_destination sets
     # host and node, never launched_on: 2014.1 CM ~4690) ...
     life.generic("compute_reboot_instance", "cmp-b", "fault-record", result="Error", fault="cmp-b")
-    # It may have moved again before the delete: only the delete's own segment is
-    # settled by instances.host (nothing moves a deleted instance).
-    d = life.action("delete")
-    life.event(d, "compute_terminate_instance", "cmp-b", "host-timeline")
-    return life.done(host="cmp-b", launched_on="cmp-a", deleted=True)
+    # It may have moved again before the shelve: nothing settles the shelve.
+    life.generic("compute_shelve_instance", "cmp-b", "no-evidence")
+    u = life.action("unshelve")
+    life.event(u, "compute_unshelve_instance", "cmp-d", "launched-on", took=30 * S)
+    life.launched_at = life.t - S
+    return life.done(host="cmp-d", launched_on="cmp-d")
 
 
 def icehouse_stopped_instance_cannot_move_silently(h, t0) -> Expect:

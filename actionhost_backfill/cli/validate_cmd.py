@@ -204,7 +204,9 @@ def print_explanation(report: Explanation) -> None:
                 or "no evidence"
             )
             echo(
-                f"  #{segment['index']} {segment['from'] or 'creation'} .. {segment['to'] or 'now'}: "
+                f"  #{segment['index']} "
+                f"{segment['from'] or ('?' if segment['open_start'] else 'creation')} .. "
+                f"{segment['to'] or 'now'}: "
                 f"{evidence}{mark}"
             )
     if report.eras is not None:

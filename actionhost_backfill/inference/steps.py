@@ -96,7 +96,7 @@ _NOT_ACTIVE_BEFORE = frozenset(
         "restore",
     }
 )
-#: After these the instance is gone: nothing moves it.
+#: After these, when nothing follows, the instance is gone: nothing moves it.
 _FINAL = frozenset({"delete"})
 _TICK = timedelta(microseconds=1)
 
@@ -574,8 +574,8 @@ def untracked_gap(
     after the action's last recorded time and ends just before the next
     request.  Only its part inside an untracked period counts.
     """
-    if action.start is None or action.name in _FINAL:
-        return None
+    if action.start is None or (action.name in _FINAL and next_action is None):
+        return None  # a delete that worked: nothing moves the instance afterwards
     if next_action is not None and next_action.name in _NOT_ACTIVE_BEFORE:
         return None
     end = max(last_time(history.events.get(action.id, [])) or action.start, action.start)

@@ -225,11 +225,10 @@ def detect(proofs: Proofs) -> Eras:
             how = ASSUMED
         return Eras((Era(PRE_KILO, None, None, how, why, True),), "detected", tuple(notes))
     assert proof is not None
-    before = (
-        f" ({proofs.actions_before:,} actions before it)"
-        if proofs.actions_before is not None
-        else ""
-    )
+    before = ""
+    if proofs.actions_before is not None:
+        plural = "" if proofs.actions_before == 1 else "s"
+        before = f" ({proofs.actions_before:,} action{plural} before it)"
     if any(first < kilo_at for _, first, _ in old):
         pre = Era(
             PRE_KILO,

@@ -1,7 +1,7 @@
 """Precision and coverage of the backfill on release-faithful simulated histories, many seeds.
 
 For each seed (and backend): ``simulate`` a history of ``--events`` events
-(Kilo ... Queens, then Rocky), ``schema upgrade``, ``backfill --include-shadow``,
+(``--first-release`` Icehouse, Juno or Kilo ... Queens, then Rocky), ``schema upgrade``, ``backfill --include-shadow``,
 ``accuracy``; then one table per era over all seeds (NULL compute events,
 filled, wrong, coverage, the rules that filled them) and the wrong values, if
 any, with the command that explains each.  Prints Markdown (and ``--json``)
@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.run import fresh_database  # noqa: E402
 
-ERAS = ("kilo", "liberty", "mitaka", "newton", "ocata", "pike", "queens")
+ERAS = ("icehouse", "juno", "kilo", "liberty", "mitaka", "newton", "ocata", "pike", "queens")
 CLI = [sys.executable, "-m", "actionhost_backfill"]
 
 
@@ -52,11 +52,20 @@ def run(*args: str, db: str) -> dict:
     return json.loads(done.stdout)
 
 
-def one(backend: str, seed: int, events: int, workdir: Path) -> dict:
+def one(backend: str, seed: int, events: int, workdir: Path, first_release: str = "kilo") -> dict:
     url, drop = fresh_database(backend, workdir)
     try:
         started = time.monotonic()
-        sim = run("simulate", "--events", str(events), "--seed", str(seed), db=url)
+        sim = run(
+            "simulate",
+            "--events",
+            str(events),
+            "--seed",
+            str(seed),
+            "--first-release",
+            first_release,
+            db=url,
+        )
         subprocess.run(
             [*CLI, "schema", "upgrade", "--db", url], check=True, capture_output=True, cwd=ROOT
         )
@@ -75,6 +84,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--seeds", default="1-20", help="e.g. 1-20 or 7,42")
     parser.add_argument("--backend", action="append", choices=("sqlite", "postgresql", "mysql"))
+    parser.add_argument(
+        "--first-release",
+        default="kilo",
+        help="release the simulated cell started on (icehouse, juno, kilo, ...)",
+    )
     parser.add_argument("--workdir", type=Path, default=ROOT / ".cache" / "accuracy")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -83,7 +97,7 @@ def main() -> None:
     results = []
     for backend in backends:
         for seed in seeds(args.seeds):
-            report = one(backend, seed, args.events, args.workdir)
+            report = one(backend, seed, args.events, args.workdir, args.first_release)
             report.update(backend=backend, seed=seed)
             results.append(report)
             print(

@@ -665,7 +665,11 @@ def case2_kilo_evacuation_has_no_row(h, t0) -> Expect:
 
 
 def case3_old_build_event_names(h, t0) -> Expect:
-    """Icehouse/Juno histories (served until Kilo): compute_run_instance per attempt."""
+    """Icehouse/Juno build names (served until Kilo): compute_run_instance per attempt.
+
+    Here a Kilo compute serving an older conductor's run_instance: the operator
+    declares Kilo (``releases``), else nothing in this one-instance cell excludes
+    Icehouse/Juno and the reboot is settled across an untracked gap."""
     life = Life(h, t0)
     a = life.action("create", gap=S)
     life.event(a, "compute_run_instance", "cmp-x", "rescheduled-candidate")
@@ -673,6 +677,9 @@ def case3_old_build_event_names(h, t0) -> Expect:
     life.launched_at = life.t - S
     life.generic("compute_reboot_instance", "cmp-a", "current-host")
     return life.done(host="cmp-a", launched_on="cmp-a")
+
+
+case3_old_build_event_names.releases = "kilo=2015-04-30"
 
 
 def case4_evacuation_completed_without_a_rebuild(h, t0) -> Expect:
@@ -801,6 +808,73 @@ def case7_repeated_step_carries_the_last_attempts_result(h, t0) -> Expect:
     life.finish(a, "compute_prep_resize", result="Error")
     life.generic("compute_reboot_instance", "cmp-s", "current-host")
     return life.done(host="cmp-s", launched_on="cmp-s")
+
+
+# --------------------------------------------------------------------------- Icehouse / Juno
+# Each runs in a cell of its own that nothing proves Kilo or later: era
+# detection assumes Icehouse/Juno throughout, so the host may change between
+# any two actions of an ACTIVE instance (inference/eras.py, steps.untracked_gap).
+
+
+def icehouse_silent_live_migration_between_reboots(h, t0) -> Expect:
+    """2014.1: a live migration records no action, no event and no row (no LIVE_MIGRATION in
+    compute/instance_actions.py; CA live_migrate only sets task_state).  Between the two
+    reboots it moved cmp-a -> cmp-b; the second reboot failed on cmp-b.  The first engine
+    saw one segment up to the unshelve, settled by that fault: the build and the first
+    reboot got cmp-b."""
+    life = Life(h, t0)
+    a = life.action("create", gap=S)
+    life.event(a, "compute_run_instance", "cmp-a", "no-evidence", took=40 * S)
+    life.generic("compute_reboot_instance", "cmp-a", "no-evidence")
+    # ... the silent live migration to cmp-b (post_live_migration_at_destination sets
+    # host and node, never launched_on: 2014.1 CM ~4690) ...
+    life.generic("compute_reboot_instance", "cmp-b", "fault-record", result="Error", fault="cmp-b")
+    # It may have moved again before the shelve: nothing settles the shelve.
+    life.generic("compute_shelve_instance", "cmp-b", "no-evidence")
+    u = life.action("unshelve")
+    life.event(u, "compute_unshelve_instance", "cmp-d", "launched-on", took=30 * S)
+    life.launched_at = life.t - S
+    return life.done(host="cmp-d", launched_on="cmp-d")
+
+
+def icehouse_stopped_instance_cannot_move_silently(h, t0) -> Expect:
+    """A live migration needs vm_state ACTIVE (2014.1 CA ~3007) and start needs STOPPED: the
+    stop and the start share a segment, which the start's own fault settles."""
+    life = Life(h, t0)
+    a = life.action("create", gap=S)
+    life.event(a, "compute_run_instance", "cmp-a", "launched-on", took=40 * S)
+    life.launched_at = life.t - S
+    life.generic("compute_stop_instance", "cmp-a", "host-timeline")
+    life.generic("compute_start_instance", "cmp-a", "fault-record", result="Error", fault="cmp-a")
+    life.generic("compute_reboot_instance", "cmp-b", "no-evidence")
+    return life.done(host="cmp-b", launched_on="cmp-a")
+
+
+def icehouse_rescheduled_build_leaves_the_candidates_fault(h, t0) -> Expect:
+    """2014.1 CM _reschedule_or_error records the candidate's fault, then _run_instance
+    swallows the RescheduledException: Success *with* a fault.  The next attempt started a
+    second later; the first engine read that fault as the build's failure and gave the
+    build's last attempt the candidate's host."""
+    life = Life(h, t0)
+    a = life.action("create", gap=S)
+    first = h.event_start(life.uuid, a, "compute_run_instance", life.at(2 * S))
+    life._expect(first, "cmp-x", "fault-record")
+    failed = life.at(5 * S)
+    h.fault(life.uuid, "cmp-x", failed, message="Insufficient compute resources")
+    h.event_finish(a, "compute_run_instance", failed, result="Success")
+    last = h.event_start(life.uuid, a, "compute_run_instance", life.at(S))
+    life._expect(last, "cmp-a", "launched-on")
+    h.event_finish(a, "compute_run_instance", life.at(40 * S), result="Success")
+    life.launched_at = life.t - S
+    life.generic("compute_reboot_instance", "cmp-a", "no-evidence")
+    return life.done(host="cmp-a", launched_on="cmp-a")
+
+
+ICEHOUSE_CASES = [
+    icehouse_silent_live_migration_between_reboots,
+    icehouse_stopped_instance_cannot_move_silently,
+    icehouse_rescheduled_build_leaves_the_candidates_fault,
+]
 
 
 SCENARIOS = [

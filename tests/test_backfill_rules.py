@@ -67,87 +67,43 @@ def test_release_behaviour(cell, case):
     expect = scenarios.build_all(builder, scenarios=[case])
     _load(cell, builder)
     revisions.upgrade(parse_url(cell.url))
-    run_backfill(parse_url(cell.url), BackfillOptions(include_shadow=True))
+    releases = getattr(case, "releases", None)
+    run_backfill(parse_url(cell.url), BackfillOptions(include_shadow=True, releases=releases))
     audit = _audit(cell)
     got = {event_id: audit[event_id][:2] for event_id in expect}
     assert got == expect
 
 
-def test_live_table_only_without_include_shadow(scenario_cell):
-    cell, _ = scenario_cell
-    run_backfill(parse_url(cell.url), BackfillOptions())
-    shadow_ids = {r[0] for r in cell.rows("SELECT id FROM shadow_instance_actions_events")}
-    audited = set(_audit(cell))
-    assert shadow_ids and not (audited & shadow_ids)
-    assert (
-        cell.scalar("SELECT COUNT(*) FROM shadow_instance_actions_events WHERE host IS NOT NULL")
-        == 0
-    )
-
-
-def test_recorded_hosts_are_never_examined_or_changed(scenario_cell):
-    cell, _ = scenario_cell
-    recorded = dict(
-        cell.rows("SELECT id, host FROM instance_actions_events WHERE host IS NOT NULL")
-    )
-    assert recorded, "the scenarios include events Nova recorded itself"
-    run_backfill(parse_url(cell.url), BackfillOptions(include_shadow=True))
-    after = dict(cell.rows("SELECT id, host FROM instance_actions_events"))
-    assert all(after[i] == host for i, host in recorded.items())
-    assert not set(recorded) & set(_audit(cell))
-
-
-def test_nova_schema_table_set_unchanged(scenario_cell):
-    cell, _ = scenario_cell
-    before = cell.table_names()
-    run_backfill(parse_url(cell.url), BackfillOptions(include_shadow=True))
-    assert cell.table_names() == before
-
-
-def test_backfill_needs_the_schema_upgrade(cell):
-    from actionhost_backfill.errors import SchemaNotReady
-
-    with pytest.raises(SchemaNotReady, match="schema upgrade"):
-        run_backfill(parse_url(cell.url), BackfillOptions())
-
-
-def test_dry_run_writes_nothing_even_the_state_schema(scenario_cell):
-    cell, expect = scenario_cell
-    before = cell.checksum()
-    result = run_backfill(
-        parse_url(cell.url), BackfillOptions(dry_run=True, include_shadow=True, sample=2)
-    )
-    assert cell.checksum() == before
-    assert result.run_id is None
-    assert result.filled == sum(1 for host, _ in expect.values() if host)
-    assert result.samples and all("rule" in s for s in result.samples)
-    assert cell.scalar(f"SELECT COUNT(*) FROM {cell.location.schema}.runs") == 0
-
-
-def test_dry_run_before_any_schema_change(cell):
+@pytest.mark.parametrize("case", scenarios.ICEHOUSE_CASES, ids=lambda f: f.__name__)
+def test_icehouse_behaviour(cell, case):
+    """Cells that started on Icehouse (no proof of Kilo): silent live migrations and
+    rescheduled candidates' own faults (issue 18)."""
     builder = HistoryBuilder()
-    expect = scenarios.never_moved(builder, scenarios.datetime(2017, 1, 1))
+    expect = scenarios.build_all(builder, scenarios=[case])
     _load(cell, builder)
-    before = cell.checksum()
-    fingerprint = cell.fingerprint()
-    result = run_backfill(parse_url(cell.url), BackfillOptions(dry_run=True))
-    assert result.filled == sum(1 for host, _ in expect.values() if host)
-    assert cell.checksum() == before and cell.fingerprint() == fingerprint
-    assert cell.state_table_names() == set()
-
-
-def test_backfill_is_idempotent(scenario_cell):
-    cell, _ = scenario_cell
-    run_backfill(parse_url(cell.url), BackfillOptions(include_shadow=True))
-    hosts = _hosts(cell)
-    second = run_backfill(parse_url(cell.url), BackfillOptions(include_shadow=True, new_run=True))
-    assert second.filled == 0
-    assert _hosts(cell) == hosts
-
-
-def test_sqlite_datetimes_and_mysql_whole_seconds_agree(scenario_cell):
-    """The same history gives the same decisions on every backend (checked per backend)."""
-    cell, expect = scenario_cell
-    run_backfill(parse_url(cell.url), BackfillOptions(include_shadow=True, batch_size=1))
+    revisions.upgrade(parse_url(cell.url))
+    result = run_backfill(parse_url(cell.url), BackfillOptions(include_shadow=True))
     audit = _audit(cell)
-    assert {i: (a[0], a[1]) for i, a in audit.items()} == expect
+    got = {event_id: audit[event_id][:2] for event_id in expect}
+    assert got == expect
+    eras = result.snapshot.eras
+    assert eras.source == "detected" and eras.untracked == ((None, None),)
+
+
+def test_a_declared_history_is_trusted_even_when_wrong(cell):
+    """The same silent move, with the operator's (wrong) word that the cell started on
+    Kilo: no gap, so the second reboot's fault settles the first one too, with the other
+    side's host.  --releases replaces detection; a wrong history brings wrong hosts back."""
+    builder = HistoryBuilder()
+    expect = scenarios.build_all(
+        builder, scenarios=[scenarios.icehouse_silent_live_migration_between_reboots]
+    )
+    _load(cell, builder)
+    revisions.upgrade(parse_url(cell.url))
+    result = run_backfill(
+        parse_url(cell.url), BackfillOptions(include_shadow=True, releases="kilo=2014-01-01")
+    )
+    assert result.snapshot.eras.source == "declared" and not result.snapshot.eras.untracked
+    audit = _audit(cell)
+    first_reboot = sorted(expect)[1]
+    assert audit[first_reboot][:2] == ("cmp-b", "host-timeline")  # the truth is cmp-a

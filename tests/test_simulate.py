@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from actionhost_backfill.db import parse_url
 from actionhost_backfill.errors import ExitCode
 from actionhost_backfill.nova import models
-from actionhost_backfill.nova.releases import NAMES, SIMULATED
+from actionhost_backfill.nova.releases import NAMES, SIMULATED, between
 from actionhost_backfill.sim import simulate as simulate_module
 from actionhost_backfill.sim.simulate import SimulationOptions, simulate, truth_tables
 from tests import harness
@@ -35,6 +35,10 @@ EARLY = SimulationOptions(
 #: Pike then Queens (rare paths made common): Pike's leftovers meet Queens' conductor.
 LATE = SimulationOptions(
     seed=13, instances=200, hosts=6, days=540, first_release="pike", last_release="queens"
+)
+#: Icehouse then Juno (rare paths made common): what clouds that started before Kilo wrote.
+ANCIENT = SimulationOptions(
+    seed=17, instances=220, hosts=6, days=540, first_release="icehouse", last_release="juno"
 )
 #: Rates that make rare recording paths (reschedules, failures, deletes of resized
 #: instances, evacuations without a host) show up in a few hundred instances.
@@ -199,6 +203,11 @@ def late(backend, server_url, tmp_path_factory, _made) -> History:
     return _history("late", LATE, backend, server_url, tmp_path_factory, _made, AMPLIFIED)
 
 
+@pytest.fixture
+def ancient(backend, server_url, tmp_path_factory, _made) -> History:
+    return _history("ancient", ANCIENT, backend, server_url, tmp_path_factory, _made, AMPLIFIED)
+
+
 # ------------------------------------------------------------------ determinism and truth
 
 
@@ -237,7 +246,7 @@ def test_truth_and_rows_agree(history):
     h = history
     assert len(h.events) > 10_000
     assert len(h.truth) == len(h.events)  # every event has exactly one truth
-    assert [e[0] for e in h.eras] == [*SIMULATED, "rocky"]
+    assert [e[0] for e in h.eras] == [*between("kilo", "queens"), "rocky"]  # the default
     computes = {s["host"] for s in h.services if s["binary"] == "nova-compute"}
     conductors = {s["host"] for s in h.services if s["binary"] == "nova-conductor"}
     eras = defaultdict(int)
@@ -258,7 +267,7 @@ def test_truth_and_rows_agree(history):
         else:
             assert name in CONDUCTOR_EVENTS or name.startswith("conductor_"), name
             assert truth.host in conductors, name
-    assert all(eras[release] > 100 for release in (*SIMULATED[1:], "rocky")), eras
+    assert all(eras[release] > 100 for release in (*between("liberty", "queens"), "rocky")), eras
     # Faults name the process that recorded them: a compute or a conductor.
     assert {f["host"] for f in h.faults} <= computes | conductors
     assert {f["host"] for f in h.faults} & conductors
@@ -883,7 +892,7 @@ def test_bad_options_are_bad_input(tmp_path):
         ["--hosts", "2"],
         ["--cutover", "1.5"],
         ["--events", "5", "--instances", "5"],
-        ["--first-release", "juno"],
+        ["--first-release", "havana"],
         ["--first-release", "pike", "--last-release", "liberty"],
     ):
         result = harness.cli("simulate", "--db", url, *args)
@@ -918,3 +927,53 @@ def test_events_option_sizes_the_history(blank_db):
     with sa.create_engine(blank_db).connect() as conn:
         live = conn.execute(sa.text("SELECT COUNT(*) FROM instance_actions_events")).scalar()
     assert live == result.counts["instance_actions_events"]
+
+
+def test_icehouse_and_juno_record_what_they_recorded(ancient):
+    """2014.1/2014.2 (releases.py): silent live migrations, build event names, Icehouse's
+    candidate faults, migrate recorded as resize, rebuild without the conductor."""
+    h = ancient
+    old = ("icehouse", "juno")
+    actions = [a for a in h.actions.values() if h.era(a["start_time"]) in old]
+    names = {(h.era(a["start_time"]), a["action"]) for a in actions}
+    # No live migration leaves an action, an event or a row ...
+    assert not any(name.startswith("live") for _, name in names)
+    assert not any(h.era(m["created_at"]) in old and m["migration_type"] for m in h.migrations)
+    # ... yet hosts change between actions that cannot move an instance.
+    silent = 0
+    for lives in h.actions_of.values():
+        hosts = [
+            e["truth"].host
+            for a in lives
+            if h.era(a["start_time"]) in old
+            for e in sorted(h.events_of(a), key=lambda e: (e["start_time"], e["id"]))
+            if a["action"] in ("reboot", "stop", "start", "pause", "unpause", "suspend", "resume")
+        ]
+        silent += sum(1 for x, y in itertools.pairwise(hosts) if x != y)
+    assert silent > 5
+    # Builds: compute_run_instance (Icehouse), compute_build_and_run_instance (Juno).
+    for e in h.events:
+        if e["action"] == "create" and e["event"].startswith("compute_"):
+            expected = {
+                "icehouse": "compute_run_instance",
+                "juno": "compute_build_and_run_instance",
+            }.get(e["truth"].era, "compute__do_build_and_run_instance")
+            assert e["event"] == expected
+    # Icehouse: a rescheduled attempt ends with its candidate's own fault.
+    tied = 0
+    for a in actions:
+        attempts = sorted(
+            (e for e in h.events_of(a) if e["event"] == "compute_run_instance"),
+            key=lambda e: (e["start_time"], e["id"]),
+        )
+        for attempt, following in itertools.pairwise(attempts):
+            tied += any(
+                f["host"] == attempt["truth"].host
+                and attempt["start_time"] <= f["created_at"] <= following["start_time"]
+                for f in h.faults_in(a)
+            )
+    assert tied > 3
+    # Icehouse records a migrate as resize and rebuilds without the conductor.
+    assert ("icehouse", "migrate") not in names and ("juno", "migrate") in names
+    conductor = {h.era(e["start_time"]) for e in h.events if e["event"] == "rebuild_server"}
+    assert "icehouse" not in conductor and "juno" in conductor

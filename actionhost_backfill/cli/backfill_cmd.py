@@ -26,6 +26,7 @@ from actionhost_backfill.cli.common import (
     MaxRetriesOption,
     NovaConfOption,
     PauseFileOption,
+    ReleasesOption,
     ReplicaOption,
     SleepOption,
     StateSchemaOption,
@@ -144,6 +145,9 @@ def print_summary(result: BackfillResult) -> None:
             f"{s.shelve_records:,} shelve records, {s.volume_connectors:,} volume connectors, "
             f"{s.compute_hosts:,} compute hosts (snapshot {s.seconds:.1f}s)"
         )
+        if s.eras is not None:
+            for line in s.eras.lines():
+                echo(line)
     if result.samples:
         echo("sample:")
         for sample in result.samples:
@@ -218,6 +222,7 @@ def backfill_command(
     api_db: ApiDbOption = None,
     include_disabled: IncludeDisabledOption = False,
     workers: WorkersOption = 1,
+    releases: ReleasesOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Infer and write the host of historical events, in resumable batches.
@@ -241,6 +246,7 @@ def backfill_command(
         lock_timeout=lock_timeout,
         max_retries=max_retries,
         sample=5 if dry_run else 0,
+        releases=releases,
         throttle=ThrottleOptions(
             max_lag, replica or [], max_load or [], critical_load or [], pause_file
         ),

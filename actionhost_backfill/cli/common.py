@@ -37,6 +37,18 @@ StateSchemaOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+ReleasesOption = Annotated[
+    str | None,
+    typer.Option(
+        "--releases",
+        help=(
+            "The cell's upgrade history, e.g. icehouse=2014-05-01,juno=2014-11-03,kilo=2015-06-01 "
+            "(the first release named ran from the beginning).  Default: detect the eras from "
+            "the rows, assuming Icehouse/Juno (live migrations with no record) wherever nothing "
+            "proves Kilo or later."
+        ),
+    ),
+]
 LockTimeoutOption = Annotated[
     float,
     typer.Option(

@@ -111,9 +111,12 @@ def simulate_command(
     """Write a Nova cell history recorded release by release, with known true hosts.
 
     The period before --cutover is shared equally by the releases --first-release
-    .. --last-release, each recording history the way that Nova release did
-    (Kilo: live migrations without events or rows, Liberty-Pike: a row per
-    rescheduled resize candidate, ...); from the cut-over on the cloud runs
+    .. --last-release (icehouse, juno, kilo, liberty, mitaka, newton, ocata,
+    pike, queens), each recording history the way that Nova release did
+    (Icehouse/Juno: live migrations with no record at all, Icehouse builds
+    through the legacy run_instance; Kilo: live migrations without events or
+    rows; Liberty-Pike: a row per rescheduled resize candidate, ...); from the
+    cut-over on the cloud runs
     Rocky and every event stores its host.  Only writes into an empty
     database: a new SQLite file, or an empty PostgreSQL/MySQL database (the
     Nova tables are created when missing).  The true host of every event goes

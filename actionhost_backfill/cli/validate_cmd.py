@@ -15,6 +15,7 @@ from actionhost_backfill.cli.common import (
     IncludeDisabledOption,
     JsonOption,
     NovaConfOption,
+    ReleasesOption,
     StateSchemaOption,
     WorkersOption,
     echo,
@@ -43,6 +44,9 @@ def print_validation(report: ValidationReport) -> None:
         f"recorded hosts (--sample {report.sample}, --seed {report.seed}); hid "
         f"{report.hidden_events:,} recorded events behind a pseudo cut-over per instance"
     )
+    if report.eras is not None:
+        for line in report.eras.lines():
+            echo(line)
     if not report.instances_eligible:
         echo("nothing to measure: no event of this cell has a host Nova recorded (Rocky or later)")
         return
@@ -109,6 +113,7 @@ def validate_command(
     api_db: ApiDbOption = None,
     include_disabled: IncludeDisabledOption = False,
     workers: WorkersOption = 1,
+    releases: ReleasesOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Measure the rules' precision on this cell's own recorded hosts, writing nothing.
@@ -121,7 +126,7 @@ def validate_command(
 
     Example: actionhost-backfill validate --db mysql+pymysql://nova:PASS@db/nova --sample 1000
     """
-    options = ValidateOptions(sample=sample, seed=seed, examples=examples)
+    options = ValidateOptions(sample=sample, seed=seed, examples=examples, releases=releases)
     if all_cells:
 
         def task(url):
@@ -199,9 +204,14 @@ def print_explanation(report: Explanation) -> None:
                 or "no evidence"
             )
             echo(
-                f"  #{segment['index']} {segment['from'] or 'creation'} .. {segment['to'] or 'now'}: "
+                f"  #{segment['index']} "
+                f"{segment['from'] or ('?' if segment['open_start'] else 'creation')} .. "
+                f"{segment['to'] or 'now'}: "
                 f"{evidence}{mark}"
             )
+    if report.eras is not None:
+        for line in report.eras.lines():
+            echo(line)
     d = report.decision
     echo(f"decision: {d['host'] or 'NULL'} [{d['rule']}]")
     for entry in report.audit:
@@ -224,6 +234,7 @@ def explain_command(
             help=f"Look only in this table ({' or '.join(EVENT_TABLES)}); default: live, then archived.",
         ),
     ] = None,
+    releases: ReleasesOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Show why an event gets the host it gets (or stays NULL): its instance's
@@ -231,7 +242,13 @@ def explain_command(
 
     Example: actionhost-backfill explain 48213 --db postgresql://nova@db/nova
     """
-    report = explain(resolve_db(db, nova_conf), event_id, table=table, state_schema=state_schema)
+    report = explain(
+        resolve_db(db, nova_conf),
+        event_id,
+        table=table,
+        state_schema=state_schema,
+        releases=releases,
+    )
     if json_output:
         emit_json(report.to_dict())
     else:

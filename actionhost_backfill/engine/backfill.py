@@ -44,6 +44,7 @@ from actionhost_backfill.errors import (
     SchemaNotReady,
     StateMismatch,
 )
+from actionhost_backfill.inference.eras import parse_releases
 from actionhost_backfill.inference.evidence import EvidenceSnapshot, SnapshotStats
 from actionhost_backfill.nova import catalog
 from actionhost_backfill.nova.tables import EVENTS, SHADOW_EVENTS, nova
@@ -70,13 +71,23 @@ class BackfillOptions(WriteOptions):
     dry_run: bool = False
     new_run: bool = False
     sample: int = 5
+    releases: str | None = None
+    """``--releases``: the operator's upgrade history (``inference.eras``); None: detect."""
+
+    def validate(self) -> None:
+        super().validate()
+        parse_releases(self.releases)
 
     def tables(self) -> list[str]:
         return [EVENTS, SHADOW_EVENTS] if self.include_shadow else [EVENTS]
 
     def scope(self) -> dict:
         """What a run covers; resuming with another scope is refused."""
-        return {"include_shadow": self.include_shadow}
+        scope: dict = {"include_shadow": self.include_shadow}
+        if self.releases:  # other eras, other decisions: a resume must use the same
+            declared = parse_releases(self.releases) or {}
+            scope["releases"] = {k: v.isoformat() for k, v in declared.items()}
+        return scope
 
 
 @dataclass
@@ -162,6 +173,7 @@ class BackfillResult:
                 "archived_actions": self.snapshot.archived_actions,
                 "compute_hosts": self.snapshot.compute_hosts,
                 "seconds": round(self.snapshot.seconds, 3),
+                "eras": self.snapshot.eras.to_dict() if self.snapshot.eras else None,
             },
             "samples": self.samples,
             "message": self.message,
@@ -385,7 +397,10 @@ class _Runner:
         with db.connect(engine) as conn:
             self.configure(conn)
             snapshot = self._snapshot = EvidenceSnapshot(
-                conn, self.location, audit_available=audit_available
+                conn,
+                self.location,
+                audit_available=audit_available,
+                releases=parse_releases(self.options.releases),
             )
             self._take_snapshot(snapshot)
             horizons = {t: self.max_id(conn, t) for t in self.options.tables()}
@@ -490,7 +505,12 @@ class _Runner:
         return run
 
     def _run_tables(self, conn: sa.Connection, run: runs.Run, lease: RunnerLock) -> None:
-        snapshot = self._snapshot = EvidenceSnapshot(conn, self.location, audit_available=True)
+        snapshot = self._snapshot = EvidenceSnapshot(
+            conn,
+            self.location,
+            audit_available=True,
+            releases=parse_releases(self.options.releases),
+        )
         self._take_snapshot(snapshot)
         checkpoints = {t: run.checkpoints[t] for t in self.options.tables()}
         total = sum(

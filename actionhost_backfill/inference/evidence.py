@@ -30,8 +30,8 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -51,6 +51,7 @@ from actionhost_backfill.inference import (
     VolumeRecord,
     roles,
 )
+from actionhost_backfill.inference import eras as eras_mod
 from actionhost_backfill.nova.tables import nova
 from actionhost_backfill.state.location import StateLocation, backend_of
 from actionhost_backfill.state.tables import FILLED, state
@@ -81,6 +82,8 @@ class SnapshotStats:
     seconds: float = 0.0
     taken_at: datetime | None = None
     details: dict = field(default_factory=dict)
+    eras: eras_mod.Eras | None = None
+    """Which releases may have written the rows (``inference.eras``)."""
 
 
 def parse_shelved_at(value: str | None) -> datetime | None:
@@ -112,9 +115,17 @@ class EvidenceSnapshot:
     """Temporary evidence tables on one connection, and per-chunk loading."""
 
     def __init__(
-        self, conn: sa.Connection, location: StateLocation | None, *, audit_available: bool
+        self,
+        conn: sa.Connection,
+        location: StateLocation | None,
+        *,
+        audit_available: bool,
+        releases: dict[str, date] | None = None,
     ):
         self.conn = conn
+        self.releases = releases
+        """The operator's upgrade history (``--releases``); None: detect the eras."""
+        self.eras: eras_mod.Eras | None = None
         self.backend = backend_of(conn.dialect.name)
         self.dialect = dialects.for_connection(conn)
         self.location = location
@@ -374,7 +385,8 @@ class EvidenceSnapshot:
                 ).where(only(t.c.instance_uuid)),
                 ["instance_uuid"],
             )
-        self.hosts = self._known_hosts()
+        self.eras = eras_mod.eras_for(self._era_proofs(), self.releases)
+        self.hosts = replace(self._known_hosts(), untracked=self.eras.untracked)
 
         count = lambda t: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar() or 0  # noqa: E731
         self.stats = SnapshotStats(
@@ -386,9 +398,73 @@ class EvidenceSnapshot:
             compute_hosts=len(self.hosts.compute),
             seconds=time.monotonic() - started,
             taken_at=self.taken_at,
+            eras=self.eras,
         )
         conn.commit()
         return self.stats
+
+    def _era_proofs(self) -> eras_mod.Proofs:
+        """What the whole cell proves about its releases (never restricted to some instances)."""
+        conn = self.conn
+
+        def tables(base: str) -> list[sa.Table]:
+            return [nova(base)] + ([nova(f"shadow_{base}")] if self.has_shadow.get(base) else [])
+
+        kilo: dict[str, datetime] = {}
+        old: dict[str, tuple[datetime, datetime]] = {}
+        names = sorted(eras_mod.KILO_EVENTS + eras_mod.OLD_EVENTS)
+        for t in tables("instance_actions_events"):
+            query = (
+                sa.select(t.c.event, sa.func.min(t.c.start_time), sa.func.max(t.c.start_time))
+                .where(t.c.event.in_(names), t.c.start_time.is_not(None))
+                .group_by(t.c.event)
+            )
+            for name, first, last in conn.execute(query):
+                if name in eras_mod.OLD_EVENTS:
+                    a, b = old.get(name, (first, last))
+                    old[name] = (min(a, first), max(b, last))
+                else:
+                    key = f"{name} event"
+                    kilo[key] = min(kilo.get(key, first), first)
+        first_action: datetime | None = None
+        for t in tables("instance_actions"):
+            found = conn.execute(
+                sa.select(sa.func.min(t.c.start_time)).where(t.c.action.in_(eras_mod.KILO_ACTIONS))
+            ).scalar()
+            if found is not None:
+                kilo["live-migration action"] = min(kilo.get("live-migration action", found), found)
+            earliest = conn.execute(sa.select(sa.func.min(t.c.start_time))).scalar()
+            if earliest is not None and (first_action is None or earliest < first_action):
+                first_action = earliest
+        for t in tables("migrations"):
+            found = conn.execute(
+                sa.select(sa.func.min(t.c.created_at)).where(t.c.migration_type.is_not(None))
+            ).scalar()
+            if found is not None:
+                kilo["typed migration row"] = min(kilo.get("typed migration row", found), found)
+        kilo_at = min(kilo.values(), default=None)
+        before = None
+        if kilo_at is not None:
+            before = sum(
+                conn.execute(
+                    sa.select(sa.func.count()).select_from(t).where(t.c.start_time < kilo_at)
+                ).scalar()
+                or 0
+                for t in tables("instance_actions")
+            )
+        version = None
+        if self.has_services and any(
+            c["name"] == "version" for c in sa.inspect(conn).get_columns("services")
+        ):
+            services = sa.table("services", sa.column("version"))
+            version = conn.execute(sa.select(sa.func.max(services.c.version))).scalar()
+        return eras_mod.Proofs(
+            first_action=first_action,
+            kilo=tuple(sorted(kilo.items(), key=lambda kv: kv[1])),
+            old=tuple((name, a, b) for name, (a, b) in sorted(old.items())),
+            actions_before=before,
+            services_version=int(version) if version else None,
+        )
 
     def _known_hosts(self) -> KnownHosts:
         conn = self.conn

@@ -19,6 +19,7 @@ from sqlalchemy.engine import URL
 from actionhost_backfill import db, preflight
 from actionhost_backfill.errors import BadInput
 from actionhost_backfill.inference import EventRow, Timeline, decide
+from actionhost_backfill.inference.eras import Eras, parse_releases
 from actionhost_backfill.inference.evidence import EvidenceSnapshot
 from actionhost_backfill.nova import catalog
 from actionhost_backfill.nova.tables import EVENT_TABLES, EVENTS, SHADOW_EVENTS, nova
@@ -40,6 +41,7 @@ class Explanation:
     decision: dict = field(default_factory=dict)
     audit: list[dict] = field(default_factory=list)
     compute_hosts: int = 0
+    eras: Eras | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -53,6 +55,7 @@ class Explanation:
             "decision": self.decision,
             "audit": self.audit,
             "compute_hosts": self.compute_hosts,
+            "eras": self.eras.to_dict() if self.eras else None,
         }
 
 
@@ -61,9 +64,15 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def explain(
-    url: URL, event_id: int, *, table: str | None = None, state_schema: str | None = None
+    url: URL,
+    event_id: int,
+    *,
+    table: str | None = None,
+    state_schema: str | None = None,
+    releases: str | None = None,
 ) -> Explanation:
     """Explain the decision for event ``event_id`` (live table first, then archived)."""
+    declared = parse_releases(releases)
     if table is not None and table not in EVENT_TABLES:
         raise BadInput(f"--table must be one of {', '.join(EVENT_TABLES)} (got {table})")
     location = resolve_state_location(url, state_schema)
@@ -104,14 +113,14 @@ def explain(
                     state_schema_exists(conn, location)
                     and revisions.current_revision(conn, location) == revisions.head_revision()
                 )
-                return _explain(conn, url, location, audit_ready, *found)
+                return _explain(conn, url, location, audit_ready, declared, *found)
             except sa.exc.DBAPIError as exc:
                 raise db.translate_error(exc, url) from None
     finally:
         engine.dispose()
 
 
-def _explain(conn, url, location, audit_ready, table_name, row) -> Explanation:
+def _explain(conn, url, location, audit_ready, declared, table_name, row) -> Explanation:
     event = EventRow(*row)
     report = Explanation(
         database=mask_url(url),
@@ -169,9 +178,10 @@ def _explain(conn, url, location, audit_ready, table_name, row) -> Explanation:
         "request_id": action_row.request_id,
         "start_time": _iso(action_row.start_time),
     }
-    snapshot = EvidenceSnapshot(conn, location, audit_available=audit_ready)
+    snapshot = EvidenceSnapshot(conn, location, audit_available=audit_ready, releases=declared)
     try:
         snapshot.take(instances=[uuid])
+        report.eras = snapshot.eras
         history = snapshot.histories([uuid])[uuid]
     finally:
         snapshot.drop()

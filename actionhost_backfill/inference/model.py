@@ -187,6 +187,10 @@ class InstanceHistory:
         return found
 
 
+#: A stretch of time, ``None`` for an open end (from the beginning, until now).
+Period = tuple[datetime | None, datetime | None]
+
+
 @dataclass(frozen=True)
 class KnownHosts:
     """What the cell knows about its hosts.
@@ -202,6 +206,10 @@ class KnownHosts:
     compute: frozenset[str] = frozenset()
     control: frozenset[str] = frozenset()
     nodes: dict[str, str] = field(default_factory=dict)
+    untracked: tuple[Period, ...] = ()
+    """Periods in which the cell may have run a release that moved instances with
+    no record at all (Icehouse/Juno live migrations: ``inference.eras``); an
+    instance's host may change between any two of its actions there."""
 
 
 @dataclass(frozen=True, slots=True)

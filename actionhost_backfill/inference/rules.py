@@ -77,12 +77,16 @@ def _build_attempt(event: EventRow, action: ActionRow, timeline: Timeline) -> De
         ),
         key=lambda e: (e.start, e.id),
     )
-    if not attempts or attempts[-1].id != event.id:
-        # A rescheduled attempt: Success, no fault, on a host recorded nowhere.
+    k = next((i for i, e in enumerate(attempts) if e.id == event.id), None)
+    if k is None:
         return Decision(event.id, None, RESCHEDULED_CANDIDATE)
-    # Every attempt's finish went to the first row: that is the last one's end.
-    finishes = [e.finish for e in attempts if e.finish is not None]
-    fault = timeline.fault_host(event, finish=max(finishes) if finishes else event.start)
+    fault = timeline.attempt_fault(attempts, k)
+    if k < len(attempts) - 1:
+        # A rescheduled attempt: Success on a host recorded nowhere, unless it
+        # recorded its own fault (Icehouse _reschedule_or_error).
+        if fault:
+            return Decision(event.id, fault, FAULT_RECORD)
+        return Decision(event.id, None, RESCHEDULED_CANDIDATE)
     step = next((s for s in timeline.steps if s.action.id == action.id), None)
     if step is None or not step.members_after:
         # The build failed for good: the instance's host says nothing of this attempt.

@@ -26,6 +26,10 @@ Everything here follows what Nova Kilo ... Queens wrote, not today's Nova
   finish into the *first* row of that name: only start times and ids order
   the attempts, and a repeated row's result is not its own.
 * Kilo live migrations have no events and no row; Kilo evacuations no row.
+* Icehouse and Juno record no live migration at all (``untracked``): while the
+  cell may have run them (``KnownHosts.untracked``), the host may change
+  between any two actions of an instance that left it ACTIVE, so every such
+  gap is a zone whose ends nothing but direct evidence settles.
 """
 
 from __future__ import annotations
@@ -38,16 +42,32 @@ from actionhost_backfill.inference import roles
 from actionhost_backfill.inference.model import (
     BOUNDARY_SLACK,
     FAILED,
+    FAULT_SLACK,
     MIGRATION_INCOMPLETE,
     MIGRATION_ROLE,
     RESCHEDULED_CANDIDATE,
     SUCCESS,
     ActionRow,
     EventRow,
+    FaultRow,
     InstanceHistory,
     KnownHosts,
     MigrationRow,
 )
+
+#: Faults the conductor or scheduler records when scheduling fails.  On an
+#: all-in-one node the conductor's host name is a compute's too, so the message
+#: tells them apart.
+SCHEDULING_FAILURES = (
+    "No valid host",
+    "Exceeded max scheduling attempts",
+    "Exhausted all hosts available",
+)
+
+
+def scheduling_failure(fault: FaultRow) -> bool:
+    return bool(fault.message) and any(p in fault.message for p in SCHEDULING_FAILURES)
+
 
 BUILD = "build"
 COLD_MOVE = "cold-move"
@@ -56,6 +76,29 @@ LIVE_MIGRATION = "live-migration"
 EVACUATION = "evacuation"
 UNSHELVE = "unshelve"
 PARTNER = "partner"
+UNTRACKED = "untracked"
+
+#: Actions whose API call requires a vm_state in which no live migration can
+#: run (2014.1/2014.2 CA: live_migrate requires ACTIVE; start STOPPED, unpause
+#: PAUSED, resume SUSPENDED, unrescue RESCUED, unshelve SHELVED(_OFFLOADED),
+#: confirm/revert RESIZED, restore SOFT_DELETED).  Nothing but a recorded
+#: action puts an instance back into those states (os-resetState sets only
+#: active or error), so the gap before one of them held no silent move.
+_NOT_ACTIVE_BEFORE = frozenset(
+    {
+        "start",
+        "unpause",
+        "resume",
+        "unrescue",
+        "unshelve",
+        "confirmResize",
+        "revertResize",
+        "restore",
+    }
+)
+#: After these, when nothing follows, the instance is gone: nothing moves it.
+_FINAL = frozenset({"delete"})
+_TICK = timedelta(microseconds=1)
 
 #: Cold-move statuses written after the source started moving the instance
 #: (``migrating``), i.e. only by an action that ran ``compute_resize_instance``.
@@ -174,14 +217,22 @@ def _build(history: InstanceHistory, action: ActionRow, next_start: datetime | N
         return step
     last = attempts[-1]
     start = last.start or action.start
-    # A final failure always leaves a fault after the last attempt started: the
-    # compute's (no retry left, build aborted) or the conductor's (no valid host,
-    # retries exhausted).  A rescheduled attempt leaves none.  Without one, the
-    # last attempt built the instance and its claim stuck (launched_on).
+    # A final failure always leaves a fault tied to the last attempt: the
+    # compute's while it ran (no retry left, build aborted, Icehouse's re-raised
+    # error), or the scheduler's/conductor's after it (no valid host, retries
+    # exhausted).  Faults of operations that record no action before Queens
+    # (attach, snapshot) and, in Icehouse, a rescheduled candidate's own fault
+    # (2014.1 CM _reschedule_or_error ~1383) fall elsewhere and say nothing.
+    # Without one, the last attempt built the instance and its claim stuck
+    # (launched_on).  A fault on the boundary counts: failed is the safe side.
+    low = start - BOUNDARY_SLACK if len(attempts) == 1 else start
+    finishes = [e.finish for e in attempts if e.finish is not None]
+    high = max(finishes) + FAULT_SLACK if finishes else next_start
     failed = any(
         f.created is not None
-        and f.created >= start - BOUNDARY_SLACK
+        and f.created >= low
         and (next_start is None or f.created < next_start)
+        and (high is None or f.created <= high or scheduling_failure(f))
         for f in history.faults
     )
     if len(attempts) == 1 or not failed:
@@ -510,6 +561,44 @@ def _unshelve(history: InstanceHistory, action: ActionRow) -> Step:
     return step
 
 
+def untracked_gap(
+    history: InstanceHistory,
+    action: ActionRow,
+    next_action: ActionRow | None,
+    periods: tuple[tuple[datetime | None, datetime | None], ...],
+) -> Step | None:
+    """The stretch after ``action`` in which a silent (Icehouse/Juno) live migration may have run.
+
+    CA live_migrate (2014.1 ~3008, 2014.2 ~3145) requires task_state None and
+    vm_state ACTIVE: never during another operation, so the stretch starts
+    after the action's last recorded time and ends just before the next
+    request.  Only its part inside an untracked period counts.
+    """
+    if action.start is None or (action.name in _FINAL and next_action is None):
+        return None  # a delete that worked: nothing moves the instance afterwards
+    if next_action is not None and next_action.name in _NOT_ACTIVE_BEFORE:
+        return None
+    end = max(last_time(history.events.get(action.id, [])) or action.start, action.start)
+    low = end + _TICK
+    high = next_action.start - _TICK if next_action is not None and next_action.start else None
+    overlaps = []
+    for p0, p1 in periods:
+        lo = low if p0 is None or p0 < low else p0
+        hi = high if p1 is None or (high is not None and high < p1) else p1
+        if hi is None or lo < hi:
+            overlaps.append((lo, hi))
+    if not overlaps:
+        return None
+    step = Step(action, UNTRACKED)
+    ends = [hi for _, hi in overlaps]
+    step.zone = (min(lo for lo, _ in overlaps), None if None in ends else max(ends))
+    step.note = (
+        "a release that records no live migration (Icehouse/Juno) may have run: "
+        "the host may have changed with no record"
+    )
+    return step
+
+
 def analyze(history: InstanceHistory, hosts: KnownHosts) -> list[Step]:
     """The steps of an instance's history, in action order."""
     linked = link_rows(history)
@@ -554,4 +643,13 @@ def analyze(history: InstanceHistory, hosts: KnownHosts) -> list[Step]:
         if step is not None:
             steps.append(step)
             by_action[action.id] = step
+        if hosts.untracked:
+            gap = untracked_gap(
+                history,
+                action,
+                actions[index + 1] if index + 1 < len(actions) else None,
+                hosts.untracked,
+            )
+            if gap is not None:
+                steps.append(gap)
     return steps

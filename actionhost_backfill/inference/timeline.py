@@ -53,10 +53,12 @@ from actionhost_backfill.inference.model import (
 from actionhost_backfill.inference.steps import (
     BUILD,
     UNSHELVE,
+    UNTRACKED,
     Step,
     analyze,
     compute_events,
     last_time,
+    scheduling_failure,
 )
 
 # Provenance of segment evidence.
@@ -71,13 +73,6 @@ VOLUME = "volume-connector"
 #: by the side: when a segment has both, its values are ``host-timeline``.
 _CLASSIC = frozenset({MIGRATION, RECORDED, FAULT, INSTANCE_HOST})
 
-#: Faults the conductor records when scheduling fails.  On an all-in-one node
-#: the conductor's host name is a compute's too, so the message tells them apart.
-_SCHEDULING_FAILURES = (
-    "No valid host",
-    "Exceeded max scheduling attempts",
-    "Exhausted all hosts available",
-)
 #: Actions during which a volume's connection may be rewritten on another host.
 _CONNECTION_MOVES = frozenset(
     {
@@ -104,6 +99,8 @@ class Zone:
     after_actions: set[int] = field(default_factory=set)
     moves: bool = False
     steps: list[Step] = field(default_factory=list)
+    unknown_after: bool = False
+    """Ends with an untracked gap: whatever moved before it, the host after is unknown."""
 
     def contains(self, when: datetime) -> bool:
         return self.t0 <= when and (self.t1 is None or when <= self.t1)
@@ -127,7 +124,7 @@ def _after(a: datetime | None, b: datetime | None) -> bool:
 
 
 def is_scheduling_failure(fault: FaultRow) -> bool:
-    return bool(fault.message) and any(p in fault.message for p in _SCHEDULING_FAILURES)
+    return scheduling_failure(fault)
 
 
 class Timeline:
@@ -150,6 +147,13 @@ class Timeline:
             for index, zone in enumerate(self.zones)
             for action_id in zone.after_actions
         }
+        # An action followed by an untracked gap owns the segment just before it,
+        # whatever its events' times (most are not even read: ``evidence._needed``).
+        own_zone = {s.action.id for s in self.steps if s.zone is not None and s.kind != UNTRACKED}
+        for index, zone in enumerate(self.zones):
+            for step in zone.steps:
+                if step.kind == UNTRACKED and step.action.id not in own_zone:
+                    self._members.setdefault(step.action.id, index)
         self._names = Counter(
             (action_id, e.name) for action_id, evs in history.events.items() for e in evs
         )
@@ -173,6 +177,7 @@ class Timeline:
                     after_actions={step.action.id} if step.members_after else set(),
                     moves=step.moves,
                     steps=[step],
+                    unknown_after=step.kind == UNTRACKED,
                 )
             )
         raw.sort(key=lambda z: (z.t0, z.t1 is None, z.t1 or z.t0))
@@ -189,13 +194,25 @@ class Timeline:
             # history contradicts itself) cannot order their hosts: both count.
             if zone.t0 == last.t0:
                 last.before |= zone.before
-            if last.moves and zone.moves:
+            if zone.unknown_after and not _after(last.t1, zone.t1):
+                # An untracked gap ends it: nothing known survives (a move's
+                # destination is no host for after the gap).
+                last.after = set()
+                last.unknown_after = True
+                last.t1 = zone.t1
+            elif last.unknown_after and not _after(zone.t1, last.t1):
+                pass
+            elif last.moves and zone.moves:
+                if last.unknown_after:  # a later move ends it: its destination is known
+                    last.unknown_after = False
+                    last.after = set()
                 last.after |= zone.after
                 if _after(zone.t1, last.t1):
                     last.t1 = zone.t1
             elif _after(zone.t1, last.t1):
                 last.after = set(zone.after)
                 last.t1 = zone.t1
+                last.unknown_after = False
             elif zone.t1 == last.t1:
                 last.after |= zone.after
             last.after_actions |= zone.after_actions
@@ -256,6 +273,42 @@ class Timeline:
             and low <= f.created <= high
             and not is_scheduling_failure(f)
         }
+        if len(recorders) != 1:
+            return None
+        (host,) = recorders
+        return None if host in self.hosts.control else host
+
+    def attempt_fault(self, attempts: list[EventRow], k: int) -> str | None:
+        """The single compute host that recorded a fault tied to build attempt ``k``.
+
+        Attempts are in (start, id) order; every finish went to the first row.
+        Attempt ``k`` owns the faults from its start to the next attempt's
+        start (Icehouse records a rescheduled candidate's own fault, 2014.1 CM
+        _reschedule_or_error ~1383; Kilo+ none), the last one up to the
+        build's finish.  A fault stamped in the second an attempt started may
+        be the previous candidate's: then nothing is tied.
+        """
+        event = attempts[k]
+        if event.start is None:
+            return None
+        if k + 1 < len(attempts):
+            high = attempts[k + 1].start
+            if high is None:
+                return None
+            within = lambda t: t < high  # noqa: E731
+        else:
+            finishes = [e.finish for e in attempts if e.finish is not None]
+            end = max(finishes) if finishes else event.start
+            within = lambda t: t <= end + FAULT_SLACK  # noqa: E731
+        low = event.start - FAULT_SLACK if k == 0 else event.start
+        recorders = set()
+        for f in self.history.faults:
+            if not f.host or f.created is None or is_scheduling_failure(f):
+                continue
+            if k > 0 and f.created == event.start:
+                return None
+            if low <= f.created and within(f.created):
+                recorders.add(f.host)
         if len(recorders) != 1:
             return None
         (host,) = recorders

@@ -31,6 +31,7 @@ from sqlalchemy.engine import URL
 from actionhost_backfill import db, preflight
 from actionhost_backfill.errors import BadInput, ExitCode, SchemaNotReady
 from actionhost_backfill.inference import InstanceHistory, infer, roles
+from actionhost_backfill.inference.eras import Eras, parse_releases
 from actionhost_backfill.inference.evidence import EvidenceSnapshot
 from actionhost_backfill.nova import catalog
 from actionhost_backfill.redact import mask_url
@@ -48,8 +49,11 @@ class ValidateOptions:
     seed: int = 1
     examples: int = 20
     """Wrong decisions to list (all are counted)."""
+    releases: str | None = None
+    """``--releases``: the operator's upgrade history; None: detect the eras."""
 
     def validate(self) -> None:
+        parse_releases(self.releases)
         if not 1 <= self.sample <= 1_000_000:
             raise BadInput(f"--sample must be between 1 and 1000000 (got {self.sample})")
         if self.examples < 0:
@@ -93,6 +97,7 @@ class ValidationReport:
     null_by_reason: Counter = field(default_factory=Counter)
     wrong_examples: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    eras: Eras | None = None
 
     @property
     def exit_code(self) -> int:
@@ -113,6 +118,7 @@ class ValidationReport:
             "null_by_reason": dict(sorted(self.null_by_reason.items())),
             "wrong": self.wrong_examples,
             "seconds": round(self.seconds, 3),
+            "eras": self.eras.to_dict() if self.eras else None,
             "exit_code": int(self.exit_code),
         }
 
@@ -246,9 +252,15 @@ def run_validate(
                     and revisions.current_revision(conn, location) == revisions.head_revision()
                 )
                 conn.rollback()
-                snapshot = EvidenceSnapshot(conn, location, audit_available=audit_available)
+                snapshot = EvidenceSnapshot(
+                    conn,
+                    location,
+                    audit_available=audit_available,
+                    releases=parse_releases(options.releases),
+                )
                 try:
                     snapshot.take()
+                    report.eras = snapshot.eras
                     _measure(conn, snapshot, options, report)
                 finally:
                     snapshot.drop()

@@ -1,10 +1,10 @@
-"""Nova releases Kilo ... Rocky, and how each one recorded an instance's history.
+"""Nova releases Icehouse ... Rocky, and how each one recorded an instance's history.
 
 The simulator (``simulate.py``) asks these switches how the release in
 service behaved; nothing here touches a database.  Every switch names the
 research note and the Nova tag/file it was read from
 (``research/cold_moves.md``, ``live_evac.md``, ``build_shelve_faults.md``,
-``dbapi_bdm.md``; tags ``2015.1.0`` Kilo, ``12.0.0`` Liberty, ``13.0.0``
+``dbapi_bdm.md``; tags ``2014.1`` Icehouse, ``2014.2`` Juno, ``2015.1.0`` Kilo, ``12.0.0`` Liberty, ``13.0.0``
 Mitaka, ``14.0.0`` Newton, ``15.0.0`` Ocata, ``16.0.0`` Pike, ``17.0.0``
 Queens, ``18.0.0`` Rocky).  Abbreviations as in those notes: CM =
 ``nova/compute/manager.py``, CA = ``nova/compute/api.py``, CoM =
@@ -32,6 +32,8 @@ class Release:
 
 #: Nova's releases in order, with the tag the research was read at.
 RELEASES = (
+    Release("icehouse", "2014.1", date(2014, 4, 17)),
+    Release("juno", "2014.2", date(2014, 10, 16)),
     Release("kilo", "2015.1.0", date(2015, 4, 30)),
     Release("liberty", "12.0.0", date(2015, 10, 15)),
     Release("mitaka", "13.0.0", date(2016, 4, 7)),
@@ -48,8 +50,17 @@ SIMULATED = NAMES[:-1]
 ROCKY = "rocky"
 
 
+#: Releases whose API records no live migration at all (no action, no event,
+#: no row): the host may change with no trace (2014.1/2014.2
+#: compute/instance_actions.py has no LIVE_MIGRATION; API.live_migrate only sets
+#: task_state and calls the conductor, whose _live_migrate writes no row).
+UNTRACKED = ("icehouse", "juno")
+#: The first release that records every live migration as an action.
+FIRST_TRACKED = "kilo"
+
+
 def index(name: str) -> int:
-    """Position of a release (kilo = 0); ``ValueError`` for an unknown name."""
+    """Position of a release (icehouse = 0); ``ValueError`` for an unknown name."""
     return NAMES.index(name)
 
 
@@ -70,10 +81,14 @@ class Behaviour:
     action_updated_at_follows_events: bool
 
     # -- builds ------------------------------------------------------------------------
+    build_event: str
+    reschedule_records_fault: bool
+    final_build_failure_is_error: bool
     nulls_host_after_failed_build: bool
     buries_unschedulable_builds_in_cell0: bool
 
     # -- cold moves (resize / migrate) -------------------------------------------------
+    records_migrate_action: bool
     migration_row_creator: str
     records_migration_type: bool
     errors_out_migrations_always: bool
@@ -81,6 +96,7 @@ class Behaviour:
     delete_events_go_to_newest_action: bool
 
     # -- live migration ----------------------------------------------------------------
+    live_migration_action: bool
     live_migration_recorded: bool
     live_migration_first_status: str
     live_migration_failed_status: str
@@ -90,7 +106,8 @@ class Behaviour:
     post_at_destination_is_call: bool
     source_check_refreshes_connection: bool
 
-    # -- evacuation --------------------------------------------------------------------
+    # -- evacuation and rebuild ---------------------------------------------------------
+    rebuild_through_conductor: bool
     evacuation_row: bool
     evacuation_sets_host_before_spawn: bool
     forced_evacuation_skips_claim: bool
@@ -138,6 +155,28 @@ def behaviour(name: str) -> Behaviour:
         # event's Error sets message='Error'; from 17.0.0 action_event_start/finish
         # set it to each event's start/finish time (start_time at creation).
         action_updated_at_follows_events=since("queens"),
+        # Which compute method records a build attempt.  2014.1: the conductor casts
+        # the scheduler's run_instance (CoM build_instances ~793), which casts the
+        # legacy CM run_instance (@wrap_instance_event ~2061): compute_run_instance.
+        # 2014.2: CoM build_instances calls CR build_and_run_instance (~636), wrapped
+        # at CM ~1964 and synchronous (do_build_and_run_instance is only
+        # @synchronized): compute_build_and_run_instance.  2015.1.0 wraps the inner
+        # _do_build_and_run_instance (CM ~2180).
+        build_event=(
+            "compute_run_instance"
+            if name == "icehouse"
+            else "compute_build_and_run_instance"
+            if name == "juno"
+            else "compute__do_build_and_run_instance"
+        ),
+        # 2014.1 CM _reschedule_or_error (~1373) records the candidate's fault
+        # (add_instance_fault_from_exc) before rescheduling, and _run_instance
+        # swallows the RescheduledException (~1194): the event ends Success *with*
+        # a fault.  Any other error re-raises (~1203): Error, with
+        # wrap_instance_fault's fault.  Juno's build_and_run_instance path is
+        # Kilo-like (no fault on a reschedule).
+        reschedule_records_fault=name == "icehouse",
+        final_build_failure_is_error=name == "icehouse",
         # build_shelve_faults.md §1.3: Kilo's _do_build_and_run_instance never nulls
         # host/node (2015.1.0 CM ~2222-2287); 12.0.0 adds _nil_out_instance_obj_host_and_node
         # to the reschedule and failure branches (12.0.0 CM ~1917-1974).
@@ -145,12 +184,16 @@ def behaviour(name: str) -> Behaviour:
         # build_shelve_faults.md §1.4: from 15.0.0 a first scheduling failure goes to
         # _bury_in_cell0 (15.0.0 CoM ~800); the cell gets no instance and no action.
         buries_unschedulable_builds_in_cell0=since("ocata"),
+        # 2014.1 CA resize records RESIZE for a migrate too (~2449; instance_actions
+        # has no MIGRATE); 2014.2 CA resize records MIGRATE without a flavor (~2552).
+        records_migrate_action=since("juno"),
         # cold_moves.md §1a-1c: Kilo RT.resize_claim creates the row after the claim
+        # (Icehouse and Juno as Kilo: RT.resize_claim, untyped rows)
         # test (2015.1.0 RT ~148); 12.0.0-16.0.0 RT._move_claim before it; 17.0.0
         # MT._preallocate_migration pre-creates (and reuses) one row in the conductor.
         migration_row_creator=(
             "dest-after-claim"
-            if n == index("kilo")
+            if n <= index("kilo")
             else "conductor"
             if since("queens")
             else "dest-before-claim"
@@ -162,11 +205,17 @@ def behaviour(name: str) -> Behaviour:
         # exception; before, only when the status was migrating/post-migrating.
         errors_out_migrations_always=since("queens"),
         # cold_moves.md §2: finish_revert_resize sets dest_compute := source_compute in
-        # 2015.1.0 ~3772 through 14.0.0 ~3570; removed by b816e3cc33 (15.0.0).
-        revert_copies_source_into_dest_compute=not since("ocata"),
+        # 2015.1.0 ~3772 through 14.0.0 ~3570; removed by b816e3cc33 (15.0.0).  2014.1
+        # (~3227) and 2014.2 (~3544) only set instance.host: dest_compute stays.
+        revert_copies_source_into_dest_compute=since("kilo") and not since("ocata"),
         # dbapi_bdm.md §1.4: _action_get_by_request_id picks the oldest action of a
         # request id until 16.0.0, the newest from 17.0.0 (b933847cbb).
         delete_events_go_to_newest_action=since("queens"),
+        # 2014.1/2014.2: no LIVE_MIGRATION in compute/instance_actions.py (added in
+        # 2015.1.0); CA live_migrate (2014.1 ~3008, 2014.2 ~3145) sets task_state
+        # MIGRATING and calls the conductor; no compute LM method is event-wrapped;
+        # CoM _live_migrate (2014.1 ~752) writes no row.  No trace at all.
+        live_migration_action=since("kilo"),
         # live_evac.md §1.1-1.2: Kilo records a live-migration action with no events
         # and no migration row; 12.0.0 CoM _live_migrate creates the row and the
         # compute LM methods are event-wrapped.
@@ -192,6 +241,11 @@ def behaviour(name: str) -> Behaviour:
         # live_evac.md §1.7 / dbapi_bdm.md §5.2: check_can_live_migrate_source refreshes
         # the connection info in 2015.1.0-13.0.0 (refresh_conn_info=False from 14.0.0).
         source_check_refreshes_connection=not since("newton"),
+        # 2014.1 CA rebuild (~2191) and evacuate (~3042) cast CR rebuild_instance
+        # straight to the compute: no conductor event.  2014.2 CA calls
+        # compute_task_api.rebuild_instance, whose CoM rebuild_instance records
+        # 'rebuild_server' (~725).
+        rebuild_through_conductor=since("juno"),
         # live_evac.md §2.1-2.2: Kilo evacuations leave no migration row; from 12.0.0 the
         # API creates an 'accepted' evacuation row (CA evacuate 12.0.0 l.3303).
         evacuation_row=since("liberty"),

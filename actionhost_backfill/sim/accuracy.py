@@ -23,7 +23,18 @@ from actionhost_backfill.state.tables import FILLED, LEFT_NULL, state
 
 #: Eras in release order (``simulate`` names each event's era after the
 #: release that recorded it).
-ERA_ORDER = ("kilo", "liberty", "mitaka", "newton", "ocata", "pike", "queens", "rocky")
+ERA_ORDER = (
+    "icehouse",
+    "juno",
+    "kilo",
+    "liberty",
+    "mitaka",
+    "newton",
+    "ocata",
+    "pike",
+    "queens",
+    "rocky",
+)
 
 #: Targets on the default simulated history (issue 4).
 PRECISION_TARGET = 99.9

@@ -1,4 +1,4 @@
-"""A Nova cell history recorded the way Kilo ... Queens (then Rocky) recorded it.
+"""A Nova cell history recorded the way Icehouse ... Queens (then Rocky) recorded it.
 
 ``simulate`` writes instances, actions, events, migrations, faults, system
 metadata, volume attachments, services and compute nodes as the Nova release
@@ -881,6 +881,7 @@ class _Life:
         tried: list[str] = []
         claimed: str | None = None  # the last candidate whose claim set instances.host
         t = t0 + self.between(2, 6)
+        build = beh.build_event
         for _ in range(rejected + (0 if no_host_left else 1)):
             candidate = self.pick(*tried)
             if candidate is None:
@@ -888,14 +889,14 @@ class _Life:
                 break
             tried.append(candidate)
             last = len(tried) == rejected + 1
-            s.start(t, a, BUILD, candidate)
+            s.start(t, a, build, candidate)
             if last and not fails:  # the build that worked
                 claimed = candidate
                 self.launched_on = candidate
                 self.refresh_volumes(candidate, t + 2, beh)
                 end = t + self.between(20, 90)
                 self.launched_at = end - self.between(0, 2)
-                s.finish(end, a, BUILD)
+                s.finish(end, a, build)
                 self.move_to(candidate)
                 self.vm_state = "active"
                 s.commit()
@@ -907,13 +908,23 @@ class _Life:
                 end = t + self.between(10, 60)
             else:  # ComputeResourcesUnavailable from the claim: no host write
                 end = t + self.between(1, 3)
+            if last and beh.final_build_failure_is_error:
+                # Icehouse: an error that is not rescheduled re-raises from
+                # _run_instance (2014.1 CM ~1203): the fault, then Error.
+                self.fail(s, a, build, candidate, end)
+                t = end + self.between(2, 8)
+                continue
             if last:  # no retry left: this compute's fault, and still Success (§1.2)
                 s.fault(
                     end - 1 if end - 1 > t else end,
                     candidate,
                     f"Build of instance {self.uuid} aborted",
                 )
-            s.finish(end, a, BUILD)  # a rescheduled attempt: Success, no fault
+            elif beh.reschedule_records_fault:
+                # Icehouse _reschedule_or_error (2014.1 CM ~1383): the candidate's own
+                # fault, then the RescheduledException is swallowed (Success).
+                s.fault(end, candidate, NOT_ENOUGH_RESOURCES)
+            s.finish(end, a, build)  # a rescheduled attempt: Success (no fault from Juno)
             t = end + self.between(2, 8)
         if no_host_left:
             message = (
@@ -1022,9 +1033,10 @@ class _Life:
         a = s.action("rebuild", t0)
         ctl = self.ctl()
         rs = t0 + self.between(1, 2)
-        s.start(rs, a, "rebuild_server", ctl)
         cast = rs + self.between(0, 1)
-        s.finish(cast, a, "rebuild_server")
+        if s.beh.rebuild_through_conductor:  # Icehouse: API -> compute directly
+            s.start(rs, a, "rebuild_server", ctl)
+            s.finish(cast, a, "rebuild_server")
         cs = cast + self.between(0, 2)
         s.start(cs, a, "compute_rebuild_instance", host)
         self.refresh_volumes(host, cs + 2, s.beh)
@@ -1050,7 +1062,8 @@ class _Life:
         kind = "resize" if resize else "migration"
         flavors = (self.flavor, 1 + (self.flavor % 6) if resize else self.flavor)
         stopped_before = self.vm_state == "stopped"
-        a = s.action("resize" if resize else "migrate", t0)
+        # Icehouse records a migrate as ``resize`` (no MIGRATE before 2014.2).
+        a = s.action("resize" if resize or not beh.records_migrate_action else "migrate", t0)
         roll = r()
         rejected = 0 if r() >= RESIZE_RESCHEDULED else (1 if r() < 0.8 else 2)
         if roll < 0.01:
@@ -1318,7 +1331,12 @@ class _Life:
         nodes = self.sim.nodes
         source, source_node = self.host, self.node
         assert source is not None
-        a = s.action("live-migration", t0)
+        if not beh.live_migration_action and self.vm_state != "active":
+            # Icehouse/Juno: CA live_migrate requires vm_state ACTIVE (2014.1 ~3007).
+            self.generic("reboot")
+            return
+        # Icehouse/Juno record no action at all (a silent move: only faults remain).
+        a = s.action("live-migration", t0) if beh.live_migration_action else None
         recorded = beh.live_migration_recorded
         forced = r() < LIVE_MIGRATION_FORCED
         forced_host = self.pick(source) if forced else None
@@ -1527,7 +1545,9 @@ class _Life:
         source, source_node = self.host, self.node
         assert source is not None
         a = s.action("evacuate", t0)
-        named = self.pick(source) if r() < EVACUATION_NAMED_HOST else None
+        conductor = beh.rebuild_through_conductor
+        # Icehouse's API requires the host and casts to it (2014.1 CA evacuate ~3023).
+        named = self.pick(source) if not conductor or r() < EVACUATION_NAMED_HOST else None
         # Liberty/Mitaka force a named host; Newton+ only with force=True.
         forced = named is not None and (not beh.conductor_prefixed_events or r() < 0.5)
         m = None
@@ -1538,11 +1558,12 @@ class _Life:
             self.evacuations.append(m)
         ctl = self.ctl()
         rs = t0 + self.between(1, 2)
-        s.start(rs, a, "rebuild_server", ctl)
+        if conductor:
+            s.start(rs, a, "rebuild_server", ctl)
         # The conductor's .first() on status 'accepted', no ORDER BY: the oldest row.
         looked = next((e for e in self.evacuations if e.status == "accepted"), None)
         dest = named or self.pick(source)
-        if dest is None or (not forced and r() < EVACUATION_NO_HOST):
+        if dest is None or (conductor and not forced and r() < EVACUATION_NO_HOST):
             tf = rs + self.between(1, 2)
             for _ in range(beh.evacuation_no_valid_host_faults):
                 s.fault(tf, ctl, NO_VALID_HOST)
@@ -1555,7 +1576,8 @@ class _Life:
             self.maybe_restart(source, t0)
             return
         cast = rs + self.between(1, 2)
-        s.finish(cast, a, "rebuild_server")
+        if conductor:
+            s.finish(cast, a, "rebuild_server")
         cs = cast + self.between(0, 2)
         s.start(cs, a, "compute_rebuild_instance", dest)
         fails = r() < EVACUATION_FAILS

@@ -180,7 +180,8 @@ def print_summary(result: BackfillResult) -> None:
         )
     if result.dry_run:
         echo(
-            f"planned {result.examined:,} events in {result.elapsed:.1f}s: would fill "
+            f"planned {result.examined:,} events in {result.elapsed:.1f}s "
+            f"({result.rows_per_second:,.0f} rows/s): would fill "
             f"{result.filled:,} and leave {result.left_null:,} NULL; nothing was written"
         )
     else:

@@ -624,8 +624,6 @@ class _Runner:
         # --max-rows with --until-complete caps each pass, not the run (nova-manage's
         # --max-count): plan whole ranges, let the applier refill the budget per pass.
         passes = self.options.until_complete and self.options.max_rows is not None
-        if passes:
-            self.result.passes = 1
         try:
             while True:
                 for table, checkpoint in checkpoints.items():
@@ -641,6 +639,9 @@ class _Runner:
             self.result.plan_seconds = planner.seconds
             self.result.already_decided += planner.settled.events
             self._collect(applier)
+            if passes:
+                # Every pass but the last writes exactly --max-rows rows.
+                self.result.passes = max(1, -(-self.result.filled // self.options.max_rows))
         remaining = sum(self.pending(conn, t, c.last_id, c.horizon) for t, c in checkpoints.items())
         conn.rollback()
         self.result.remaining = remaining
@@ -699,8 +700,7 @@ class _Runner:
         ):
             return False
         applier.budget = self.options.max_rows
-        self.result.passes += 1
-        log.info("pass %s: up to %s more rows", self.result.passes, self.options.max_rows)
+        log.info("next pass: up to %s more rows", self.options.max_rows)
         return True
 
     def _collect(self, applier: Applier) -> None:

@@ -41,8 +41,11 @@ _URL_HINT = "postgresql://user:password@host/nova, mysql+pymysql://user:password
 Attach = Literal["create", "if-exists", "never"]
 
 
-def parse_url(raw: str | URL | None, *, option: str = "--db") -> URL:
-    """Parse and normalise a database URL, or raise :class:`BadInput`."""
+def parse_url(raw: str | URL | None, *, option: str = "--db", need_database: bool = True) -> URL:
+    """Parse and normalise a database URL, or raise :class:`BadInput`.
+
+    ``need_database=False``: a server URL is enough (``--replica``, read for its
+    replication status only)."""
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         raise BadInput(
             f"no database given: pass {option} URL, set ACTIONHOST_DB_URL, or pass "
@@ -76,6 +79,8 @@ def parse_url(raw: str | URL | None, *, option: str = "--db") -> URL:
             f"use {backend}+{expected}://"
         )
     url = url.set(drivername=f"{backend}+{driver}")
+    if not need_database:
+        return url
     if backend in ("mysql", "mariadb") and not url.database:
         raise BadInput(f"{option} {mask_url(url)} names no database: add /nova (the cell database)")
     if backend == "postgresql" and not url.database:

@@ -39,17 +39,47 @@ from actionhost_backfill.cli.common import (
     stderr_is_terminal,
 )
 from actionhost_backfill.engine.backfill import BackfillOptions, BackfillResult, run_backfill
-from actionhost_backfill.engine.progress import bar
+from actionhost_backfill.engine.progress import DEFAULT_INTERVAL, PlainProgress, bar
 from actionhost_backfill.engine.revert import RevertOptions, revert
-from actionhost_backfill.engine.throttling import ThrottleOptions, ThrottleStats, throttle_dict
-from actionhost_backfill.errors import EXIT_CODE_HELP
+from actionhost_backfill.engine.throttling import (
+    POLL_SECONDS,
+    ThrottleOptions,
+    ThrottleStats,
+    throttle_dict,
+)
+from actionhost_backfill.errors import EXIT_CODE_HELP, BadInput
 from actionhost_backfill.schema.settings import DEFAULT_LOCK_TIMEOUT
 from actionhost_backfill.state import audit
 
 NoProgressOption = Annotated[
     bool,
     typer.Option(
-        "--no-progress", help="No progress bar (it is also off when stderr is not a terminal)."
+        "--no-progress",
+        help="No progress on stderr (neither the bar on a terminal nor the periodic lines without one).",
+    ),
+]
+ProgressIntervalOption = Annotated[
+    float,
+    typer.Option(
+        "--progress-interval",
+        help="When stderr is not a terminal (cron, | tee, nohup, Ansible): print a progress line "
+        "(rows done/total, rate, ETA, throttle state) every this many seconds, also while paused.",
+    ),
+]
+CheckIntervalOption = Annotated[
+    float,
+    typer.Option(
+        "--check-interval",
+        help="While paused by a throttle check (--max-lag, --max-load, --pause-file): seconds "
+        "between two looks (pt-online-schema-change's name).",
+    ),
+]
+FailWithoutReplicasOption = Annotated[
+    bool,
+    typer.Option(
+        "--fail-without-replicas",
+        help="With --max-lag: refuse (exit 127, nothing written) when no replica is found, "
+        "instead of saying so once and running without lag throttling.",
     ),
 ]
 
@@ -79,9 +109,19 @@ def graceful_stop() -> Iterator[threading.Event]:
             signal.signal(sig, old)
 
 
-def progress_factory(no_progress: bool):
-    enabled = not no_progress and stderr_is_terminal()
-    return lambda total, description: bar(total, description, enabled=enabled)
+def progress_factory(no_progress: bool, interval: float = DEFAULT_INTERVAL):
+    """A bar on a terminal; without one, a plain line every ``interval`` seconds."""
+    if not 0.05 <= interval <= 86_400:
+        raise BadInput(
+            f"--progress-interval must be between 0.05 and 86400 seconds (got {interval:g})"
+        )
+    if no_progress:
+        return lambda total, description: bar(total, description, enabled=False)
+    if stderr_is_terminal():
+        return lambda total, description: bar(total, description, enabled=True)
+    return lambda total, description: PlainProgress(
+        total, description, interval=interval, write=note
+    )
 
 
 def _table(rows: list[tuple[str, str]], headers: tuple[str, str]) -> list[str]:
@@ -108,6 +148,9 @@ def throttle_line(stats: ThrottleStats | None) -> str | None:
 
 
 def print_summary(result: BackfillResult) -> None:
+    if result.nothing_to_decide:
+        echo(result.message or "nothing to decide")
+        return
     verb = "would fill" if result.dry_run else "filled"
     title = (
         "dry run (nothing written)"
@@ -131,10 +174,23 @@ def print_summary(result: BackfillResult) -> None:
         echo(
             f"skipped {result.skipped:,} rows whose host Nova recorded meanwhile (never overwritten)"
         )
-    echo(
-        f"examined {result.examined:,} events in {result.batches:,} batches, {result.retries} retries, "
-        f"{result.elapsed:.1f}s, {result.rows_per_second:,.0f} rows/s"
-    )
+    if result.already_decided:
+        echo(
+            f"left alone {result.already_decided:,} NULL-host events earlier complete runs "
+            "decided (evidence unchanged since)"
+        )
+    if result.dry_run:
+        echo(
+            f"planned {result.examined:,} events in {result.elapsed:.1f}s "
+            f"({result.rows_per_second:,.0f} rows/s): would fill "
+            f"{result.filled:,} and leave {result.left_null:,} NULL; nothing was written"
+        )
+    else:
+        echo(
+            f"examined {result.examined:,} events in {result.batches:,} batches, "
+            f"{result.retries} retries, {result.elapsed:.1f}s, {result.rows_per_second:,.0f} rows/s"
+            + (f", {result.passes} passes" if result.passes else "")
+        )
     throttled = throttle_line(result.throttle)
     if throttled:
         echo(throttled)
@@ -156,11 +212,18 @@ def print_summary(result: BackfillResult) -> None:
                 f"(instance {sample['instance_uuid']}, {sample['request_id']}): "
                 f"{sample['host'] or 'NULL'} [{sample['rule']}]"
             )
-    state = {
-        "complete": "complete",
-        "partial": "partial: more to do",
-        "interrupted": "interrupted",
-    }[result.outcome]
+    if result.dry_run:
+        state = {
+            "complete": "dry run, every NULL-host event planned",
+            "partial": "dry run, planned up to --max-rows",
+            "interrupted": "dry run, interrupted",
+        }[result.outcome]
+    else:
+        state = {
+            "complete": "complete",
+            "partial": "partial: more to do",
+            "interrupted": "interrupted",
+        }[result.outcome]
     echo(
         f"result: {state}"
         + (f"; {result.remaining:,} NULL-host events not examined yet" if result.remaining else "")
@@ -187,7 +250,10 @@ def backfill_command(
     max_rows: Annotated[
         int | None,
         typer.Option(
-            "--max-rows", help="Examine at most this many events now; exit 1 if more remain."
+            "--max-rows",
+            help="Write at most this many hosts now (rows written, not examined); exit 1 if more "
+            "remain. With --until-complete: at most this many per pass, passes until nothing is "
+            "left (nova-manage's --max-count).",
         ),
     ] = None,
     until_complete: Annotated[
@@ -217,7 +283,10 @@ def backfill_command(
     max_load: MaxLoadOption = None,
     critical_load: CriticalLoadOption = None,
     pause_file: PauseFileOption = None,
+    check_interval: CheckIntervalOption = POLL_SECONDS,
+    fail_without_replicas: FailWithoutReplicasOption = False,
     no_progress: NoProgressOption = False,
+    progress_interval: ProgressIntervalOption = DEFAULT_INTERVAL,
     all_cells: AllCellsOption = False,
     api_db: ApiDbOption = None,
     include_disabled: IncludeDisabledOption = False,
@@ -248,9 +317,16 @@ def backfill_command(
         sample=5 if dry_run else 0,
         releases=releases,
         throttle=ThrottleOptions(
-            max_lag, replica or [], max_load or [], critical_load or [], pause_file
+            max_lag,
+            replica or [],
+            max_load or [],
+            critical_load or [],
+            pause_file,
+            check_interval=check_interval,
+            fail_without_replicas=fail_without_replicas,
         ),
     )
+    progress = progress_factory(no_progress, progress_interval)
     if all_cells:
         options.validate()
         with graceful_stop() as stop:
@@ -261,12 +337,17 @@ def backfill_command(
                     options,
                     state_schema=state_schema,
                     stop=stop,
-                    progress=progress_factory(no_progress or workers > 1),
+                    progress=progress_factory(no_progress or workers > 1, progress_interval),
+                    notify=note,
                 )
                 summary = (
-                    f"{result.outcome}: filled {result.filled:,}, left NULL {result.left_null:,}"
-                    f", {result.rows_per_second:,.0f} rows/s"
-                    + (f", run {result.run_id}" if result.run_id else "")
+                    result.message
+                    if result.nothing_to_decide
+                    else (
+                        f"{result.outcome}: filled {result.filled:,}, left NULL {result.left_null:,}"
+                        f", {result.rows_per_second:,.0f} rows/s"
+                        + (f", run {result.run_id}" if result.run_id else "")
+                    )
                 )
                 return result.exit_code, summary, result.to_dict()
 
@@ -279,11 +360,7 @@ def backfill_command(
     url = resolve_db(db, nova_conf)
     with graceful_stop() as stop:
         result = run_backfill(
-            url,
-            options,
-            state_schema=state_schema,
-            stop=stop,
-            progress=progress_factory(no_progress),
+            url, options, state_schema=state_schema, stop=stop, progress=progress, notify=note
         )
     if json_output:
         emit_json(result.to_dict())
@@ -298,7 +375,7 @@ def status_command(
     nova_conf: NovaConfOption = None,
     state_schema: StateSchemaOption = None,
     limit: Annotated[
-        int, typer.Option("--limit", help="How many runs to list, newest first.")
+        int, typer.Option("--limit", help="How many runs to list, newest first (at least 1).")
     ] = 20,
     all_cells: AllCellsOption = False,
     api_db: ApiDbOption = None,
@@ -308,7 +385,10 @@ def status_command(
 ) -> None:
     """List backfill and revert runs and count the NULL-host events left.
 
-    Exit code 0, or 1 when a run is unfinished (run the backfill again to resume it).
+    While a backfill or revert runs, shows its owner (user@host, pid, since),
+    progress from its checkpoints, rate and ETA.  Exit code 0; 3 (busy) while a
+    runner is alive (wait for it); 1 when a run is unfinished and nobody runs it
+    (run the same command again to resume it).
 
     Example: actionhost-backfill status --db postgresql://nova@db/nova
     """
@@ -318,7 +398,9 @@ def status_command(
             report = audit.status(url, state_schema=state_schema, limit=limit)
             left = sum(report.null_hosts.values())
             summary = f"{left:,} NULL-host events; {len(report.runs)} runs" + (
-                f"; run {report.unfinished_run} unfinished" if report.unfinished_run else ""
+                f"; run {report.live.run_id} running ({report.live.holder})"
+                if report.live
+                else (f"; run {report.unfinished_run} unfinished" if report.unfinished_run else "")
             )
             return report.exit_code, summary, report.to_dict()
 
@@ -357,9 +439,37 @@ def status_command(
             )
         if run["message"]:
             echo(f"  note: {run['message']}")
-    if report.unfinished_run:
-        echo(f"run {report.unfinished_run} is unfinished: run the backfill again to resume it")
+    if report.decided and (report.decided["filled"] or report.decided["left_null"]):
+        echo(
+            f"decided (each event once, latest decision): filled {report.decided['filled']:,}, "
+            f"left NULL {report.decided['left_null']:,}"
+        )
+    if report.live is not None:
+        echo(live_line(report.live))
+    elif report.unfinished_run:
+        echo(f"run {report.unfinished_run} is unfinished: run the same command again to resume it")
     raise typer.Exit(report.exit_code)
+
+
+def live_line(live) -> str:
+    """``run 5 (backfill) is running: nova@db1 pid 1234 since ...; 1,200 of 5,000 events ...``."""
+    figures = f"{live.done:,}" + (f" of {live.planned:,}" if live.planned is not None else "")
+    figures += " events"
+    if live.rows_per_second:
+        figures += f", {live.rows_per_second:,.0f} ev/s"
+    if live.eta_seconds is not None:
+        figures += f", ETA {live.eta_seconds:,.0f}s"
+    since = f" since {live.since:%Y-%m-%d %H:%M:%S} UTC" if live.since else ""
+    owner = live.holder or (f"pid {live.pid}" if live.pid else "another session")
+    what = (
+        f"run {live.run_id}" + (f" ({live.kind})" if live.kind else "")
+        if live.run_id
+        else "a runner"
+    )
+    return (
+        f"{what} is running: {owner}{since}; {figures}; wait for it to finish "
+        "(exit 3: busy; nothing to resume)"
+    )
 
 
 @app.command("verify", epilog=EXIT_CODE_HELP)
@@ -404,6 +514,12 @@ def verify_command(
         emit_json(report.to_dict())
         raise typer.Exit(report.exit_code)
     echo(f"verify: {report.database} (runs {', '.join(map(str, report.runs)) or 'none'})")
+    for run_id, by in sorted(report.reverted.items()):
+        echo(
+            f"run {run_id} was reverted"
+            + (f" by revert run {by}" if by else "")
+            + ": none of its hosts is left to check"
+        )
     echo(
         f"checked {report.checked:,} written values: {report.matching:,} match "
         f"({report.archived:,} archived since), {report.drift:,} changed, {report.missing:,} purged"
@@ -441,7 +557,8 @@ def revert_command(
     max_rows: Annotated[
         int | None,
         typer.Option(
-            "--max-rows", help="Revert at most this many rows now; exit 1 if more remain."
+            "--max-rows",
+            help="Revert at most this many rows now (rows written); exit 1 if more remain.",
         ),
     ] = None,
     lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
@@ -451,7 +568,10 @@ def revert_command(
     max_load: MaxLoadOption = None,
     critical_load: CriticalLoadOption = None,
     pause_file: PauseFileOption = None,
+    check_interval: CheckIntervalOption = POLL_SECONDS,
+    fail_without_replicas: FailWithoutReplicasOption = False,
     no_progress: NoProgressOption = False,
+    progress_interval: ProgressIntervalOption = DEFAULT_INTERVAL,
     json_output: JsonOption = False,
 ) -> None:
     """Set back to NULL the rows a backfill run filled, where the host is still its value.
@@ -462,6 +582,7 @@ def revert_command(
 
     Example: actionhost-backfill revert --run 3 --db mysql+pymysql://nova:PASS@db/nova --dry-run
     """
+    progress = progress_factory(no_progress, progress_interval)
     with graceful_stop() as stop:
         result = revert(
             resolve_db(db, nova_conf),
@@ -475,15 +596,25 @@ def revert_command(
                 lock_timeout=lock_timeout,
                 max_retries=max_retries,
                 throttle=ThrottleOptions(
-                    max_lag, replica or [], max_load or [], critical_load or [], pause_file
+                    max_lag,
+                    replica or [],
+                    max_load or [],
+                    critical_load or [],
+                    pause_file,
+                    check_interval=check_interval,
+                    fail_without_replicas=fail_without_replicas,
                 ),
             ),
             state_schema=state_schema,
             stop=stop,
-            progress=progress_factory(no_progress),
+            progress=progress,
+            notify=note,
         )
     if json_output:
         emit_json(result.to_dict())
+        raise typer.Exit(result.exit_code)
+    if result.nothing_to_revert:
+        echo(result.message or "nothing to revert")
         raise typer.Exit(result.exit_code)
     title = "dry run (nothing changed)" if dry_run else f"revert run {result.run_id}"
     verb = "would revert" if dry_run else "reverted"

@@ -44,10 +44,16 @@ MAX_BACKOFF = 5.0
 
 @dataclass
 class Applied:
-    """What one batch did: rows it covered, and counts per (outcome, rule)."""
+    """What one batch did: rows it covered, rows it changed, and counts per (outcome, rule)."""
 
     rows: int
     counts: Counter = field(default_factory=Counter)
+    written: int | None = None
+    """Rows of Nova's tables the batch changed (what --max-rows counts); None: ``rows``."""
+
+    @property
+    def changed(self) -> int:
+        return self.rows if self.written is None else self.written
 
 
 class BatchWork(Protocol):
@@ -72,6 +78,7 @@ class WriteOptions:
     """None: :data:`~actionhost_backfill.engine.sizing.DEFAULT_TARGET_SECONDS`."""
     sleep: float = 0.0
     max_rows: int | None = None
+    """Rows written (filled, or reverted) before stopping; counted per batch."""
     lock_timeout: float = 5.0
     max_retries: int = 5
     throttle: ThrottleOptions = field(default_factory=ThrottleOptions)
@@ -136,6 +143,7 @@ class Applier:
     """Applies :class:`BatchWork` on ``conn``, recording progress in run ``run_id``.
 
     ``write=False`` (a dry run) rolls every batch back and records nothing;
+    ``budget`` (``--max-rows``) counts the rows batches changed, not those they examined;
     ``keep_counts`` adds each batch's counts to the run's ``run_counts`` (the
     backfill's per-rule figures).  ``stats`` sums what committed batches did.
     """
@@ -201,7 +209,7 @@ class Applier:
             self.stats.counts.update(applied.counts)
             self.sizer.observe(applied.rows, seconds)
             if self.budget is not None:
-                self.budget -= applied.rows
+                self.budget -= applied.changed
             self.progress.update(applied.rows)
             if self.options.sleep and pause(self.options.sleep, self.stop):
                 break

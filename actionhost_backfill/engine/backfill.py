@@ -31,8 +31,10 @@ from actionhost_backfill.engine.applier import Applier, WriteOptions, prepare_se
 from actionhost_backfill.engine.fill import PlanFill
 from actionhost_backfill.engine.planner import Planner
 from actionhost_backfill.engine.progress import Progress, show_reason, silent
+from actionhost_backfill.engine.settled import Settled, settling_runs
 from actionhost_backfill.engine.sizing import BatchSizer
 from actionhost_backfill.engine.throttling import (
+    CriticalLoad,
     ThrottleStats,
     build_throttle,
     throttle_dict,
@@ -114,6 +116,14 @@ class BackfillResult:
     """Time paused by throttle checks, how often, the worst replica lag seen."""
     """Time spent deciding (reads only); the rest went to applying batches."""
     message: str | None = None
+    nothing_to_decide: bool = False
+    """No run was opened: every NULL-host event is decided already (or there is none)."""
+    already_decided: int = 0
+    """NULL-host events left alone: complete runs decided them, their evidence is unchanged."""
+    passes: int = 0
+    """--max-rows with --until-complete: passes of at most --max-rows written rows."""
+    notices: list[str] = field(default_factory=list)
+    """What the operator was told on stderr before the run (e.g. no replica found)."""
 
     @property
     def filled(self) -> int:
@@ -177,6 +187,10 @@ class BackfillResult:
             },
             "samples": self.samples,
             "message": self.message,
+            "nothing_to_decide": self.nothing_to_decide,
+            "already_decided": self.already_decided,
+            "passes": self.passes,
+            "notices": self.notices,
             "exit_code": self.exit_code,
         }
 
@@ -308,6 +322,7 @@ class _Runner:
         *,
         stop: threading.Event | None,
         progress: ProgressFactory | None,
+        notify: Callable[[str], None] | None = None,
     ):
         self.url = url
         self.location = location
@@ -318,6 +333,16 @@ class _Runner:
         self.result = BackfillResult(database=mask_url(url), dry_run=options.dry_run)
         self.sizer: BatchSizer | None = None
         self.dialect: Dialect | None = None
+        self.notify = notify
+        self._evidence_until = None
+
+    def _notice(self, text: str) -> None:
+        """Tell the operator once, on stderr (through ``notify``), and keep it for --json."""
+        self.result.notices.append(text)
+        if self.notify is not None:
+            self.notify(text)
+        else:
+            log.warning("%s", text)
 
     # -- connection ------------------------------------------------------
 
@@ -342,8 +367,17 @@ class _Runner:
 
     def planner(self, conn: sa.Connection, snapshot: EvidenceSnapshot) -> Planner:
         sample = self._sample if self.options.dry_run and self.options.sample else None
+        # Events complete runs already decided are left alone (engine/settled.py).
+        settled_by = self.st if snapshot.audit_available and settling_runs(conn, self.st) else None
+        conn.rollback()
         return Planner(
-            conn, snapshot, url=self.url, stop=self.stop, bar=self._bar, on_decided=sample
+            conn,
+            snapshot,
+            url=self.url,
+            stop=self.stop,
+            bar=self._bar,
+            on_decided=sample,
+            settled_by=settled_by,
         )
 
     def _sample(self, table, events, decisions, evidence) -> None:
@@ -409,37 +443,76 @@ class _Runner:
             budget = self.options.max_rows
             try:
                 for table in self.options.tables():
-                    upper = planner.upper_bound(table, 0, horizons[table], budget)
-                    tally: Counter = Counter()
-                    decided = planner.plan_range(table, 0, upper, tally=tally)
-                    self._tally(tally)
-                    if decided is None:
-                        self.result.outcome = "interrupted"
-                        break
-                    self.result.examined += decided
-                    if budget is not None:
-                        budget -= decided
-                    if upper < horizons[table]:
-                        self.result.remaining += self.pending(conn, table, upper, horizons[table])
-                        self.result.outcome = "partial"
-                        conn.rollback()
+                    after, horizon = 0, horizons[table]
+                    while self.result.outcome == "complete":
+                        upper = planner.upper_bound(table, after, horizon, budget)
+                        tally: Counter = Counter()
+                        decided = planner.plan_range(table, after, upper, tally=tally)
+                        self._tally(tally)
+                        if decided is None:
+                            self.result.outcome = "interrupted"
+                            break
+                        self.result.examined += decided
+                        if upper >= horizon:
+                            break
+                        after = upper
+                        if budget is not None:
+                            # --max-rows counts rows written: what this range would fill.
+                            budget -= sum(
+                                n for (outcome, _), n in tally.items() if outcome == FILLED
+                            )
+                            if budget <= 0:
+                                self.result.remaining += self.pending(conn, table, after, horizon)
+                                self.result.outcome = "partial"
+                                conn.rollback()
+                    if self.result.outcome != "complete":
                         break
             finally:
                 self.result.plan_seconds = planner.seconds
+                self.result.already_decided = planner.settled.events
                 snapshot.drop()
+            if (
+                self.result.outcome == "complete"
+                and not self.result.examined
+                and not self.result.skipped
+            ):
+                self.result.nothing_to_decide = True
+                self.result.message = self._nothing_message(planner.settled, dry_run=True)
 
     def _real_run(self, engine: sa.Engine) -> None:
+        # Replicas, load and pause checks are set up (and refused) before anything is
+        # written, the runner lease included.
+        with db.connect(engine) as conn:
+            self.throttle = build_throttle(
+                self.options.throttle, self.url, conn, self.stop, notify=self._notice
+            )
         lease = RunnerLock(engine, self.location)
-        lease.acquire(None)
+        try:
+            lease.acquire(None)
+        except BaseException:
+            self.throttle.close()
+            raise
         try:
             with db.connect(engine) as conn:
                 self.configure(conn)
-                # Replicas, load and pause checks are set up (and refused) before a run opens.
-                self.throttle = build_throttle(self.options.throttle, self.url, conn, self.stop)
-                run = self._open_run(conn)
+                snapshot = self._snapshot = EvidenceSnapshot(
+                    conn,
+                    self.location,
+                    audit_available=True,
+                    releases=parse_releases(self.options.releases),
+                )
+                resuming = runs.latest_unfinished(conn, self.st, runs.BACKFILL)
+                conn.rollback()
+                planned = None
+                if resuming is None or self.options.new_run:
+                    planned = self._undecided(conn, snapshot)
+                    if planned is None:
+                        self.throttle.close()
+                        return  # nothing new to decide: no run, no audit row
+                run = self._open_run(conn, lease)
                 lease.set_run(run.id)
                 try:
-                    self._run_tables(conn, run, lease)
+                    self._run_tables(conn, run, lease, snapshot, planned)
                 except KeyboardInterrupt:
                     conn.rollback()
                     runs.finish(
@@ -451,6 +524,11 @@ class _Runner:
                     )
                     self.result.outcome = "interrupted"
                     self.result.message = _resume_hint(run.id)
+                except CriticalLoad as exc:
+                    runs.record_failure(
+                        conn, engine, self.st, run.id, str(exc), state=runs.CRITICAL_LOAD
+                    )
+                    raise
                 except ActionHostError as exc:
                     runs.record_failure(conn, engine, self.st, run.id, str(exc))
                     raise
@@ -461,7 +539,43 @@ class _Runner:
         finally:
             lease.release()
 
-    def _open_run(self, conn: sa.Connection) -> runs.Run:
+    def _undecided(self, conn: sa.Connection, snapshot: EvidenceSnapshot) -> int | None:
+        """How many NULL-host events a new run would decide; None (and the result says
+        so) when none: every one is decided already, on unchanged evidence."""
+        horizons = {t: self.max_id(conn, t) for t in self.options.tables()}
+        pending = sum(self.pending(conn, t, 0, h) for t, h in horizons.items())
+        conn.rollback()
+        if not pending:
+            total, settled = 0, Settled()
+        else:
+            planner = self.planner(conn, snapshot)
+            if planner.settled_by is None:
+                return pending
+            total, settled = 0, Settled()
+            for table, horizon in horizons.items():
+                count, left_out = planner.undecided(table, 0, horizon)
+                total += count
+                settled.add(left_out)
+        self._evidence_until = settled.evidence_until
+        if total:
+            return total
+        self.result.nothing_to_decide = True
+        self.result.already_decided = settled.events
+        self.result.message = self._nothing_message(settled, dry_run=False)
+        return None
+
+    def _nothing_message(self, settled: Settled, *, dry_run: bool) -> str:
+        done = "nothing to do" if dry_run else "no run recorded"
+        if not settled.events:
+            return f"nothing to decide: no NULL-host event left in {self.result.database}; {done}"
+        by = ", ".join(map(str, sorted(settled.runs)))
+        return (
+            f"nothing new to decide: the {settled.events:,} NULL-host events left were decided "
+            f"by run{'s' if len(settled.runs) > 1 else ''} {by} and their evidence has not "
+            f"changed since; {done}"
+        )
+
+    def _open_run(self, conn: sa.Connection, lease: RunnerLock) -> runs.Run:
         options = self.options
         existing = runs.latest_unfinished(conn, self.st, runs.BACKFILL)
         if existing is not None and options.new_run:
@@ -481,7 +595,7 @@ class _Runner:
             self.result.run_id = existing.id
             self.result.resumed = True
             existing.state = runs.RUNNING
-            runs.set_state(conn, self.st, existing.id, runs.RUNNING)
+            runs.set_state(conn, self.st, existing.id, runs.RUNNING, runner=lease.holder)
             conn.commit()
             return existing
         horizons = {t: self.max_id(conn, t) for t in options.tables()}
@@ -494,9 +608,13 @@ class _Runner:
                 "batch_size": options.batch_size,
                 "target_batch_seconds": self.sizer.target,
                 "throttle": options.throttle.record(),
+                # What this run has seen of Nova's rows (engine/settled.py).
+                "evidence_until": self._evidence_until.isoformat()
+                if self._evidence_until
+                else None,
             },
             horizons,
-            runner=f"pid {os.getpid()}",
+            runner=lease.holder,
         )
         conn.commit()
         self.result.run_id = run_id
@@ -504,20 +622,23 @@ class _Runner:
         conn.rollback()
         return run
 
-    def _run_tables(self, conn: sa.Connection, run: runs.Run, lease: RunnerLock) -> None:
-        snapshot = self._snapshot = EvidenceSnapshot(
-            conn,
-            self.location,
-            audit_available=True,
-            releases=parse_releases(self.options.releases),
-        )
+    def _run_tables(
+        self,
+        conn: sa.Connection,
+        run: runs.Run,
+        lease: RunnerLock,
+        snapshot: EvidenceSnapshot,
+        planned: int | None,
+    ) -> None:
         self._take_snapshot(snapshot)
         checkpoints = {t: run.checkpoints[t] for t in self.options.tables()}
-        total = sum(
-            self.pending(conn, t, c.last_id, c.horizon)
-            for t, c in checkpoints.items()
-            if not c.done
-        )
+        total = planned
+        if total is None:
+            total = sum(
+                self.pending(conn, t, c.last_id, c.horizon)
+                for t, c in checkpoints.items()
+                if not c.done
+            )
         conn.rollback()
         planner = self.planner(conn, snapshot)
         bar = self._bar(total, f"run {run.id}")
@@ -537,19 +658,14 @@ class _Runner:
             what="backfill",
             throttle=throttle,
         )
+        # --max-rows with --until-complete caps each pass, not the run (nova-manage's
+        # --max-count): plan whole ranges, let the applier refill the budget per pass.
+        passes = self.options.until_complete and self.options.max_rows is not None
         try:
             while True:
                 for table, checkpoint in checkpoints.items():
-                    if checkpoint.done or applier.stopping:
-                        continue
-                    upper = planner.upper_bound(
-                        table, checkpoint.last_id, checkpoint.horizon, applier.budget
-                    )
-                    if planner.plan_range(table, checkpoint.last_id, upper, lease=lease) is None:
-                        break  # stopped while planning
-                    work = PlanFill(self.dialect, planner.plan, table, self.st, run.id)
-                    if applier.run(work, checkpoint) and upper >= checkpoint.horizon:
-                        checkpoint.done = True
+                    if not self._run_table(conn, run, table, checkpoint, planner, applier, lease):
+                        break
                 if applier.stopping or not self.options.until_complete:
                     break
                 if not self._extend_horizons(conn, run.id, checkpoints, snapshot):
@@ -558,7 +674,11 @@ class _Runner:
             bar.close()
             throttle.close()
             self.result.plan_seconds = planner.seconds
+            self.result.already_decided += planner.settled.events
             self._collect(applier)
+            if passes:
+                # Every pass but the last writes exactly --max-rows rows.
+                self.result.passes = max(1, -(-self.result.filled // self.options.max_rows))
         remaining = sum(self.pending(conn, t, c.last_id, c.horizon) for t, c in checkpoints.items())
         conn.rollback()
         self.result.remaining = remaining
@@ -572,6 +692,53 @@ class _Runner:
                 runs.mark_table(conn, self.st, run.id, table, done=True)
             runs.finish(conn, self.st, run.id, runs.COMPLETE, None)
         snapshot.drop()
+
+    def _run_table(
+        self,
+        conn: sa.Connection,
+        run: runs.Run,
+        table: str,
+        checkpoint: runs.Checkpoint,
+        planner: Planner,
+        applier: Applier,
+        lease: RunnerLock,
+    ) -> bool:
+        """Plan and apply ``table`` range by range up to its horizon; False when stopped."""
+        capped_run = not self.options.until_complete
+        while not checkpoint.done:
+            if applier.stopping:
+                return False
+            budget = applier.budget if capped_run else None
+            upper = planner.upper_bound(table, checkpoint.last_id, checkpoint.horizon, budget)
+            if planner.plan_range(table, checkpoint.last_id, upper, lease=lease) is None:
+                return False  # stopped while planning
+            work = PlanFill(self.dialect, planner.plan, table, self.st, run.id)
+            while not applier.run(work, checkpoint):
+                if not self._next_pass(applier):
+                    return False
+            if upper >= checkpoint.horizon:
+                checkpoint.done = True
+            else:
+                # Every planned event of the range is applied (or was settled): the next
+                # range starts after it, so a resumed run does not plan it again.
+                checkpoint.last_id = max(checkpoint.last_id, upper)
+                runs.mark_table(conn, self.st, run.id, table, done=False, last_id=upper)
+                conn.commit()
+        return True
+
+    def _next_pass(self, applier: Applier) -> bool:
+        """--max-rows with --until-complete: a spent budget starts the next pass."""
+        if (
+            self.stop.is_set()
+            or not self.options.until_complete
+            or self.options.max_rows is None
+            or applier.budget is None
+            or applier.budget > 0
+        ):
+            return False
+        applier.budget = self.options.max_rows
+        log.info("next pass: up to %s more rows", self.options.max_rows)
+        return True
 
     def _collect(self, applier: Applier) -> None:
         stats = applier.stats
@@ -650,10 +817,15 @@ def run_backfill(
     state_schema: str | None = None,
     stop: threading.Event | None = None,
     progress: ProgressFactory | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> BackfillResult:
-    """Backfill (or, with ``dry_run``, only report) the NULL hosts of ``url``."""
+    """Backfill (or, with ``dry_run``, only report) the NULL hosts of ``url``.
+
+    ``notify`` receives the one-line notices an operator should see before the
+    run (e.g. ``--max-lag`` found no replica); default: logged as warnings.
+    """
     options = options or BackfillOptions()
     options.validate()
     location = resolve_state_location(url, state_schema)
     options.throttle.validate(location.backend)
-    return _Runner(url, location, options, stop=stop, progress=progress).run()
+    return _Runner(url, location, options, stop=stop, progress=progress, notify=notify).run()

@@ -60,4 +60,5 @@ class PlanFill:
                 )
             }
         )
-        return Applied(sum(counts.values()), counts)
+        written = sum(n for (outcome, _), n in counts.items() if outcome == FILLED)
+        return Applied(sum(counts.values()), counts, written)

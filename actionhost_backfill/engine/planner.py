@@ -21,13 +21,14 @@ from sqlalchemy.engine import URL
 from actionhost_backfill import db
 from actionhost_backfill.dialects import bulk
 from actionhost_backfill.engine.progress import Progress, silent
+from actionhost_backfill.engine.settled import Settled, drop_settled
 from actionhost_backfill.errors import DatabaseUnavailable
 from actionhost_backfill.inference import Decision, EventRow, infer
 from actionhost_backfill.inference.evidence import EvidenceSnapshot
 from actionhost_backfill.nova.tables import nova
 from actionhost_backfill.redact import mask_url
 from actionhost_backfill.state.lease import RunnerLock
-from actionhost_backfill.state.tables import FILLED, LEFT_NULL
+from actionhost_backfill.state.tables import FILLED, LEFT_NULL, StateTables
 
 #: Instances whose events are decided together.
 PLAN_INSTANCES = 500
@@ -54,6 +55,7 @@ class Planner:
         stop: threading.Event,
         bar: Callable[[int | None, str], Progress],
         on_decided: Callable[[str, list[EventRow], list[Decision], object], None] | None = None,
+        settled_by: StateTables | None = None,
     ):
         self.conn = conn
         self.snapshot = snapshot
@@ -62,14 +64,19 @@ class Planner:
         self.bar = bar
         self.on_decided = on_decided
         self.seconds = 0.0
+        self.settled_by = settled_by
+        """Leave out events complete runs of these state tables already decided
+        (:mod:`~actionhost_backfill.engine.settled`); None: decide every NULL event."""
+        self.settled = Settled()
 
     @property
     def plan(self) -> sa.Table:
         return self.snapshot.t_plan
 
     def upper_bound(self, table: str, after: int, horizon: int, budget: int | None) -> int:
-        """``horizon``, or with --max-rows the id of the last NULL event in the budget
-        (no point planning what will not be applied now)."""
+        """``horizon``, or with --max-rows the id of the budget-th NULL event: no more
+        rows than that can be written from this range (no point planning what will
+        not be applied now); when fewer were written, the next range is planned."""
         if budget is None:
             return horizon
         t = nova(table)
@@ -82,6 +89,20 @@ class Planner:
         ).scalar()
         self.conn.rollback()
         return horizon if cutoff is None else cutoff
+
+    def undecided(self, table: str, after: int, upper: int) -> tuple[int, Settled]:
+        """How many NULL-host events of ``(after, upper]`` a run would decide, and how
+        many it would leave alone as settled (reads only; the plan is left empty)."""
+        snapshot = self.snapshot
+        total = snapshot.prepare_plan(table, after, upper)
+        left_out = Settled()
+        if total and self.settled_by is not None:
+            left_out = drop_settled(
+                self.conn, snapshot.t_null, table, self.settled_by, snapshot.present
+            )
+            total -= left_out.events
+        self.conn.commit()
+        return total, left_out
 
     def plan_range(
         self,
@@ -101,6 +122,12 @@ class Planner:
         decided = 0
         try:
             total = snapshot.prepare_plan(table, after, upper)
+            if total and self.settled_by is not None:
+                left_out = drop_settled(
+                    conn, snapshot.t_null, table, self.settled_by, snapshot.present
+                )
+                self.settled.add(left_out)
+                total -= left_out.events
             bar = self.bar(total, f"plan {table}") if total else silent()
             try:
                 for uuids, events in snapshot.null_chunks(PLAN_INSTANCES):

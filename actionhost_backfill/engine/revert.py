@@ -10,11 +10,10 @@ Nova's archiver keeps its id and is reverted there.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
@@ -30,6 +29,7 @@ from actionhost_backfill.engine.applier import (
 )
 from actionhost_backfill.engine.progress import Progress, show_reason, silent
 from actionhost_backfill.engine.throttling import (
+    CriticalLoad,
     Throttle,
     ThrottleStats,
     build_throttle,
@@ -79,6 +79,9 @@ class RevertResult:
     """Time paused by throttle checks, how often, the worst replica lag seen."""
     elapsed: float = 0.0
     message: str | None = None
+    nothing_to_revert: bool = False
+    """No revert run was opened: nothing the target run wrote is left to undo."""
+    notices: list[str] = field(default_factory=list)
 
     @property
     def run_id(self) -> int | None:
@@ -170,7 +173,7 @@ class RevertWork:
         counts = Counter(
             {REVERTED_ROWS: len(reverted), KEPT: kept, ALREADY_NULL: null, MISSING: missing}
         )
-        return Applied(len(written), counts)
+        return Applied(len(written), counts, len(reverted))
 
 
 def revert(
@@ -181,8 +184,12 @@ def revert(
     state_schema: str | None = None,
     stop: threading.Event | None = None,
     progress=None,
+    notify=None,
 ) -> RevertResult:
-    """Set back to NULL what run ``target_run_id`` filled, where still its value."""
+    """Set back to NULL what run ``target_run_id`` filled, where still its value.
+
+    Nothing left to undo (already reverted, or it filled nothing): no revert run
+    is recorded, the result says so (``nothing_to_revert``), exit 0."""
     options = options or RevertOptions()
     options.validate()
     stop = stop or threading.Event()
@@ -215,6 +222,12 @@ def revert(
                     f"--run {target_run_id}: no backfill run with that id "
                     f"(backfill runs: {', '.join(map(str, sorted(known))) or 'none'}); nothing was changed"
                 )
+            unfinished = runs.latest_unfinished(conn, st, runs.REVERT, target_run_id)
+            if unfinished is None and not _pending(conn, st, target_run_id):
+                result.nothing_to_revert = True
+                result.message = _nothing_message(conn, st, target)
+                conn.rollback()
+                return result
             conn.rollback()
         if options.dry_run:
             with db.connect(engine) as conn:
@@ -222,13 +235,24 @@ def revert(
                     conn, url, st, None, target_run_id, result, options, stop, silent(), None
                 )
             return result
+
+        def notice(text: str) -> None:
+            result.notices.append(text)
+            (notify or (lambda _t: None))(text)
+
+        # Replicas, load and pause checks are set up (and refused) before anything is
+        # written, the runner lease included.
+        with db.connect(engine) as conn:
+            throttle = build_throttle(options.throttle, url, conn, stop, notify=notice)
         lease = RunnerLock(engine, location)
-        lease.acquire(None)
+        try:
+            lease.acquire(None)
+        except BaseException:
+            throttle.close()
+            raise
         try:
             with db.connect(engine) as conn:
-                # Replicas, load and pause checks are set up (and refused) before a run opens.
-                throttle = build_throttle(options.throttle, url, conn, stop)
-                run_id = _open_run(conn, st, target_run_id, options)
+                run_id = _open_run(conn, st, target_run_id, options, lease.holder)
                 lease.set_run(run_id)
                 result.revert_run_id = run_id
                 bar = (
@@ -242,6 +266,11 @@ def revert(
                     _revert_tables(
                         conn, url, st, lease, target_run_id, result, options, stop, bar, throttle
                     )
+                except CriticalLoad as exc:
+                    runs.record_failure(
+                        conn, engine, st, run_id, str(exc), state=runs.CRITICAL_LOAD
+                    )
+                    raise
                 except ActionHostError as exc:
                     runs.record_failure(conn, engine, st, run_id, str(exc))
                     raise
@@ -271,7 +300,23 @@ def revert(
     return result
 
 
-def _open_run(conn: sa.Connection, st: StateTables, target: int, options: RevertOptions) -> int:
+def _nothing_message(conn: sa.Connection, st: StateTables, target: runs.Run) -> str:
+    if target.state == runs.REVERTED:
+        by = runs.reverted_by(conn, st, target.id)
+        return (
+            f"run {target.id} was already reverted"
+            + (f" by revert run {by}" if by else "")
+            + ": nothing to undo; no revert run recorded"
+        )
+    return (
+        f"run {target.id} has no written host left to undo (it filled none, or every one "
+        "was reverted already); no revert run recorded"
+    )
+
+
+def _open_run(
+    conn: sa.Connection, st: StateTables, target: int, options: RevertOptions, runner: str
+) -> int:
     existing = runs.latest_unfinished(conn, st, runs.REVERT, target)
     if existing is None:
         run_id = runs.create(
@@ -283,12 +328,12 @@ def _open_run(conn: sa.Connection, st: StateTables, target: int, options: Revert
                 "target_batch_seconds": options.target_batch_seconds,
             },
             {t: 0 for t in EVENT_TABLES},
-            runner=f"pid {os.getpid()}",
+            runner=runner,
             target_run_id=target,
         )
     else:
         run_id = existing.id
-        runs.set_state(conn, st, run_id, runs.RUNNING)
+        runs.set_state(conn, st, run_id, runs.RUNNING, runner=runner)
     conn.commit()
     return run_id
 

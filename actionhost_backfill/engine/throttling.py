@@ -25,7 +25,7 @@ from actionhost_backfill.redact import mask_url
 
 log = logging.getLogger(__name__)
 
-#: Seconds between two looks while throttled.
+#: Seconds between two looks while throttled (--check-interval, pt-online-schema-change's name).
 POLL_SECONDS = 0.5
 #: Galera: a receive queue longer than this (write sets waiting to be applied
 #: on this node) pauses the backfill, as flow control is about to.
@@ -34,6 +34,10 @@ GALERA_RECV_QUEUE = 100
 
 class CriticalLoad(ActionHostError):
     """A --critical-load threshold was crossed: stop, a person must look."""
+
+
+class NoReplicas(BadInput):
+    """--max-lag with --fail-without-replicas, and no replica to watch."""
 
 
 @dataclass
@@ -389,6 +393,10 @@ class ThrottleOptions:
     max_load: list[str] = field(default_factory=list)
     critical_load: list[str] = field(default_factory=list)
     pause_file: str | None = None
+    check_interval: float = POLL_SECONDS
+    """Seconds between two looks while paused."""
+    fail_without_replicas: bool = False
+    """--max-lag and no replica found: refuse (exit 127) instead of running unthrottled."""
 
     def validate(self, backend: str | None = None) -> None:
         if backend == "sqlite" and (self.max_load or self.critical_load):
@@ -400,6 +408,15 @@ class ThrottleOptions:
             raise BadInput(f"--max-lag must be between 0 and 86400 seconds (got {self.max_lag})")
         if self.replicas and self.max_lag is None:
             raise BadInput("--replica needs --max-lag SECONDS (the lag to stay under)")
+        if not 0.01 <= self.check_interval <= 60:
+            raise BadInput(
+                f"--check-interval must be between 0.01 and 60 seconds (got {self.check_interval})"
+            )
+        if self.fail_without_replicas and self.max_lag is None:
+            raise BadInput(
+                "--fail-without-replicas needs --max-lag SECONDS (it refuses a lag check "
+                "that has no replica to watch)"
+            )
         for text in self.max_load:
             LoadLimit.parse(text, "--max-load")
         for text in self.critical_load:
@@ -423,18 +440,42 @@ def build_throttle(
     stop: threading.Event,
     *,
     on_change: Callable[[str | None], None] | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> Throttle:
-    """The checks ``options`` ask for; replicas discovered on ``conn`` unless named."""
+    """The checks ``options`` ask for; replicas discovered on ``conn`` unless named.
+
+    ``--max-lag`` with no replica to watch (none named, none connected to the
+    primary, not Galera) is said once through ``notify`` and the run goes on
+    unthrottled by lag, as pt-online-schema-change does ("No slaves found");
+    with ``fail_without_replicas`` it is refused instead (exit 127), before
+    anything is written.
+    """
     from actionhost_backfill.db import parse_url
 
     checks: list[Check] = []
+    try:
+        _add_checks(options, url, conn, checks, parse_url, notify)
+    except BaseException:
+        for check in checks:
+            check.close()
+        raise
+    if checks:
+        log.info("throttle checks: %s", ", ".join(c.name for c in checks))
+    return Throttle(checks, stop, on_change=on_change, poll=options.check_interval)
+
+
+def _add_checks(options, url, conn, checks, parse_url, notify) -> None:
     if options.pause_file:
         checks.append(PauseFile(options.pause_file))
     backend = conn.dialect.name
     if options.max_lag is not None:
+        lag_checks = len(checks)
+        searched = "the primary"
         if options.replicas:
             for raw in options.replicas:
-                replica = parse_url(raw, option="--replica")
+                # A lag check reads the server's replication status: no database needed
+                # (pt-online-schema-change's replica DSNs name only the host).
+                replica = parse_url(raw, option="--replica", need_database=False)
                 kind = (
                     PostgreSQLReplicaLag
                     if replica.get_backend_name() == "postgresql"
@@ -442,8 +483,11 @@ def build_throttle(
                 )
                 checks.append(kind(replica, options.max_lag))
         elif backend == "postgresql":
-            checks.append(PostgreSQLStandbys(url, options.max_lag))
+            searched = "pg_stat_replication"
+            if _postgresql_standbys(conn):
+                checks.append(PostgreSQLStandbys(url, options.max_lag))
         elif backend in ("mysql", "mariadb"):
+            searched = "SHOW SLAVE HOSTS"
             for server_id, host, port in _mysql_replicas(conn):
                 if not host:
                     raise BadInput(
@@ -451,11 +495,27 @@ def build_throttle(
                         "on it, or name it with --replica URL"
                     )
                 checks.append(MySQLReplicaLag(url.set(host=host, port=int(port)), options.max_lag))
+        else:
+            searched = "SQLite (no replication)"
         if backend in ("mysql", "mariadb"):
             wsrep = dict(conn.exec_driver_sql("SHOW VARIABLES LIKE 'wsrep_on'").all())
             if str(wsrep.get("wsrep_on", "OFF")).upper() == "ON":
                 checks.append(GaleraFlowControl(url))
         conn.rollback()
+        if len(checks) == lag_checks:
+            where = f"{mask_url(url)} ({searched})"
+            if options.fail_without_replicas:
+                raise NoReplicas(
+                    f"--max-lag {options.max_lag:g}: no replica found on {where} and "
+                    "--fail-without-replicas was given: name one with --replica URL, or drop "
+                    "--fail-without-replicas to run without lag throttling (nothing was changed)"
+                )
+            message = (
+                f"--max-lag {options.max_lag:g}: no replica found on {where}: running without "
+                "lag throttling (name replicas with --replica URL; --fail-without-replicas "
+                "refuses instead)"
+            )
+            (notify or log.warning)(message)
     if options.max_load or options.critical_load:
         checks.append(
             ServerLoad(
@@ -464,9 +524,11 @@ def build_throttle(
                 [LoadLimit.parse(t, "--critical-load") for t in options.critical_load],
             )
         )
-    if checks:
-        log.info("throttle checks: %s", ", ".join(c.name for c in checks))
-    return Throttle(checks, stop, on_change=on_change)
+
+
+def _postgresql_standbys(conn: sa.Connection) -> int:
+    """Standbys connected to this primary now."""
+    return int(conn.exec_driver_sql("SELECT count(*) FROM pg_stat_replication").scalar() or 0)
 
 
 def _mysql_replicas(conn: sa.Connection) -> list[tuple]:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from actionhost_backfill import db
+from actionhost_backfill.clock import utcnow
 from actionhost_backfill.dialects.bulk import chunks
 from actionhost_backfill.errors import BadInput, SchemaNotReady
 from actionhost_backfill.nova import catalog
@@ -21,12 +23,13 @@ from actionhost_backfill.nova.tables import EVENT_TABLES, EVENTS, SHADOW_EVENTS,
 from actionhost_backfill.redact import mask_url
 from actionhost_backfill.schema import revisions
 from actionhost_backfill.state import runs
+from actionhost_backfill.state.lease import Holder, live_holder
 from actionhost_backfill.state.location import (
     StateLocation,
     resolve_state_location,
     state_schema_exists,
 )
-from actionhost_backfill.state.tables import FILLED, StateTables, state
+from actionhost_backfill.state.tables import FILLED, LEFT_NULL, StateTables, state
 
 
 def other_table(table: str) -> str:
@@ -58,6 +61,85 @@ def require_state(conn: sa.Connection, location: StateLocation) -> None:
 # --------------------------------------------------------------------------- status
 
 
+def latest_decisions(conn: sa.Connection, st: StateTables) -> Counter:
+    """(outcome, rule) -> events, counting each event once: its latest decision by a
+    backfill run that was not reverted (a rerun decides again only what changed)."""
+    a, r = st.audit, st.runs
+    b, rb = a.alias("later"), r.alias("later_run")
+    kept = [r.c.kind == runs.BACKFILL, r.c.state != runs.REVERTED]
+    later = (
+        sa.exists()
+        .where(
+            b.c.event_table == a.c.event_table,
+            b.c.event_id == a.c.event_id,
+            b.c.run_id > a.c.run_id,
+            b.c.reverted_by.is_(None),
+            rb.c.id == b.c.run_id,
+            rb.c.kind == runs.BACKFILL,
+            rb.c.state != runs.REVERTED,
+        )
+        .correlate(a)
+    )
+    rows = conn.execute(
+        sa.select(a.c.outcome, a.c.rule, sa.func.count())
+        .select_from(a.join(r, r.c.id == a.c.run_id))
+        .where(*kept, a.c.reverted_by.is_(None), ~later)
+        .group_by(a.c.outcome, a.c.rule)
+    )
+    return Counter({(outcome, rule): n for outcome, rule, n in rows})
+
+
+def _split(counts: Counter) -> tuple[dict[str, int], dict[str, int]]:
+    filled: Counter = Counter()
+    left: Counter = Counter()
+    for (outcome, rule), n in counts.items():
+        if outcome == FILLED:
+            filled[rule] += n
+        elif outcome == LEFT_NULL:
+            left[rule] += n
+    return dict(sorted(filled.items())), dict(sorted(left.items()))
+
+
+@dataclass
+class LiveRun:
+    """The runner holding the lock now, and how far its run is (from its checkpoints)."""
+
+    run_id: int | None
+    kind: str | None
+    holder: str | None
+    hostname: str | None
+    pid: int | None
+    since: datetime | None
+    heartbeat_at: datetime | None
+    done: int = 0
+    planned: int | None = None
+    rows_per_second: float | None = None
+
+    @property
+    def eta_seconds(self) -> float | None:
+        if self.planned is None or not self.rows_per_second:
+            return None
+        return max(0, self.planned - self.done) / self.rows_per_second
+
+    def to_dict(self) -> dict:
+        eta = self.eta_seconds
+        return {
+            "run_id": self.run_id,
+            "kind": self.kind,
+            "holder": self.holder,
+            "hostname": self.hostname,
+            "pid": self.pid,
+            "since": self.since,
+            "heartbeat_at": self.heartbeat_at,
+            "done": self.done,
+            "planned": self.planned,
+            "rows_per_second": None
+            if self.rows_per_second is None
+            else round(self.rows_per_second, 1),
+            "eta_seconds": None if eta is None else round(eta),
+        }
+
+
 @dataclass
 class StatusReport:
     database: str
@@ -66,6 +148,10 @@ class StatusReport:
     null_hosts: dict[str, int]
     runs: list[dict]
     unfinished_run: int | None
+    live: LiveRun | None = None
+    """A runner holds the lock now (its run is unfinished because it is running)."""
+    decided: dict | None = None
+    """Each event counted once, by its latest decision: filled / left NULL by rule."""
 
     def to_dict(self) -> dict:
         return {
@@ -74,16 +160,71 @@ class StatusReport:
             "state_ready": self.state_ready,
             "null_hosts": self.null_hosts,
             "unfinished_run": self.unfinished_run,
+            "live": None if self.live is None else self.live.to_dict(),
+            "decided": self.decided,
             "runs": self.runs,
+            "exit_code": self.exit_code,
         }
 
     @property
     def exit_code(self) -> int:
+        """3 (busy) while a runner is alive: it is not for the operator to resume;
+        1 when a run is unfinished and nobody runs it; else 0."""
+        if self.live is not None:
+            return 3
         return 1 if self.unfinished_run else 0
 
 
+def _live_run(conn: sa.Connection, st: StateTables, holder: Holder) -> LiveRun:
+    live = LiveRun(
+        holder.run_id,
+        None,
+        holder.holder,
+        holder.hostname,
+        holder.pid,
+        holder.acquired_at,
+        holder.heartbeat_at,
+    )
+    run = runs.load(conn, st, holder.run_id) if holder.run_id else None
+    if run is None:
+        return live
+    live.kind = run.kind
+    live.done = sum(c.examined for c in run.checkpoints.values())
+    left = 0
+    a = st.audit
+    for table, c in run.checkpoints.items():
+        if c.done:
+            continue
+        if run.kind == runs.REVERT:
+            left += (
+                conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(a)
+                    .where(*written_by(st, run.target_run_id, table), a.c.event_id > c.last_id)
+                ).scalar()
+                or 0
+            )
+        elif table in catalog.list_tables(conn):
+            t = nova(table)
+            left += (
+                conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(t)
+                    .where(t.c.id > c.last_id, t.c.id <= c.horizon, t.c.host.is_(None))
+                ).scalar()
+                or 0
+            )
+    live.planned = live.done + left
+    elapsed = (utcnow() - run.started_at).total_seconds()
+    live.rows_per_second = live.done / elapsed if elapsed > 0 else None
+    return live
+
+
 def status(url: URL, *, state_schema: str | None = None, limit: int = 20) -> StatusReport:
-    """Runs (newest first), their checkpoints and counts, and NULL-host events left."""
+    """Runs (newest first), their checkpoints and counts, and NULL-host events left;
+    the live runner, if any, with its progress."""
+    if limit < 1:
+        raise BadInput(f"--limit must be at least 1 (got {limit}): how many runs to list")
     location, engine = open_engine(url, state_schema)
     try:
         with db.connect(engine) as conn:
@@ -102,17 +243,31 @@ def status(url: URL, *, state_schema: str | None = None, limit: int = 20) -> Sta
             )
             listed: list[dict] = []
             unfinished = None
+            live = None
+            decided = None
             if ready:
                 st = state(location.schema)
                 for run in runs.all_runs(conn, st, limit):
                     listed.append(run.to_dict())
                     if run.state in runs.UNFINISHED and unfinished is None:
                         unfinished = run.id
+                holder = live_holder(conn, location)
+                if holder is not None:
+                    live = _live_run(conn, st, holder)
+                filled, left = _split(latest_decisions(conn, st))
+                decided = {
+                    "filled": sum(filled.values()),
+                    "left_null": sum(left.values()),
+                    "filled_by_rule": filled,
+                    "null_by_reason": left,
+                }
     except sa.exc.DBAPIError as exc:
         raise db.translate_error(exc, url) from None
     finally:
         engine.dispose()
-    return StatusReport(mask_url(url), location.describe(), ready, null_hosts, listed, unfinished)
+    return StatusReport(
+        mask_url(url), location.describe(), ready, null_hosts, listed, unfinished, live, decided
+    )
 
 
 # --------------------------------------------------------------------------- verify
@@ -132,6 +287,8 @@ class VerifyReport:
     drift_examples: list[dict] = field(default_factory=list)
     filled_by_rule: Counter = field(default_factory=Counter)
     null_by_reason: Counter = field(default_factory=Counter)
+    reverted: dict[int, int | None] = field(default_factory=dict)
+    """Runs given to check that a revert undid: run -> the revert run (nothing left to check)."""
 
     @property
     def exit_code(self) -> int:
@@ -149,6 +306,10 @@ class VerifyReport:
             "drift_examples": self.drift_examples,
             "filled_by_rule": dict(sorted(self.filled_by_rule.items())),
             "null_by_reason": dict(sorted(self.null_by_reason.items())),
+            "reverted": [
+                {"run_id": run_id, "reverted_by": by}
+                for run_id, by in sorted(self.reverted.items())
+            ],
             "exit_code": self.exit_code,
         }
 
@@ -178,13 +339,18 @@ def verify(
             else:
                 run_ids = [r.id for r in runs.all_runs(conn, st) if r.kind == runs.BACKFILL]
             report = VerifyReport(mask_url(url), sorted(run_ids))
+            if run_id is not None:
+                counts = runs.load(conn, st, run_id).counts
+            else:
+                # Each event once, by its latest decision (reruns decide again what changed).
+                counts = latest_decisions(conn, st)
+            filled, left = _split(counts)
+            report.filled_by_rule.update(filled)
+            report.null_by_reason.update(left)
             for rid in sorted(run_ids):
                 run = runs.load(conn, st, rid)
-                for (outcome, rule), rows in run.counts.items():
-                    if outcome == FILLED:
-                        report.filled_by_rule[rule] += rows
-                    elif outcome == "left-null":
-                        report.null_by_reason[rule] += rows
+                if run.state == runs.REVERTED and run_id is not None:
+                    report.reverted[rid] = runs.reverted_by(conn, st, rid)
                 for table in EVENT_TABLES:
                     _verify_table(conn, st, rid, table, names, report, batch_size, examples)
             conn.rollback()

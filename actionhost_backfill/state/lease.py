@@ -65,6 +65,7 @@ class Holder:
     pid: int | None
     heartbeat_at: datetime | None
     expires_at: datetime | None
+    acquired_at: datetime | None = None
 
     def describe(self) -> str:
         parts = [f"run {self.run_id}" if self.run_id else "a runner"]
@@ -312,7 +313,42 @@ def advisory_key(schema: str) -> tuple[int, int]:
 def _holder(row) -> Holder | None:
     if row is None:
         return None
-    return Holder(row.run_id, row.holder, row.hostname, row.pid, row.heartbeat_at, row.expires_at)
+    return Holder(
+        row.run_id,
+        row.holder,
+        row.hostname,
+        row.pid,
+        row.heartbeat_at,
+        row.expires_at,
+        row.acquired_at,
+    )
+
+
+def live_holder(conn: sa.Connection, location: StateLocation) -> Holder | None:
+    """The runner holding this database's lock now (for ``status``), None when none.
+
+    PostgreSQL: whoever holds the advisory lock (``pg_locks``, readable by any
+    user), described by the lease row.  Elsewhere: a lease row with a token,
+    not expired, whose process is not known dead on this machine.  Reads only.
+    """
+    lease = state(location.schema).lease
+    row = conn.execute(sa.select(lease).where(lease.c.name == LEASE_NAME)).first()
+    if location.backend == "postgresql":
+        key = zlib.crc32(location.schema.encode()) & 0x7FFFFFFF
+        held = conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            f"AND classid = {_ADVISORY_NAMESPACE} AND objid = {key} AND objsubid = 2"
+        ).scalar()
+        if not held:
+            return None
+        return _holder(row) or Holder(None, None, None, None, None, None)
+    if row is None or not row.token:
+        return None
+    if row.expires_at is not None and row.expires_at < _now():
+        return None
+    if row.hostname == socket.gethostname() and row.pid is not None and not _pid_alive(row.pid):
+        return None
+    return _holder(row)
 
 
 def _causal_reads(conn: sa.Connection) -> None:

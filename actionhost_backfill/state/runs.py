@@ -27,7 +27,10 @@ ABANDONED = "abandoned"
 """Superseded by --new-run."""
 REVERTED = "reverted"
 """A backfill run a revert run has undone."""
-UNFINISHED = (RUNNING, INTERRUPTED, FAILED)
+CRITICAL_LOAD = "critical-load"
+"""Stopped by --critical-load (the server was overloaded, not broken): resume by
+running again once it is calm."""
+UNFINISHED = (RUNNING, INTERRUPTED, FAILED, CRITICAL_LOAD)
 
 
 def now() -> datetime:
@@ -199,10 +202,18 @@ def latest_unfinished(
 
 
 def set_state(
-    conn: sa.Connection, st: StateTables, run_id: int, state: str, message: str | None = None
+    conn: sa.Connection,
+    st: StateTables,
+    run_id: int,
+    state: str,
+    message: str | None = None,
+    *,
+    runner: str | None = None,
 ) -> None:
     stamp = now()
     values = {"state": state, "updated_at": stamp, "message": message}
+    if runner is not None:
+        values["runner"] = runner
     if state in (COMPLETE, ABANDONED):
         values["finished_at"] = stamp
     conn.execute(st.runs.update().where(st.runs.c.id == run_id).values(**values))
@@ -273,11 +284,14 @@ def mark_table(
     *,
     done: bool,
     horizon: int | None = None,
+    last_id: int | None = None,
 ) -> None:
     cp = st.checkpoints
     values: dict = {"done": done, "updated_at": now()}
     if horizon is not None:
         values["horizon"] = horizon
+    if last_id is not None:
+        values["last_id"] = last_id
     conn.execute(
         cp.update().where(cp.c.run_id == run_id, cp.c.event_table == table).values(**values)
     )
@@ -292,9 +306,14 @@ def finish(
 
 
 def record_failure(
-    conn: sa.Connection, engine: sa.Engine, st: StateTables, run_id: int, message: str
+    conn: sa.Connection,
+    engine: sa.Engine,
+    st: StateTables,
+    run_id: int,
+    message: str,
+    state: str = FAILED,
 ) -> None:
-    """Mark the run failed if the database still answers (best effort: on this
+    """Mark the run ``state`` (failed, or critical-load) if the database still answers (best effort: on this
     connection, else on a fresh one; the error being reported matters more).
 
     A run left ``running`` resumes the same way as a ``failed`` one: when the
@@ -305,10 +324,10 @@ def record_failure(
         try:
             if attempt is None:
                 with engine.begin() as fresh:
-                    set_state(fresh, st, run_id, FAILED, message)
+                    set_state(fresh, st, run_id, state, message)
             else:
                 attempt.rollback()
-                set_state(attempt, st, run_id, FAILED, message)
+                set_state(attempt, st, run_id, state, message)
                 attempt.commit()
             return
         except Exception as exc:
@@ -316,3 +335,15 @@ def record_failure(
                 db.rollback_hard(attempt)
             if db.is_retryable(exc):
                 return
+
+
+def reverted_by(conn: sa.Connection, st: StateTables, target_run_id: int) -> int | None:
+    """The revert run that completed the undoing of ``target_run_id`` (None if none)."""
+    r = st.runs
+    return conn.execute(
+        sa.select(sa.func.max(r.c.id)).where(
+            r.c.kind == REVERT,
+            r.c.target_run_id == target_run_id,
+            r.c.state == COMPLETE,
+        )
+    ).scalar()

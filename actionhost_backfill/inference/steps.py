@@ -26,6 +26,9 @@ Everything here follows what Nova Kilo ... Queens wrote, not today's Nova
   finish into the *first* row of that name: only start times and ids order
   the attempts, and a repeated row's result is not its own.
 * Kilo live migrations have no events and no row; Kilo evacuations no row.
+* In Liberty's rolling window (Kilo computes left) a live-migration row
+  stays ``pre-migrating`` and a Kilo end records no events: without an event
+  of the destination, such a move is an open span, as in Kilo.
 """
 
 from __future__ import annotations
@@ -357,10 +360,22 @@ def _live_migration(
         history.named(action.id, roles.CHECK_DEST), key=lambda e: (e.start or action.start, e.id)
     )
     proceeded = bool(history.named(action.id, roles.LIVE_MIGRATION_EVENT, roles.PRE_LIVE_MIGRATION))
+    # Liberty's rolling window: a Kilo compute records none of its live-migration
+    # steps, so the last recorded check is the destination's only when the
+    # destination itself recorded a later step.
+    rolling = rolling_window_row(final)
+    dest_recorded = bool(
+        history.named(
+            action.id,
+            roles.PRE_LIVE_MIGRATION,
+            roles.POST_LIVE_MIGRATION_AT_DEST,
+            roles.ROLLBACK_AT_DEST,
+        )
+    )
     for index, event in enumerate(checks):
         if index < len(checks) - 1:
             step.roles[event.id] = (None, RESCHEDULED_CANDIDATE)
-        elif final.dest and (len(checks) == 1 or proceeded):
+        elif final.dest and (dest_recorded if rolling else (len(checks) == 1 or proceeded)):
             step.roles[event.id] = (final.dest, MIGRATION_ROLE)
         else:
             step.roles[event.id] = (None, MIGRATION_INCOMPLETE)
@@ -374,6 +389,18 @@ def _live_migration(
             (final.dest, MIGRATION_ROLE) if final.dest else (None, MIGRATION_INCOMPLETE)
         )
     post = history.named(action.id, roles.POST_LIVE_MIGRATION_AT_DEST)
+    if rolling and not dest_recorded and action.start is not None:
+        # The destination may have run Kilo (no events) and no compute saw the
+        # row: it may have taken the instance over, at any time until the next
+        # request -- an open span, as for a Kilo live migration.
+        end = next_start - timedelta(microseconds=1) if next_start is not None else None
+        step.zone = (action.start - BOUNDARY_SLACK, end)
+        step.before = final.source
+        step.note = (
+            "row left pre-migrating and no destination event (Liberty's rolling window: "
+            "a Kilo compute records nothing): the host may have changed"
+        )
+        return step
     if not post:
         # The host changes only in post_live_migration_at_destination.
         step.note = "the destination never took it over (rolled back or failed before)"
@@ -386,6 +413,23 @@ def _live_migration(
     else:
         step.note = "post_live_migration_at_destination failed: either host"
     return step
+
+
+def rolling_window_row(row: MigrationRow | None) -> bool:
+    """A live-migration row no compute ever updated, as in Liberty's rolling window.
+
+    Only Liberty's conductor creates a live-migration row ``pre-migrating``
+    (12.0.0 ``ComputeTaskManager._live_migrate``; ``accepted`` from 13.0.0).
+    While any compute still runs Kilo, ``upgrade_levels compute=auto`` caps
+    the compute RPC below 4.2 and ``ComputeAPI.live_migration`` drops the
+    ``migration`` argument (12.0.1 ``nova/compute/rpcapi.py``), so neither
+    end ever moves the row on (``preparing`` ... ``completed``,
+    ``ComputeManager.live_migration`` / ``_post_live_migration``): it stays
+    ``pre-migrating`` whatever happened, and a Kilo end records no events.
+    Nothing in the cell says which computes ran Kilo then (``services``
+    holds today's versions only), so every such row is read this way.
+    """
+    return row is not None and row.status == "pre-migrating"
 
 
 def _live_partner(history: InstanceHistory, action: ActionRow, lives: list[Step]) -> Step:

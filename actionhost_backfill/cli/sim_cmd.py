@@ -48,7 +48,7 @@ ReleaseChoice = Enum("ReleaseChoice", {name: name for name in SIMULATED}, type=s
 
 
 def _simulation_options(
-    seed, events, instances, hosts, days, cutover, first_release, last_release
+    seed, events, instances, hosts, days, cutover, first_release, last_release, rolling_days=0
 ) -> SimulationOptions:
     return SimulationOptions(
         seed=seed,
@@ -59,6 +59,7 @@ def _simulation_options(
         cutover=cutover,
         first_release=first_release.value,
         last_release=last_release.value,
+        rolling_days=rolling_days,
     )
 
 
@@ -106,6 +107,14 @@ def simulate_command(
             case_sensitive=False,
         ),
     ] = ReleaseChoice("queens"),
+    rolling_days: Annotated[
+        int,
+        typer.Option(
+            "--rolling-days",
+            help="Upgrade the computes one by one over this many days after each "
+            "control-plane upgrade, each drained with host-evacuate-live first (0: all at once).",
+        ),
+    ] = 0,
     json_output: JsonOption = False,
 ) -> None:
     """Write a Nova cell history recorded release by release, with known true hosts.
@@ -124,7 +133,7 @@ def simulate_command(
     if instances is not None and events is not None:
         raise BadInput("pass --events or --instances, not both")
     options = _simulation_options(
-        seed, events, instances, hosts, days, cutover, first_release, last_release
+        seed, events, instances, hosts, days, cutover, first_release, last_release, rolling_days
     )
     result = simulate(resolve_db(db, nova_conf), options, state_schema=state_schema)
     if json_output:

@@ -901,11 +901,36 @@ def rolling_kilo_source_liberty_destination(h, t0) -> Expect:
     return life.done(host=None, launched_on="cmp-a", vm_state="shelved_offloaded")
 
 
-#: Rolling-upgrade histories (issue 18 item 2); the first three wrote a wrong host before.
+def rolling_evacuation_row_taken_over_later(h, t0) -> Expect:
+    """An evacuation in Liberty's window leaves its row accepted (no compute sees it); a
+    later evacuation's conductor finds it first (.first() on 'accepted') and fills it with
+    its own destination, while its own row is completed when cmp-b restarts."""
+    life = Life(h, t0)
+    life.build("cmp-a", "host-timeline")
+    a = life.action("evacuate")
+    first = life.migration("evacuation", "cmp-a", None, "accepted", created=life.t, dest_node=None)
+    life.event(a, "rebuild_server", CONDUCTOR, "control-plane")
+    life.event(a, "compute_rebuild_instance", "cmp-b", "migration-incomplete", took=2 * MIN)
+    life.generic("compute_reboot_instance", "cmp-b")
+    e = life.action("evacuate", gap=60 * DAY)
+    own = life.migration("evacuation", "cmp-b", None, "accepted", created=life.t, dest_node=None)
+    life.event(e, "rebuild_server", CONDUCTOR, "control-plane")
+    life.event(e, "compute_rebuild_instance", "cmp-c", "migration-incomplete", took=2 * MIN)
+    h.update_migration(
+        first, dest_compute="cmp-c", dest_node=node("cmp-c"), status="done", updated_at=life.t
+    )
+    h.update_migration(own, status="completed", updated_at=life.t + 3 * DAY)
+    life.generic("compute_reboot_instance", "cmp-c", gap=5 * DAY)
+    return life.done(host="cmp-c", launched_on="cmp-a")
+
+
+#: Rolling-upgrade histories (issue 18 item 2); all but the last wrote a wrong host
+#: or none before.
 ROLLING = [
     rolling_drain_between_kilo_computes,
     rolling_drain_settled_by_a_later_move,
     rolling_liberty_source_kilo_destination,
+    rolling_evacuation_row_taken_over_later,
     rolling_kilo_source_liberty_destination,
 ]
 

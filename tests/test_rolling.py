@@ -11,9 +11,24 @@ import pytest
 
 from actionhost_backfill.db import parse_url
 from actionhost_backfill.engine.backfill import BackfillOptions, run_backfill
+from actionhost_backfill.errors import ExitCode
 from actionhost_backfill.schema import revisions
+from actionhost_backfill.sim.accuracy import accuracy
 from actionhost_backfill.sim.history import HistoryBuilder
-from tests import scenarios
+from actionhost_backfill.sim.simulate import SimulationOptions, simulate
+from tests import harness, scenarios
+
+#: Kilo, Liberty, then Rocky, few computes (many drained instances), 40-day rolling
+#: windows.  Read as before rolling windows were modelled, it had 3 wrong hosts.
+ROLLING_HISTORY = SimulationOptions(
+    seed=8,
+    instances=300,
+    hosts=6,
+    days=400,
+    first_release="kilo",
+    last_release="liberty",
+    rolling_days=40,
+)
 
 
 def _audit(cell) -> dict[int, tuple]:
@@ -33,3 +48,43 @@ def test_rolling_window_live_migration(cell, case):
     audit = _audit(cell)
     got = {event_id: audit[event_id] for event_id in expect}
     assert got == expect
+
+
+def test_simulated_rolling_history_has_no_wrong_host(blank_db):
+    url = parse_url(blank_db)
+    simulate(url, ROLLING_HISTORY)
+    cell = harness.Cell(blank_db)
+    try:
+        # What the windows leave: live migrations whose row stayed pre-migrating with
+        # no event of either end (both ran Kilo), and Rocky-era compute events left
+        # NULL by computes still on Liberty.
+        silent = cell.scalar(
+            "SELECT COUNT(*) FROM migrations m WHERE m.migration_type = 'live-migration' "
+            "AND m.status = 'pre-migrating' AND NOT EXISTS (SELECT 1 FROM instance_actions a "
+            "JOIN instance_actions_events e ON e.action_id = a.id "
+            "WHERE a.instance_uuid = m.instance_uuid AND a.action = 'live-migration' "
+            "AND e.start_time >= m.created_at AND e.start_time <= m.updated_at)"
+        )
+        unrecorded = cell.scalar(
+            f"SELECT COUNT(*) FROM {cell.location.schema}.simulation_truth "
+            "WHERE era = 'rocky' AND NOT recorded AND event LIKE 'compute%'"
+        )
+        assert silent > 0 and unrecorded > 0
+        revisions.upgrade(url)
+        result = run_backfill(url, BackfillOptions(include_shadow=True))
+        assert result.outcome == "complete"
+        report = accuracy(url)
+        assert report.wrong == 0, report.wrong_examples
+        assert report.filled > 4000
+    finally:
+        cell.dispose()
+
+
+@pytest.mark.backends("sqlite")
+def test_negative_rolling_days_is_bad_input(tmp_path):
+    url = f"sqlite:///{tmp_path / 'x.sqlite'}"
+    result = harness.cli("simulate", "--db", url, "--rolling-days", "-1")
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert result.stderr.startswith("error: --rolling-days must be 0 or more (got -1)")
+    assert not (tmp_path / "x.sqlite").exists()
+    assert "--rolling-days" in harness.cli("simulate", "--help").output

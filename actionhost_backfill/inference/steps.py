@@ -469,10 +469,10 @@ def evacuation_rows_taken_over(
     that progressed (claimed, rebuilt) although its own action rebuilt
     nothing, or an action that rebuilt although its own row never moved.
     """
-    for action in history.actions:
-        if action.name != roles.EVACUATE:
-            continue
+    evacuations = [a for a in history.actions if a.name == roles.EVACUATE and a.start]
+    for index, action in enumerate(evacuations):
         rebuilt = bool(history.named(action.id, roles.REBUILD_EVENT))
+        later = evacuations[index + 1].start if index + 1 < len(evacuations) else None
         for row in linked.get(action.id, []):
             claimed = row.status in ("pre-migrating", "done", "failed") or (
                 row.status == "completed" and row.dest_node is not None
@@ -480,6 +480,16 @@ def evacuation_rows_taken_over(
             if claimed and not rebuilt:
                 return True
             if rebuilt and row.status == "accepted":
+                return True
+            if (
+                row.status in ("pre-migrating", "done", "failed")
+                and later is not None
+                and row.updated is not None
+                and row.updated >= later
+            ):
+                # Claimed or finished after a later evacuation began: that one
+                # took it over (a row no compute updated in Liberty's rolling window,
+                # 12.0.0 ComputeAPI.rebuild_instance dropping the migration below 4.5).
                 return True
     return False
 

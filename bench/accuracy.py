@@ -9,6 +9,7 @@ for docs/accuracy.md.  The CLI is called as a user would, in child processes.
 
     python bench/accuracy.py --events 100000 --seeds 1-20 --backend sqlite
     python bench/accuracy.py --events 1000000 --seeds 42 --backend postgresql --backend mysql
+    python bench/accuracy.py --events 30000 --seeds 1-5 --rolling-days 30
 """
 
 from __future__ import annotations
@@ -52,11 +53,12 @@ def run(*args: str, db: str) -> dict:
     return json.loads(done.stdout)
 
 
-def one(backend: str, seed: int, events: int, workdir: Path) -> dict:
+def one(backend: str, seed: int, events: int, workdir: Path, rolling_days: int = 0) -> dict:
     url, drop = fresh_database(backend, workdir)
     try:
         started = time.monotonic()
-        sim = run("simulate", "--events", str(events), "--seed", str(seed), db=url)
+        extra = ["--rolling-days", str(rolling_days)] if rolling_days else []
+        sim = run("simulate", "--events", str(events), "--seed", str(seed), *extra, db=url)
         subprocess.run(
             [*CLI, "schema", "upgrade", "--db", url], check=True, capture_output=True, cwd=ROOT
         )
@@ -76,6 +78,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="1-20", help="e.g. 1-20 or 7,42")
     parser.add_argument("--backend", action="append", choices=("sqlite", "postgresql", "mysql"))
     parser.add_argument("--workdir", type=Path, default=ROOT / ".cache" / "accuracy")
+    parser.add_argument(
+        "--rolling-days", type=int, default=0, help="simulate --rolling-days (0: no windows)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -83,7 +88,7 @@ def main() -> None:
     results = []
     for backend in backends:
         for seed in seeds(args.seeds):
-            report = one(backend, seed, args.events, args.workdir)
+            report = one(backend, seed, args.events, args.workdir, args.rolling_days)
             report.update(backend=backend, seed=seed)
             results.append(report)
             print(
@@ -95,13 +100,14 @@ def main() -> None:
     if args.json:
         print(json.dumps(results, indent=2, default=str))
         return
-    print_tables(results, args.events)
+    print_tables(results, args.events, args.rolling_days)
 
 
-def print_tables(results: list[dict], events: int) -> None:
+def print_tables(results: list[dict], events: int, rolling_days: int = 0) -> None:
+    rolling = f" --rolling-days {rolling_days}" if rolling_days else ""
     print(
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
-        f"`python bench/accuracy.py --events {events} --seeds ...`\n"
+        f"`python bench/accuracy.py --events {events}{rolling} --seeds ...`\n"
     )
     print("| backend | seed | events | filled | wrong | precision | compute coverage |")
     print("|---|---|---|---|---|---|---|")

@@ -804,7 +804,7 @@ def case7_repeated_step_carries_the_last_attempts_result(h, t0) -> Expect:
 
 
 # --------------------------------------------------------------------------- rolling upgrades
-# Liberty's control plane with Kilo computes left (upgrade_levels compute=auto):
+# Liberty's control plane with Kilo computes left (compute RPC pinned to kilo = 4.0):
 # the compute RPC drops ``migration`` (12.0.1 ComputeAPI.live_migration), so
 # the conductor's row stays ``pre-migrating``, and a Kilo compute records no
 # live-migration events (2015.1.0 ComputeManager: none of them wrapped).

@@ -420,8 +420,9 @@ def rolling_window_row(row: MigrationRow | None) -> bool:
 
     Only Liberty's conductor creates a live-migration row ``pre-migrating``
     (12.0.0 ``ComputeTaskManager._live_migrate``; ``accepted`` from 13.0.0).
-    While any compute still runs Kilo, ``upgrade_levels compute=auto`` caps
-    the compute RPC below 4.2 and ``ComputeAPI.live_migration`` drops the
+    While any compute still runs Kilo, the compute RPC is pinned below 4.2
+    (``[upgrade_levels] compute=kilo`` = 4.0 in 12.0.x; ``auto``, the oldest
+    compute's version, from 13.0.0) and ``ComputeAPI.live_migration`` drops the
     ``migration`` argument (12.0.1 ``nova/compute/rpcapi.py``), so neither
     end ever moves the row on (``preparing`` ... ``completed``,
     ``ComputeManager.live_migration`` / ``_post_live_migration``): it stays

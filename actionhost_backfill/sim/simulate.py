@@ -242,6 +242,8 @@ class SimulationOptions:
     rolling_days: int = 0
     """Days over which the computes follow each control-plane upgrade, one by one, each
     drained with ``host-evacuate-live`` first (0: the whole cloud upgrades at once)."""
+    same_host_resizes: float = 0.0
+    """Share of resizes whose first candidate is their own host (``allow_resize_to_same_host``)."""
 
     def validate(self) -> None:
         if self.events is not None and self.events < 1:
@@ -254,10 +256,10 @@ class SimulationOptions:
             raise BadInput(f"--days must be at least 1 (got {self.days})")
         if self.rolling_days < 0:
             raise BadInput(f"--rolling-days must be 0 or more (got {self.rolling_days})")
-        for name in ("cutover", "deleted", "archived"):
+        for name in ("cutover", "deleted", "archived", "same_host_resizes"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise BadInput(f"--{name} must be between 0 and 1 (got {value})")
+                raise BadInput(f"--{name.replace('_', '-')} must be between 0 and 1 (got {value})")
         for flag, value in (
             ("--first-release", self.first_release),
             ("--last-release", self.last_release),
@@ -318,8 +320,8 @@ class RollingPlan:
     """When each compute followed each control-plane upgrade, and when it was drained.
 
     Operators upgrade the control plane first, then the computes one by one
-    (``upgrade_levels compute=auto`` caps the compute RPC at the oldest
-    compute's version), each drained with ``nova host-evacuate-live`` before
+    (the compute RPC pinned to the oldest compute's version: ``[upgrade_levels]
+    compute=kilo`` in Liberty, ``auto`` from 13.0.0 ``_determine_version_cap``), each drained with ``nova host-evacuate-live`` before
     its upgrade.
     """
 
@@ -1154,6 +1156,12 @@ class _Life:
                 )
             rows.append(shared)
         tried: list[str | None] = [source]
+        # allow_resize_to_same_host: the API does not add the source to ignore_hosts
+        # (2015.1.0 / 17.0.0 API.resize), so the scheduler may pick it for a resize;
+        # a cold migration to the same host needs a driver that supports it (not libvirt:
+        # 17.0.0 ComputeManager._prep_resize UnableToMigrateToSelf).
+        share = self.sim.options.same_host_resizes
+        same_host = resize and share > 0 and r() < share
         waiting: str | None = None  # a rejected candidate blocked in its reschedule call
         prefixed = beh.conductor_prefixed_events
         m: _Migration | None = None
@@ -1163,7 +1171,12 @@ class _Life:
             if prefixed:
                 s.start(tc, a, "conductor_migrate_server", ctl)
             s.start(tc, a, "cold_migrate", ctl)
-            candidate = None if attempt == "no-host" else self.pick(*tried)
+            if attempt == "no-host":
+                candidate = None
+            elif same_host:
+                candidate, same_host = source, False
+            else:
+                candidate = self.pick(*tried)
             if candidate is None:
                 tf = tc + self.between(1, 2)
                 s.fault(tf, ctl, NO_VALID_HOST)
@@ -2028,7 +2041,7 @@ class _Simulation:
     def computes_at_least(self, t: int, release: str) -> bool:
         """Whether every compute ran ``release`` or later at ``t``.
 
-        What ``Service.get_minimum_version`` and ``upgrade_levels compute=auto``
+        What ``Service.get_minimum_version`` and the pinned compute RPC
         see: always true without rolling windows (callers check the control
         plane's release themselves).
         """

@@ -901,7 +901,7 @@ def rolling_kilo_source_liberty_destination(h, t0) -> Expect:
     return life.done(host=None, launched_on="cmp-a", vm_state="shelved_offloaded")
 
 
-def rolling_evacuation_row_taken_over_later(h, t0) -> Expect:
+def rolling_evacuation_row_taken_over_later(h, t0, source_restarts=False) -> Expect:
     """An evacuation in Liberty's window leaves its row accepted (no compute sees it); a
     later evacuation's conductor finds it first (.first() on 'accepted') and fills it with
     its own destination, while its own row is completed when cmp-b restarts."""
@@ -920,8 +920,16 @@ def rolling_evacuation_row_taken_over_later(h, t0) -> Expect:
         first, dest_compute="cmp-c", dest_node=node("cmp-c"), status="done", updated_at=life.t
     )
     h.update_migration(own, status="completed", updated_at=life.t + 3 * DAY)
+    if source_restarts:
+        h.update_migration(first, status="completed", updated_at=life.t + 4 * DAY)
     life.generic("compute_reboot_instance", "cmp-c", gap=5 * DAY)
     return life.done(host="cmp-c", launched_on="cmp-a")
+
+
+def rolling_evacuation_row_taken_over_then_completed(h, t0) -> Expect:
+    """The same, and cmp-a restarts afterwards: its _destroy_evacuated_instances (Mitaka+)
+    completes the taken-over row too, which then no longer says when it was claimed."""
+    return rolling_evacuation_row_taken_over_later(h, t0, source_restarts=True)
 
 
 #: Rolling-upgrade histories (issue 18 item 2); all but the last wrote a wrong host
@@ -931,6 +939,7 @@ ROLLING = [
     rolling_drain_settled_by_a_later_move,
     rolling_liberty_source_kilo_destination,
     rolling_evacuation_row_taken_over_later,
+    rolling_evacuation_row_taken_over_then_completed,
     rolling_kilo_source_liberty_destination,
 ]
 

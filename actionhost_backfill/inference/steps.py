@@ -482,15 +482,11 @@ def evacuation_rows_taken_over(
                 return True
             if rebuilt and row.status == "accepted":
                 return True
-            if (
-                row.status in ("pre-migrating", "done", "failed")
-                and later is not None
-                and row.updated is not None
-                and row.updated >= later
-            ):
-                # Claimed or finished after a later evacuation began: that one
-                # took it over (a row no compute updated in Liberty's rolling window,
-                # 12.0.0 ComputeAPI.rebuild_instance dropping the migration below 4.5).
+            if claimed and later is not None and row.updated is not None and row.updated >= later:
+                # Claimed, finished or completed after a later evacuation began:
+                # the claim may be that one's (a row no compute updated in Liberty's
+                # rolling window, 12.0.0 ComputeAPI.rebuild_instance dropping the
+                # migration below 4.5, is found by the next evacuation's conductor).
                 return True
     return False
 

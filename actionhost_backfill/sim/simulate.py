@@ -1051,15 +1051,24 @@ class _Life:
         )
         end = start + took
         a = s.action(name, t0) if recorded else None
-        if a is not None:
+        # The API records the action, the compute the event: a Pike compute in
+        # Queens' rolling window wraps none of these methods (16.0.0 vs 17.0.0
+        # ComputeManager.attach_volume, snapshot_instance, ...).
+        ev = a is not None and (
+            name not in _QUEENS_RECORDED
+            or self.sim.compute_behaviour(
+                host, start, beh
+            ).records_volume_interface_image_lock_actions
+        )
+        if ev:
             s.start(start, a, event, host)
         if fails:  # pre-Queens event-less methods still record their fault (§6)
             s.fault(end, host, FAILED)
-            if a is not None:
+            if ev:
                 s.finish(end, a, event, error=True)
             s.commit()
             return
-        if a is not None:
+        if ev:
             s.finish(end, a, event)
         s.commit()
         if name == "attach_volume":
@@ -1759,7 +1768,9 @@ class _Life:
         ss = t0 + self.between(1, 3)
         if self.bfv:  # volume-backed: the API casts shelve_offload_instance directly
             end = ss + self.between(5, 30)
-            if beh.records_volume_interface_image_lock_actions:
+            if self.sim.compute_behaviour(
+                host, ss, beh
+            ).records_volume_interface_image_lock_actions:  # the compute's event
                 s.start(ss, a, SHELVE_OFFLOAD, host)
                 s.finish(end, a, SHELVE_OFFLOAD)
             s.commit()
@@ -1807,7 +1818,8 @@ class _Life:
         if self.shelved_at != shelved_at or self.deleted_at is not None:
             return  # unshelved (and maybe shelved again) since
         s = self.step_for(t)
-        if s.beh.records_volume_interface_image_lock_actions:
+        host_beh = self.sim.compute_behaviour(self.host, t, s.beh)
+        if host_beh.records_volume_interface_image_lock_actions:  # the compute's task
             a = s.latest_action()
             s.start(t, a, SHELVE_OFFLOAD, self.host)
             s.finish(t + self.between(5, 30), a, SHELVE_OFFLOAD)
@@ -1821,8 +1833,12 @@ class _Life:
         if s.beh.records_volume_interface_image_lock_actions:
             a = s.action("shelveOffload", t0)
             start = t0 + self.between(1, 3)
-            s.start(start, a, SHELVE_OFFLOAD, self.host)
-            s.finish(start + self.between(5, 30), a, SHELVE_OFFLOAD)
+            took = self.between(5, 30)
+            if self.sim.compute_behaviour(
+                self.host, start, s.beh
+            ).records_volume_interface_image_lock_actions:  # the compute's event
+                s.start(start, a, SHELVE_OFFLOAD, self.host)
+                s.finish(start + took, a, SHELVE_OFFLOAD)
             s.commit()
         self.offload()
 

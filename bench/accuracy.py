@@ -9,6 +9,7 @@ for docs/accuracy.md.  The CLI is called as a user would, in child processes.
 
     python bench/accuracy.py --events 100000 --seeds 1-20 --backend sqlite
     python bench/accuracy.py --events 1000000 --seeds 42 --backend postgresql --backend mysql
+    python bench/accuracy.py --events 30000 --seeds 1-5 --rolling-days 30
 """
 
 from __future__ import annotations
@@ -52,20 +53,12 @@ def run(*args: str, db: str) -> dict:
     return json.loads(done.stdout)
 
 
-def one(backend: str, seed: int, events: int, workdir: Path, first_release: str = "kilo") -> dict:
+def one(backend: str, seed: int, events: int, workdir: Path, sim_args: list[str]) -> dict:
+    """Simulate with ``sim_args`` (e.g. --first-release juno), backfill, report accuracy."""
     url, drop = fresh_database(backend, workdir)
     try:
         started = time.monotonic()
-        sim = run(
-            "simulate",
-            "--events",
-            str(events),
-            "--seed",
-            str(seed),
-            "--first-release",
-            first_release,
-            db=url,
-        )
+        sim = run("simulate", "--events", str(events), "--seed", str(seed), *sim_args, db=url)
         subprocess.run(
             [*CLI, "schema", "upgrade", "--db", url], check=True, capture_output=True, cwd=ROOT
         )
@@ -90,14 +83,20 @@ def main() -> None:
         help="release the simulated cell started on (icehouse, juno, kilo, ...)",
     )
     parser.add_argument("--workdir", type=Path, default=ROOT / ".cache" / "accuracy")
+    parser.add_argument(
+        "--rolling-days", type=int, default=0, help="simulate --rolling-days (0: no windows)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     backends = args.backend or ["sqlite"]
+    sim_args = ["--first-release", args.first_release]
+    if args.rolling_days:
+        sim_args += ["--rolling-days", str(args.rolling_days)]
     results = []
     for backend in backends:
         for seed in seeds(args.seeds):
-            report = one(backend, seed, args.events, args.workdir, args.first_release)
+            report = one(backend, seed, args.events, args.workdir, sim_args)
             report.update(backend=backend, seed=seed)
             results.append(report)
             print(
@@ -109,13 +108,14 @@ def main() -> None:
     if args.json:
         print(json.dumps(results, indent=2, default=str))
         return
-    print_tables(results, args.events)
+    print_tables(results, args.events, args.rolling_days)
 
 
-def print_tables(results: list[dict], events: int) -> None:
+def print_tables(results: list[dict], events: int, rolling_days: int = 0) -> None:
+    rolling = f" --rolling-days {rolling_days}" if rolling_days else ""
     print(
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
-        f"`python bench/accuracy.py --events {events} --seeds ...`\n"
+        f"`python bench/accuracy.py --events {events}{rolling} --seeds ...`\n"
     )
     print("| backend | seed | events | filled | wrong | precision | compute coverage |")
     print("|---|---|---|---|---|---|---|")

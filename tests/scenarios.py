@@ -877,6 +877,147 @@ ICEHOUSE_CASES = [
 ]
 
 
+# --------------------------------------------------------------------------- rolling upgrades
+# Liberty's control plane with Kilo computes left (compute RPC pinned to kilo = 4.0):
+# the compute RPC drops ``migration`` (12.0.1 ComputeAPI.live_migration), so
+# the conductor's row stays ``pre-migrating``, and a Kilo compute records no
+# live-migration events (2015.1.0 ComputeManager: none of them wrapped).
+
+
+def _drain_row(life: Life, source: str, dest: str) -> None:
+    """The Liberty conductor's row; LiveMigrationTask sets dest_compute, no compute updates it."""
+    life.migration(
+        "live-migration",
+        source,
+        dest,
+        "pre-migrating",
+        created=life.at(S),
+        source_node=None,
+        dest_node=None,
+    )
+
+
+def rolling_drain_between_kilo_computes(h, t0) -> Expect:
+    """host-evacuate-live drains cmp-a (Kilo) onto cmp-b (Kilo) in Liberty's window: the
+    row stays pre-migrating, no compute event; the destination took it over."""
+    life = Life(h, t0)
+    life.build("cmp-a", "host-timeline")
+    life.generic("compute_reboot_instance", "cmp-a")
+    life.action("live-migration")
+    _drain_row(life, "cmp-a", "cmp-b")
+    life.generic("compute_reboot_instance", "cmp-b", "no-evidence")
+    s = life.action("shelve")
+    life.event(s, "compute_shelve_instance", "cmp-b", "no-evidence", took=60 * S)
+    return life.done(host=None, launched_on="cmp-a", vm_state="shelved_offloaded")
+
+
+def rolling_drain_settled_by_a_later_move(h, t0) -> Expect:
+    """The same drain; a later Liberty live migration's row names cmp-b as its source."""
+    life = Life(h, t0)
+    life.build("cmp-a", "host-timeline")
+    life.action("live-migration")
+    _drain_row(life, "cmp-a", "cmp-b")
+    life.generic("compute_reboot_instance", "cmp-b")
+    a = life.action("live-migration", gap=30 * DAY)
+    created = life.t
+    life.event(a, "compute_check_can_live_migrate_destination", "cmp-c", "migration-role")
+    life.event(a, "compute_check_can_live_migrate_source", "cmp-b", "migration-role")
+    life.event(a, "compute_live_migration", "cmp-b", "migration-role", took=S)
+    life.event(a, "compute_pre_live_migration", "cmp-c", "migration-role")
+    life.event(a, "compute_post_live_migration_at_destination", "cmp-c", "migration-role")
+    life.migration(
+        "live-migration",
+        "cmp-b",
+        "cmp-c",
+        "completed",
+        created=created,
+        source_node=None,
+        dest_node=None,
+    )
+    life.generic("compute_reboot_instance", "cmp-c")
+    return life.done(host="cmp-c", launched_on="cmp-a")
+
+
+def rolling_liberty_source_kilo_destination(h, t0) -> Expect:
+    """cmp-a runs Liberty, the scheduler's first candidate cmp-x (Liberty) fails its checks,
+    cmp-b (Kilo) takes the instance over: only the Liberty ends' steps are recorded."""
+    life = Life(h, t0)
+    life.build("cmp-a", "host-timeline")
+    a = life.action("live-migration")
+    _drain_row(life, "cmp-a", "cmp-b")
+    life.start(a, "compute_check_can_live_migrate_destination", "cmp-x", "migration-incomplete")
+    life.start(a, "compute_check_can_live_migrate_source", "cmp-a", "migration-role")
+    h.fault(life.uuid, "cmp-a", life.at(S), message="Migration pre-check error")
+    life.finish(a, "compute_check_can_live_migrate_source", result="Error")
+    h.fault(life.uuid, "cmp-x", life.at(S), message="Migration pre-check error")
+    life.finish(a, "compute_check_can_live_migrate_destination", result="Error")
+    # cmp-b (Kilo) checks itself unrecorded and calls the source's check.
+    life.event(a, "compute_check_can_live_migrate_source", "cmp-a", "migration-role")
+    life.event(a, "compute_live_migration", "cmp-a", "migration-role", took=S)
+    life.generic("compute_reboot_instance", "cmp-b", "no-evidence")
+    s = life.action("shelve")
+    life.event(s, "compute_shelve_instance", "cmp-b", "no-evidence", took=60 * S)
+    return life.done(host=None, launched_on="cmp-a", vm_state="shelved_offloaded")
+
+
+def rolling_kilo_source_liberty_destination(h, t0) -> Expect:
+    """cmp-a runs Kilo, cmp-b Liberty: the destination's own steps say it took it over."""
+    life = Life(h, t0)
+    life.build("cmp-a", "host-timeline")
+    a = life.action("live-migration")
+    _drain_row(life, "cmp-a", "cmp-b")
+    life.event(a, "compute_check_can_live_migrate_destination", "cmp-b", "migration-role")
+    life.event(a, "compute_pre_live_migration", "cmp-b", "migration-role")
+    life.event(a, "compute_post_live_migration_at_destination", "cmp-b", "migration-role")
+    life.generic("compute_reboot_instance", "cmp-b")
+    s = life.action("shelve")
+    life.event(s, "compute_shelve_instance", "cmp-b", "host-timeline", took=60 * S)
+    return life.done(host=None, launched_on="cmp-a", vm_state="shelved_offloaded")
+
+
+def rolling_evacuation_row_taken_over_later(h, t0, source_restarts=False) -> Expect:
+    """An evacuation in Liberty's window leaves its row accepted (no compute sees it); a
+    later evacuation's conductor finds it first (.first() on 'accepted') and fills it with
+    its own destination, while its own row is completed when cmp-b restarts."""
+    life = Life(h, t0)
+    life.build("cmp-a", "host-timeline")
+    a = life.action("evacuate")
+    first = life.migration("evacuation", "cmp-a", None, "accepted", created=life.t, dest_node=None)
+    life.event(a, "rebuild_server", CONDUCTOR, "control-plane")
+    life.event(a, "compute_rebuild_instance", "cmp-b", "migration-incomplete", took=2 * MIN)
+    life.generic("compute_reboot_instance", "cmp-b")
+    e = life.action("evacuate", gap=60 * DAY)
+    own = life.migration("evacuation", "cmp-b", None, "accepted", created=life.t, dest_node=None)
+    life.event(e, "rebuild_server", CONDUCTOR, "control-plane")
+    life.event(e, "compute_rebuild_instance", "cmp-c", "migration-incomplete", took=2 * MIN)
+    h.update_migration(
+        first, dest_compute="cmp-c", dest_node=node("cmp-c"), status="done", updated_at=life.t
+    )
+    h.update_migration(own, status="completed", updated_at=life.t + 3 * DAY)
+    if source_restarts:
+        h.update_migration(first, status="completed", updated_at=life.t + 4 * DAY)
+    life.generic("compute_reboot_instance", "cmp-c", gap=5 * DAY)
+    return life.done(host="cmp-c", launched_on="cmp-a")
+
+
+def rolling_evacuation_row_taken_over_then_completed(h, t0) -> Expect:
+    """The same, and cmp-a restarts afterwards: its _destroy_evacuated_instances (Mitaka+)
+    completes the taken-over row too, which then no longer says when it was claimed."""
+    return rolling_evacuation_row_taken_over_later(h, t0, source_restarts=True)
+
+
+#: Rolling-upgrade histories (issue 18 item 2); all but the last wrote a wrong host
+#: or none before.
+ROLLING = [
+    rolling_drain_between_kilo_computes,
+    rolling_drain_settled_by_a_later_move,
+    rolling_liberty_source_kilo_destination,
+    rolling_evacuation_row_taken_over_later,
+    rolling_evacuation_row_taken_over_then_completed,
+    rolling_kilo_source_liberty_destination,
+]
+
+
 SCENARIOS = [
     never_moved,
     rescheduled_build,

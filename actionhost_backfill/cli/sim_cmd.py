@@ -48,7 +48,16 @@ ReleaseChoice = Enum("ReleaseChoice", {name: name for name in SIMULATED}, type=s
 
 
 def _simulation_options(
-    seed, events, instances, hosts, days, cutover, first_release, last_release
+    seed,
+    events,
+    instances,
+    hosts,
+    days,
+    cutover,
+    first_release,
+    last_release,
+    rolling_days=0,
+    same_host_resizes=0.0,
 ) -> SimulationOptions:
     return SimulationOptions(
         seed=seed,
@@ -59,6 +68,8 @@ def _simulation_options(
         cutover=cutover,
         first_release=first_release.value,
         last_release=last_release.value,
+        rolling_days=rolling_days,
+        same_host_resizes=same_host_resizes,
     )
 
 
@@ -106,6 +117,22 @@ def simulate_command(
             case_sensitive=False,
         ),
     ] = ReleaseChoice("queens"),
+    rolling_days: Annotated[
+        int,
+        typer.Option(
+            "--rolling-days",
+            help="Upgrade the computes one by one over this many days after each "
+            "control-plane upgrade, each drained with host-evacuate-live first (0: all at once).",
+        ),
+    ] = 0,
+    same_host_resizes: Annotated[
+        float,
+        typer.Option(
+            "--same-host-resizes",
+            help="Share of resizes the scheduler places on their own host "
+            "(allow_resize_to_same_host; 0 by default).",
+        ),
+    ] = 0.0,
     json_output: JsonOption = False,
 ) -> None:
     """Write a Nova cell history recorded release by release, with known true hosts.
@@ -127,7 +154,16 @@ def simulate_command(
     if instances is not None and events is not None:
         raise BadInput("pass --events or --instances, not both")
     options = _simulation_options(
-        seed, events, instances, hosts, days, cutover, first_release, last_release
+        seed,
+        events,
+        instances,
+        hosts,
+        days,
+        cutover,
+        first_release,
+        last_release,
+        rolling_days,
+        same_host_resizes,
     )
     result = simulate(resolve_db(db, nova_conf), options, state_schema=state_schema)
     if json_output:

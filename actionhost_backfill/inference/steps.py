@@ -30,6 +30,9 @@ Everything here follows what Nova Kilo ... Queens wrote, not today's Nova
   cell may have run them (``KnownHosts.untracked``), the host may change
   between any two actions of an instance that left it ACTIVE, so every such
   gap is a zone whose ends nothing but direct evidence settles.
+* In Liberty's rolling window (Kilo computes left) a live-migration row
+  stays ``pre-migrating`` and a Kilo end records no events: without an event
+  of the destination, such a move is an open span, as in Kilo.
 """
 
 from __future__ import annotations
@@ -408,10 +411,22 @@ def _live_migration(
         history.named(action.id, roles.CHECK_DEST), key=lambda e: (e.start or action.start, e.id)
     )
     proceeded = bool(history.named(action.id, roles.LIVE_MIGRATION_EVENT, roles.PRE_LIVE_MIGRATION))
+    # Liberty's rolling window: a Kilo compute records none of its live-migration
+    # steps, so the last recorded check is the destination's only when the
+    # destination itself recorded a later step.
+    rolling = rolling_window_row(final)
+    dest_recorded = bool(
+        history.named(
+            action.id,
+            roles.PRE_LIVE_MIGRATION,
+            roles.POST_LIVE_MIGRATION_AT_DEST,
+            roles.ROLLBACK_AT_DEST,
+        )
+    )
     for index, event in enumerate(checks):
         if index < len(checks) - 1:
             step.roles[event.id] = (None, RESCHEDULED_CANDIDATE)
-        elif final.dest and (len(checks) == 1 or proceeded):
+        elif final.dest and (dest_recorded if rolling else (len(checks) == 1 or proceeded)):
             step.roles[event.id] = (final.dest, MIGRATION_ROLE)
         else:
             step.roles[event.id] = (None, MIGRATION_INCOMPLETE)
@@ -425,6 +440,18 @@ def _live_migration(
             (final.dest, MIGRATION_ROLE) if final.dest else (None, MIGRATION_INCOMPLETE)
         )
     post = history.named(action.id, roles.POST_LIVE_MIGRATION_AT_DEST)
+    if rolling and not dest_recorded and action.start is not None:
+        # The destination may have run Kilo (no events) and no compute saw the
+        # row: it may have taken the instance over, at any time until the next
+        # request -- an open span, as for a Kilo live migration.
+        end = next_start - timedelta(microseconds=1) if next_start is not None else None
+        step.zone = (action.start - BOUNDARY_SLACK, end)
+        step.before = final.source
+        step.note = (
+            "row left pre-migrating and no destination event (Liberty's rolling window: "
+            "a Kilo compute records nothing): the host may have changed"
+        )
+        return step
     if not post:
         # The host changes only in post_live_migration_at_destination.
         step.note = "the destination never took it over (rolled back or failed before)"
@@ -437,6 +464,24 @@ def _live_migration(
     else:
         step.note = "post_live_migration_at_destination failed: either host"
     return step
+
+
+def rolling_window_row(row: MigrationRow | None) -> bool:
+    """A live-migration row no compute ever updated, as in Liberty's rolling window.
+
+    Only Liberty's conductor creates a live-migration row ``pre-migrating``
+    (12.0.0 ``ComputeTaskManager._live_migrate``; ``accepted`` from 13.0.0).
+    While any compute still runs Kilo, the compute RPC is pinned below 4.2
+    (``[upgrade_levels] compute=kilo`` = 4.0 in 12.0.x; ``auto``, the oldest
+    compute's version, from 13.0.0) and ``ComputeAPI.live_migration`` drops the
+    ``migration`` argument (12.0.1 ``nova/compute/rpcapi.py``), so neither
+    end ever moves the row on (``preparing`` ... ``completed``,
+    ``ComputeManager.live_migration`` / ``_post_live_migration``): it stays
+    ``pre-migrating`` whatever happened, and a Kilo end records no events.
+    Nothing in the cell says which computes ran Kilo then (``services``
+    holds today's versions only), so every such row is read this way.
+    """
+    return row is not None and row.status == "pre-migrating"
 
 
 def _live_partner(history: InstanceHistory, action: ActionRow, lives: list[Step]) -> Step:
@@ -476,10 +521,10 @@ def evacuation_rows_taken_over(
     that progressed (claimed, rebuilt) although its own action rebuilt
     nothing, or an action that rebuilt although its own row never moved.
     """
-    for action in history.actions:
-        if action.name != roles.EVACUATE:
-            continue
+    evacuations = [a for a in history.actions if a.name == roles.EVACUATE and a.start]
+    for index, action in enumerate(evacuations):
         rebuilt = bool(history.named(action.id, roles.REBUILD_EVENT))
+        later = evacuations[index + 1].start if index + 1 < len(evacuations) else None
         for row in linked.get(action.id, []):
             claimed = row.status in ("pre-migrating", "done", "failed") or (
                 row.status == "completed" and row.dest_node is not None
@@ -487,6 +532,12 @@ def evacuation_rows_taken_over(
             if claimed and not rebuilt:
                 return True
             if rebuilt and row.status == "accepted":
+                return True
+            if claimed and later is not None and row.updated is not None and row.updated >= later:
+                # Claimed, finished or completed after a later evacuation began:
+                # the claim may be that one's (a row no compute updated in Liberty's
+                # rolling window, 12.0.0 ComputeAPI.rebuild_instance dropping the
+                # migration below 4.5, is found by the next evacuation's conductor).
                 return True
     return False
 

@@ -239,6 +239,11 @@ class SimulationOptions:
     first_release: str = "kilo"
     """Release in service at ``start``; each release to ``last_release`` gets an equal era."""
     last_release: str = "queens"
+    rolling_days: int = 0
+    """Days over which the computes follow each control-plane upgrade, one by one, each
+    drained with ``host-evacuate-live`` first (0: the whole cloud upgrades at once)."""
+    same_host_resizes: float = 0.0
+    """Share of resizes whose first candidate is their own host (``allow_resize_to_same_host``)."""
 
     def validate(self) -> None:
         if self.events is not None and self.events < 1:
@@ -249,10 +254,12 @@ class SimulationOptions:
             raise BadInput(f"--hosts must be at least 3 so instances can move (got {self.hosts})")
         if self.days < 1:
             raise BadInput(f"--days must be at least 1 (got {self.days})")
-        for name in ("cutover", "deleted", "archived"):
+        if self.rolling_days < 0:
+            raise BadInput(f"--rolling-days must be 0 or more (got {self.rolling_days})")
+        for name in ("cutover", "deleted", "archived", "same_host_resizes"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise BadInput(f"--{name} must be between 0 and 1 (got {value})")
+                raise BadInput(f"--{name.replace('_', '-')} must be between 0 and 1 (got {value})")
         for flag, value in (
             ("--first-release", self.first_release),
             ("--last-release", self.last_release),
@@ -299,6 +306,53 @@ def plan_eras(options: SimulationOptions) -> list[Era]:
     if end > cut:
         eras.append(Era(ROCKY, cut, end))
     return eras
+
+
+# -- rolling upgrades (opt-in) ----------------------------------------------------------
+#: How long before its upgrade an operator drains a compute (host-evacuate-live).
+DRAIN_LEAD = (1800, 7200)
+#: A rolling window never takes more than this share of its era.
+ROLLING_SHARE = 0.8
+
+
+@dataclass(frozen=True)
+class RollingPlan:
+    """When each compute followed each control-plane upgrade, and when it was drained.
+
+    Operators upgrade the control plane first, then the computes one by one
+    (the compute RPC pinned to the oldest compute's version: ``[upgrade_levels]
+    compute=kilo`` in Liberty, ``auto`` from 13.0.0 ``_determine_version_cap``), each drained with ``nova host-evacuate-live`` before
+    its upgrade.
+    """
+
+    upgrades: dict[str, list[int]]
+    """Per compute, per era: when it started running that era's release."""
+    done: list[int]
+    """Per era: when its last compute was upgraded."""
+    drains: list[tuple[int, str]]
+
+
+def plan_rolling(
+    eras: list[Era], hosts: list[str], days: int, rng: random.Random
+) -> RollingPlan | None:
+    """Each era's computes upgraded in a random order, evenly over ``days`` after its start."""
+    if days <= 0 or not eras:
+        return None
+    upgrades = {h: [eras[0].start] for h in hosts}
+    done = [eras[0].start]
+    drains: list[tuple[int, str]] = []
+    for era in eras[1:]:
+        window = min(days * DAY, int((era.end - era.start) * ROLLING_SHARE))
+        order = list(hosts)
+        rng.shuffle(order)
+        when = era.start
+        for number, host in enumerate(order, 1):
+            when = era.start + number * window // len(order)
+            upgrades[host].append(when)
+            drains.append((max(era.start, when - rng.randint(*DRAIN_LEAD)), host))
+        done.append(when)
+    drains.sort()
+    return RollingPlan(upgrades, done, drains)
 
 
 @dataclass
@@ -404,7 +458,11 @@ class _Step:
             if kind == 0:
                 if not era.start <= t < era.end:
                     era = sim.era_at(t)
-                recorded = era is sim.rocky
+                # A compute still on Queens calls EventReporter without a host (18.0.0
+                # compute/utils.py EventReporter takes it; 17.0.0's does not).
+                recorded = era is sim.rocky and (
+                    sim.rolling is None or sim.compute_behaviour(extra, t).records_event_host
+                )
                 event_id = event_start(
                     uuid, act.id, name, moment, host=extra if recorded else None, archived=archived
                 )
@@ -675,6 +733,7 @@ class _Life:
 
     def refresh_volumes(self, host: str, t: int, beh: Behaviour) -> None:
         """initialize_connection from ``host``: the saved connector names it from Mitaka."""
+        beh = self.sim.compute_behaviour(host, t, beh)  # the compute's own release
         for volume in self.volumes:
             if volume.deleted_at is None:
                 volume.connected = True
@@ -735,6 +794,8 @@ class _Life:
         if not self.build():
             return
         sim = self.sim
+        if sim.rolling is not None:
+            sim.lives[id(self)] = self
         while True:
             if self.dead:
                 t_next = self.end
@@ -749,7 +810,7 @@ class _Life:
             if t_next >= self.end:
                 break
             yield t_next
-            self.t = t_next
+            self.t = max(self.t, t_next)  # a drain may have moved it on meanwhile
             yield from self.step()
             if self.deleted_at is not None:
                 break
@@ -768,6 +829,7 @@ class _Life:
 
     def finalize(self) -> None:
         """The instance row's final values, and the rows still held in memory."""
+        self.sim.lives.pop(id(self), None)
         if self.resized is not None:
             self.save(self.resized[0])
             self.resized = None
@@ -934,8 +996,13 @@ class _Life:
             )
             s.fault(t, self.ctl(), message)
         s.commit()
-        # Kilo keeps the last claimed candidate as instances.host; Liberty+ nulls it.
-        self.move_to(None if beh.nulls_host_after_failed_build else claimed)
+        # Kilo keeps the last claimed candidate as instances.host; Liberty+ nulls it
+        # (each failing compute, in a rolling window: any later Liberty+ attempt).
+        nulls = claimed is not None and any(
+            self.sim.compute_behaviour(h, t, beh).nulls_host_after_failed_build
+            for h in tried[tried.index(claimed) :]
+        )
+        self.move_to(None if nulls or claimed is None else claimed)
         self.die(t)
         return True
 
@@ -995,21 +1062,32 @@ class _Life:
         )
         end = start + took
         a = s.action(name, t0) if recorded else None
-        if a is not None:
+        # The API records the action, the compute the event: a Pike compute in
+        # Queens' rolling window wraps none of these methods (16.0.0 vs 17.0.0
+        # ComputeManager.attach_volume, snapshot_instance, ...).
+        ev = a is not None and (
+            name not in _QUEENS_RECORDED
+            or self.sim.compute_behaviour(
+                host, start, beh
+            ).records_volume_interface_image_lock_actions
+        )
+        if ev:
             s.start(start, a, event, host)
         if fails:  # pre-Queens event-less methods still record their fault (§6)
             s.fault(end, host, FAILED)
-            if a is not None:
+            if ev:
                 s.finish(end, a, event, error=True)
             s.commit()
             return
-        if a is not None:
+        if ev:
             s.finish(end, a, event)
         s.commit()
         if name == "attach_volume":
             volume = _Volume(self.b.next_id("block_device_mapping"), start)
             volume.connected = True
-            if beh.new_style_volume_attach:
+            # 17.0.0 API._check_attach_and_reserve_volume: new-style only when the
+            # minimum compute version is >= 24 (CINDER_V3_ATTACH_MIN_COMPUTE_VERSION).
+            if beh.new_style_volume_attach and self.sim.computes_at_least(start, "queens"):
                 volume.attachment_id = self.random_uuid()
             else:
                 volume.connector = host if beh.stores_connector else None
@@ -1085,6 +1163,10 @@ class _Life:
             outcome = "finish-fail"
         creator = beh.migration_row_creator
         row_kind = kind if beh.records_migration_type else None
+        if creator == "conductor" and not self.sim.computes_at_least(t0, "queens"):
+            # 17.0.0 should_do_migration_allocation: minimum compute version < 23
+            # (a rolling window) -> no pre-allocated row; each destination creates one.
+            creator = "dest-before-claim"
         rows: list[_Migration] = []  # dest-created rows of this action (Kilo-Pike)
         tc = t0 + self.between(1, 2)
         shared: _Migration | None = None
@@ -1096,6 +1178,12 @@ class _Life:
                 )
             rows.append(shared)
         tried: list[str | None] = [source]
+        # allow_resize_to_same_host: the API does not add the source to ignore_hosts
+        # (2015.1.0 / 17.0.0 API.resize), so the scheduler may pick it for a resize;
+        # a cold migration to the same host needs a driver that supports it (not libvirt:
+        # 17.0.0 ComputeManager._prep_resize UnableToMigrateToSelf).
+        share = self.sim.options.same_host_resizes
+        same_host = resize and share > 0 and r() < share
         waiting: str | None = None  # a rejected candidate blocked in its reschedule call
         prefixed = beh.conductor_prefixed_events
         m: _Migration | None = None
@@ -1105,7 +1193,12 @@ class _Life:
             if prefixed:
                 s.start(tc, a, "conductor_migrate_server", ctl)
             s.start(tc, a, "cold_migrate", ctl)
-            candidate = None if attempt == "no-host" else self.pick(*tried)
+            if attempt == "no-host":
+                candidate = None
+            elif same_host:
+                candidate, same_host = source, False
+            else:
+                candidate = self.pick(*tried)
             if candidate is None:
                 tf = tc + self.between(1, 2)
                 s.fault(tf, ctl, NO_VALID_HOST)
@@ -1131,6 +1224,14 @@ class _Life:
                 s.finish(cast, a, "conductor_migrate_server")
             p = cast + self.between(0, 2)
             s.start(p, a, PREP_RESIZE, candidate)
+            c_creator, c_kind = creator, row_kind
+            if creator != "conductor" and self.sim.rolling is not None:
+                # The candidate's resource tracker creates the row as its release
+                # does: Kilo after the claim test and untyped (2015.1.0 RT.resize_claim).
+                c_beh = self.sim.compute_behaviour(candidate, p, beh)
+                kilo = c_beh.migration_row_creator == "dest-after-claim"
+                c_creator = "dest-after-claim" if kilo else "dest-before-claim"
+                c_kind = kind if c_beh.records_migration_type else None
             if waiting is not None:  # its call returned: fault and finish after p
                 wf = p + self.between(0, 1)
                 s.fault(wf, waiting, NOT_ENOUGH_RESOURCES)
@@ -1138,9 +1239,9 @@ class _Life:
                 waiting = None
             claim = p + self.between(0, 1)
             row = shared
-            if creator == "dest-before-claim":
+            if c_creator == "dest-before-claim":
                 row = self.new_migration(
-                    row_kind, source, source_node, None, "pre-migrating", claim, flavors
+                    c_kind, source, source_node, None, "pre-migrating", claim, flavors
                 )
                 self.claim_dest(row, candidate, claim)
                 row.updated = None  # created, not saved again
@@ -1149,7 +1250,7 @@ class _Life:
                 self.claim_dest(shared, candidate, claim)
             if attempt == "rejected":
                 waiting = candidate
-                if creator == "dest-before-claim" and row_kind is not None:
+                if c_creator == "dest-before-claim" and c_kind is not None:
                     self.stale.append(row)
                 tc = claim + self.between(1, 2)
                 continue
@@ -1157,7 +1258,7 @@ class _Life:
                 tf = claim + self.between(1, 2)
                 s.fault(tf, candidate, NOT_ENOUGH_RESOURCES)
                 s.finish(tf, a, PREP_RESIZE, error=True)
-                if creator == "dest-before-claim" and row_kind is not None:
+                if c_creator == "dest-before-claim" and c_kind is not None:
                     self.stale.append(row)
                 elif creator == "conductor":
                     shared.status = "error"
@@ -1167,9 +1268,9 @@ class _Life:
                 self.save_rows(rows)
                 return
             dest = candidate
-            if creator == "dest-after-claim":  # Kilo: only the accepted claim leaves a row
+            if c_creator == "dest-after-claim":  # Kilo: only the accepted claim leaves a row
                 row = self.new_migration(
-                    row_kind, source, source_node, None, "pre-migrating", claim, flavors
+                    c_kind, source, source_node, None, "pre-migrating", claim, flavors
                 )
                 self.claim_dest(row, candidate, claim)
                 row.updated = None
@@ -1183,9 +1284,9 @@ class _Life:
         if outcome == "resize-fail-early":  # before 'migrating' was saved
             tf = rs + self.between(1, 3)
             self.fail(s, a, "compute_resize_instance", source, tf)
-            if beh.errors_out_migrations_always:
+            if self.sim.compute_behaviour(source, tf, beh).errors_out_migrations_always:
                 m.status, m.updated = "error", tf
-            elif row_kind is not None:
+            elif m.kind is not None:
                 self.stale.append(m)
             self.vm_state = "error"
             s.commit()
@@ -1303,7 +1404,7 @@ class _Life:
         source = m.source
         s.start(fs, a, "compute_finish_revert_resize", source)
         self.host, self.node = source, m.source_node  # at its start
-        if beh.revert_copies_source_into_dest_compute:
+        if self.sim.compute_behaviour(source, fs, beh).revert_copies_source_into_dest_compute:
             m.dest, m.updated = m.source, fs + 1  # dest_node keeps the real destination
         self.refresh_volumes(source, fs + 1, beh)
         if stopped_before:  # the decorated stop_instance, nested (cold_moves.md §4c)
@@ -1322,13 +1423,14 @@ class _Life:
         self.vm_state = "stopped" if stopped_before else "active"
 
     # -- live migration ----------------------------------------------------------------
-    def live_migrate(self) -> None:
-        """``live-migration`` (live_evac.md §1)."""
+    def live_migrate(self, drain: bool = False) -> None:
+        """``live-migration`` (live_evac.md §1); ``drain``: one of host-evacuate-live's."""
         t0 = self.t
         s = self.step_for(t0)
         beh = s.beh
         r = self.r
-        nodes = self.sim.nodes
+        sim = self.sim
+        nodes = sim.nodes
         source, source_node = self.host, self.node
         assert source is not None
         if not beh.live_migration_action and self.vm_state != "active":
@@ -1337,8 +1439,15 @@ class _Life:
             return
         # Icehouse/Juno record no action at all (a silent move: only faults remain).
         a = s.action("live-migration", t0) if beh.live_migration_action else None
-        recorded = beh.live_migration_recorded
-        forced = r() < LIVE_MIGRATION_FORCED
+        recorded = beh.live_migration_recorded  # the conductor's row
+        # Rolling windows: each end records its own steps as its release does
+        # (2015.1.0 wraps none of them), and while any compute runs Kilo the RPC
+        # drops the row (12.0.1 ComputeAPI.live_migration below 4.2): no compute
+        # moves it on.  Without rolling windows these are the era's.
+        src_beh = sim.compute_behaviour(source, t0, beh)
+        rec_src = src_beh.live_migration_recorded
+        rows_move = sim.computes_at_least(t0, "liberty")
+        forced = not drain and r() < LIVE_MIGRATION_FORCED
         forced_host = self.pick(source) if forced else None
         ctl = self.ctl()
         t = t0 + self.between(1, 2)
@@ -1373,20 +1482,22 @@ class _Life:
                 break
             tried.append(candidate)
             if not last or no_host:
-                t = self.reject_live_candidate(s, a, candidate, source, t, recorded)
+                t = self.reject_live_candidate(s, a, candidate, source, t)
                 continue
+            rec_dest = sim.compute_behaviour(candidate, t, beh).live_migration_recorded
             ds = t
-            if recorded:
+            if rec_dest:
                 s.start(ds, a, DEST_CHECK, candidate)
             ss = ds + self.between(0, 1)
-            if recorded:
+            if rec_src:
                 s.start(ss, a, SOURCE_CHECK, source)
-            if beh.source_check_refreshes_connection:
+            if src_beh.source_check_refreshes_connection:
                 self.refresh_volumes(source, ss, beh)
             se = ss + self.between(1, 2)
             de = se + self.between(0, 1)
-            if recorded:
+            if rec_src:
                 s.finish(se, a, SOURCE_CHECK)
+            if rec_dest:
                 s.finish(de, a, DEST_CHECK)
             t = de
             dest = candidate
@@ -1406,36 +1517,39 @@ class _Life:
             if beh.live_migration_nodes:
                 m.source_node, m.dest_node = source_node, nodes[dest]
             m.updated = t + 1
+        dest_beh = sim.compute_behaviour(dest, t, beh)
+        rec_dest = dest_beh.live_migration_recorded
         cast = t + self.between(1, 2)
         if conductor_event:
             s.finish(cast + self.between(0, 1), a, conductor_event)
         ls = cast + self.between(0, 1)
-        if recorded:  # returns at once: the migration runs in a spawned thread
+        if rec_src:  # returns at once: the migration runs in a spawned thread
             s.start(ls, a, "compute_live_migration", source)
             s.finish(ls + self.between(0, 1), a, "compute_live_migration")
         ps = ls + self.between(1, 3)
-        if recorded:
+        if rec_dest:
             s.start(ps, a, "compute_pre_live_migration", dest)
         self.refresh_volumes(dest, ps + 1, beh)
         shared_storage = r() < 0.5
-        failed_status = beh.live_migration_failed_status
+        failed_status = src_beh.live_migration_failed_status
+        m_moves = m if rows_move else None  # else no compute sees the row: first status
         roll = r()
         if roll < LIVE_MIGRATION_ROLLBACK * 0.3:  # pre_live_migration raised
             tf = ps + self.between(1, 10)
             s.fault(tf, dest, FAILED)
-            if not recorded:  # Kilo's synchronous live_migration is wrapped too
+            if not rec_src:  # Kilo's synchronous live_migration is wrapped too
                 s.fault(tf, source, FAILED)
-            else:
+            if rec_dest:
                 s.finish(tf, a, "compute_pre_live_migration", error=True)
-            self.rollback_at_destination(s, a, dest, tf, recorded, shared_storage)
-            if m is not None:
+            self.rollback_at_destination(s, a, dest, tf, rec_dest, shared_storage)
+            if m_moves is not None:
                 m.status, m.updated = failed_status, tf + 1
             s.commit()
             if m is not None:
                 self.save(m)
             return
         pe = ps + self.between(2, 15)
-        if recorded:
+        if rec_dest:
             s.finish(pe, a, "compute_pre_live_migration")
         running = pe + self.between(0, 1)
         duration = self.between(20, 600)
@@ -1449,8 +1563,8 @@ class _Life:
                 end, status = ab + self.between(1, 5), "cancelled"
             else:  # libvirt's job failed: rollback, no fault
                 end, status = running + self.between(10, duration), "error"
-            self.rollback_at_destination(s, a, dest, end, recorded, shared_storage)
-            if m is not None:
+            self.rollback_at_destination(s, a, dest, end, rec_dest, shared_storage)
+            if m_moves is not None:
                 m.status, m.updated = status, end + 1
             s.commit()
             if m is not None:
@@ -1462,15 +1576,15 @@ class _Life:
             s.start(fc + 1, fa, "compute_live_migration_force_complete", source)
             s.finish(fc + 1 + self.between(0, 2), fa, "compute_live_migration_force_complete")
         post = running + duration
-        if recorded:
+        if rec_dest:
             s.start(post, a, "compute_post_live_migration_at_destination", dest)
         roll = r()
         if roll < 0.01:  # the driver's post step failed on the dest
             tf = post + self.between(1, 5)
             s.fault(tf, dest, FAILED)
-            if recorded:
+            if rec_dest:
                 s.finish(tf, a, "compute_post_live_migration_at_destination", error=True)
-            if beh.host_moves_despite_post_failure:
+            if dest_beh.host_moves_despite_post_failure:
                 self.move_to(dest)  # saved in a ``finally`` from Mitaka
                 self.vm_state = "error"
             done = tf + self.between(0, 2)
@@ -1479,9 +1593,9 @@ class _Life:
             self.move_to(dest)  # the only place an LM changes instances.host
             self.new_attachments()  # Queens: pre_live_migration made new attachments
             pe2 = post + self.between(1, 4)
-            if recorded:
+            if rec_dest:
                 s.finish(pe2, a, "compute_post_live_migration_at_destination")
-            if beh.post_at_destination_is_call:
+            if src_beh.post_at_destination_is_call:
                 done = pe2 + self.between(0, 2)
             else:  # a cast: the source may write 'completed' first
                 done = post + self.between(0, 5)
@@ -1489,40 +1603,46 @@ class _Life:
             if roll < 0.02:  # _post_live_migration failed after the flip (source cleanup)
                 s.fault(done, source, FAILED)
                 status = failed_status
-        if m is not None:
+        if m_moves is not None:
             m.status, m.updated = status, done
         s.commit()
         if m is not None:
             self.save(m)
 
     def reject_live_candidate(
-        self, s: _Step, a: _Action, candidate: str, source: str, t: int, recorded: bool
+        self, s: _Step, a: _Action, candidate: str, source: str, t: int
     ) -> int:
-        """One candidate LMT._find_destination skipped; returns when the loop goes on."""
+        """One candidate LMT._find_destination skipped; returns when the loop goes on.
+
+        Each end records its check as its own release does (rolling windows).
+        """
         beh = s.beh
+        src_beh = self.sim.compute_behaviour(source, t, beh)
+        rec_src = src_beh.live_migration_recorded
+        rec_dest = self.sim.compute_behaviour(candidate, t, beh).live_migration_recorded
         roll = self.r()
         if roll < 0.3:  # _check_compatible_with_source_hypervisor, in the conductor
             return t + self.between(0, 1)
-        if recorded:
+        if rec_dest:
             s.start(t, a, DEST_CHECK, candidate)
         if roll < 0.65:  # the candidate's own check raised
             tf = t + self.between(1, 3)
             s.fault(tf, candidate, "Unacceptable CPU info")
-            if recorded:
+            if rec_dest:
                 s.finish(tf, a, DEST_CHECK, error=True)
             return tf + self.between(0, 1)
         ss = t + self.between(0, 1)  # the nested source check raised
-        if recorded:
+        if rec_src:
             s.start(ss, a, SOURCE_CHECK, source)
-        if beh.source_check_refreshes_connection:
+        if src_beh.source_check_refreshes_connection:
             self.refresh_volumes(source, ss, beh)
         sf = ss + self.between(1, 2)
         s.fault(sf, source, "Migration pre-check error")
-        if recorded:
+        if rec_src:
             s.finish(sf, a, SOURCE_CHECK, error=True)
         tf = sf + self.between(0, 1)
         s.fault(tf, candidate, "Migration pre-check error")
-        if recorded:
+        if rec_dest:
             s.finish(tf, a, DEST_CHECK, error=True)
         return tf + self.between(0, 1)
 
@@ -1581,7 +1701,13 @@ class _Life:
         cs = cast + self.between(0, 2)
         s.start(cs, a, "compute_rebuild_instance", dest)
         fails = r() < EVACUATION_FAILS
-        if beh.evacuation_sets_host_before_spawn:  # Kilo
+        # Rolling windows: the destination's release rebuilds, and while any
+        # compute runs Kilo the RPC drops the row (12.0.0 ComputeAPI.rebuild_instance
+        # below 4.5): nobody claims or completes it.
+        dest_beh = self.sim.compute_behaviour(dest, cs, beh)
+        if not self.sim.computes_at_least(cs, "liberty"):
+            looked = None
+        if dest_beh.evacuation_sets_host_before_spawn:  # Kilo
             if fails and r() < 0.3:  # raised before the host was saved
                 self.fail(s, a, "compute_rebuild_instance", dest, cs + self.between(1, 3))
                 self.vm_state = "error"
@@ -1598,7 +1724,7 @@ class _Life:
                     s.finish(ce, a, "compute_rebuild_instance")
                     self.vm_state = "active"
         else:
-            if looked is not None and not (forced and beh.forced_evacuation_skips_claim):
+            if looked is not None and not (forced and dest_beh.forced_evacuation_skips_claim):
                 self.claim_dest(looked, dest, cs + 1)  # rebuild claim on the looked-up row
             self.refresh_volumes(dest, cs + 2, beh)
             if fails:
@@ -1635,7 +1761,7 @@ class _Life:
 
     def source_restarted(self, source: str, t: int) -> None:
         """_destroy_evacuated_instances: one row of this instance becomes 'completed'."""
-        beh = self.sim.behaviour_at(t)
+        beh = self.sim.compute_behaviour(source, t)  # the restarted compute's release
         if not beh.completes_evacuations:
             return
         if self.deleted_at is not None and (
@@ -1664,7 +1790,9 @@ class _Life:
         ss = t0 + self.between(1, 3)
         if self.bfv:  # volume-backed: the API casts shelve_offload_instance directly
             end = ss + self.between(5, 30)
-            if beh.records_volume_interface_image_lock_actions:
+            if self.sim.compute_behaviour(
+                host, ss, beh
+            ).records_volume_interface_image_lock_actions:  # the compute's event
                 s.start(ss, a, SHELVE_OFFLOAD, host)
                 s.finish(end, a, SHELVE_OFFLOAD)
             s.commit()
@@ -1712,7 +1840,8 @@ class _Life:
         if self.shelved_at != shelved_at or self.deleted_at is not None:
             return  # unshelved (and maybe shelved again) since
         s = self.step_for(t)
-        if s.beh.records_volume_interface_image_lock_actions:
+        host_beh = self.sim.compute_behaviour(self.host, t, s.beh)
+        if host_beh.records_volume_interface_image_lock_actions:  # the compute's task
             a = s.latest_action()
             s.start(t, a, SHELVE_OFFLOAD, self.host)
             s.finish(t + self.between(5, 30), a, SHELVE_OFFLOAD)
@@ -1726,8 +1855,12 @@ class _Life:
         if s.beh.records_volume_interface_image_lock_actions:
             a = s.action("shelveOffload", t0)
             start = t0 + self.between(1, 3)
-            s.start(start, a, SHELVE_OFFLOAD, self.host)
-            s.finish(start + self.between(5, 30), a, SHELVE_OFFLOAD)
+            took = self.between(5, 30)
+            if self.sim.compute_behaviour(
+                self.host, start, s.beh
+            ).records_volume_interface_image_lock_actions:  # the compute's event
+                s.start(start, a, SHELVE_OFFLOAD, self.host)
+                s.finish(start + took, a, SHELVE_OFFLOAD)
             s.commit()
         self.offload()
 
@@ -1773,7 +1906,7 @@ class _Life:
         self.refresh_volumes(new, us + 2, beh)
         if r() < UNSHELVE_FAILS:
             self.fail(s, a, "compute_unshelve_instance", new, us + self.between(5, 60))
-            if beh.unshelve_claim_abort_nulls_host:
+            if self.sim.compute_behaviour(new, us, beh).unshelve_claim_abort_nulls_host:
                 self.move_to(None)
             s.commit()
             return
@@ -1911,6 +2044,13 @@ class _Simulation:
         self.truth: list[tuple] = []
         self.writer: Callable[[list[tuple]], None] | None = None
         self._seq = 0
+        # Rolling upgrades (opt-in): its own generator, so the default histories
+        # stay what they were for every seed.
+        self.rolling = plan_rolling(
+            self.eras, self.hosts, options.rolling_days, random.Random(f"rolling-{options.seed}")
+        )
+        self.lives: dict[int, _Life] = {}
+        """Instances alive on a host, for the drains (rolling upgrades only)."""
 
     def next_seq(self) -> int:
         self._seq += 1
@@ -1921,6 +2061,61 @@ class _Simulation:
 
     def behaviour_at(self, t: int) -> Behaviour:
         return self.behaviours[max(0, bisect_right(self.era_starts, t) - 1)]
+
+    # -- rolling upgrades: what the compute's own release decides ----------------------
+    def compute_behaviour(
+        self, host: str | None, t: int, beh: Behaviour | None = None
+    ) -> Behaviour:
+        """The release ``host`` ran at ``t`` if it is a compute (else the control plane's).
+
+        Without rolling windows every compute runs the control plane's release:
+        ``beh`` (or the era's) is returned as is.
+        """
+        plan = self.rolling
+        if plan is None or host not in self.nodes:
+            return beh if beh is not None else self.behaviour_at(t)
+        return self.behaviours[max(0, bisect_right(plan.upgrades[host], t) - 1)]
+
+    def computes_at_least(self, t: int, release: str) -> bool:
+        """Whether every compute ran ``release`` or later at ``t``.
+
+        What ``Service.get_minimum_version`` and the pinned compute RPC
+        see: always true without rolling windows (callers check the control
+        plane's release themselves).
+        """
+        plan = self.rolling
+        if plan is None:
+            return True
+        era = self.eras[max(0, bisect_right(plan.done, t) - 1)]
+        return release_index(era.release) >= release_index(release)
+
+    def drains(self) -> Generator[int, None, None]:
+        for when, host in self.rolling.drains:
+            yield when
+            self.drain(host, when)
+
+    def drain(self, host: str, when: int) -> None:
+        """``nova host-evacuate-live host``: a live migration of each ACTIVE instance on it.
+
+        The API refuses the others (not ACTIVE or PAUSED), which stay.  The
+        requests follow each other by a few seconds; the scheduler picks each
+        destination (no target host).
+        """
+        t = when
+        for life in list(self.lives.values()):
+            if (
+                life.host != host
+                or life.vm_state != "active"
+                or life.dead
+                or life.resized is not None
+                or life.offloaded
+                or life.deleted_at is not None
+                or life.t > t
+            ):
+                continue
+            life.t = t
+            life.live_migrate(drain=True)
+            t += 1 + int(self.rng.random() * 20)
 
     def register_services(self) -> None:
         """nova-compute (and its compute node) per host; conductor and scheduler on ctl-N."""
@@ -1952,6 +2147,8 @@ class _Simulation:
         span = self.end - self.begin
         births = sorted(self.begin + int(self.rng.random() * span * 0.97) for _ in range(instances))
         heap: list[tuple[int, int, Generator]] = []
+        if self.rolling is not None:
+            self._advance(heap, -1, self.drains())
         for number, born in enumerate(births):
             while heap and heap[0][0] <= born:
                 self._resume(heap)

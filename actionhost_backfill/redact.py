@@ -24,10 +24,9 @@ from sqlalchemy.engine import URL, make_url
 
 MASK = "***"
 
-#: ``scheme://user:password@`` -- the password runs to the last ``@`` of the
-#: URL (an unencoded ``@`` in a password is common in hand-written DSNs).
+#: ``scheme://user:`` opening a URL's userinfo, and the rest of that URL (to a space or quote).
 _URL_USERINFO = re.compile(
-    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"<>]*:)(?P<secret>[^\s'\"<>]*)@"
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"<>]*:)(?P<rest>[^\s'\"<>]*)"
 )
 #: ``password=secret``, ``password='sec ret'``, ``&passwd=..`` (never PyMySQL's
 #: ``(using password: YES)``, which holds none).
@@ -66,9 +65,14 @@ def scrub(text: str) -> str:
         return text
 
     def url(match: re.Match) -> str:
-        if match.group("secret") in ("", MASK):
+        # The password runs to the last "@" before the query (an unencoded "@" or
+        # "/" in a hand-written password must not leave a piece of it behind).
+        rest = match.group("rest")
+        end = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+        at = rest.rfind("@", 0, end)
+        if at < 0 or rest[:at] in ("", MASK):
             return match.group(0)
-        return f"{match.group('head')}{MASK}@"
+        return f"{match.group('head')}{MASK}{rest[at:]}"
 
     def keyed(match: re.Match) -> str:
         if match.group("secret").strip("'\"") == MASK:

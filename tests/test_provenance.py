@@ -113,7 +113,7 @@ def test_failures_split_recorded_and_inferred(backfilled):
     (recorded,) = json.loads(only.stdout)["hosts"]
     assert recorded["failed"] == 1 and recorded["request_ids"] == ["req-rocky"]
     table = harness.cli("failures", "--db", cell.url, "--all-time").stdout
-    assert "Recorded" in table and "Inferred" in table
+    assert "Rec/Inf" in table and "| 1/3 " in table  # recorded/inferred
 
 
 def test_no_state_schema_means_provenance_unknown(cell):

@@ -297,7 +297,7 @@ def test_failures_by_host_uses_the_host_index(blank_db):
 def _unknown_failures_history(h: HistoryBuilder) -> dict:
     uuid = h.instance(host="cmp-0001.example.org", created_at=T0)
     events = [  # (host, event, days after T0): three hosts, many event names
-        *[("cmp-0001.example.org", f"compute_{n}", 1) for n in views.ATTRIBUTION],
+        *[("cmp-0001.example.org", f"compute_{n}", 1) for n in ("lock", "unlock", "pause")],
         ("cmp-0001.example.org", "compute_post_live_migration_at_destination", 2),
         ("cmp-0002.example.org", "compute_check_can_live_migrate_destination", 3),
         ("cmp-0002.example.org", "compute_prep_resize", 4),

@@ -22,7 +22,12 @@ except ImportError:  # pragma: no cover - Typer with Click as a dependency
 from typer import Abort
 
 from actionhost_backfill import __version__
-from actionhost_backfill.cli.common import emit_json_error, json_requested, stdout_closed
+from actionhost_backfill.cli.common import (
+    emit_json_error,
+    json_requested,
+    reset_output,
+    stdout_closed,
+)
 from actionhost_backfill.errors import EXIT_CODE_HELP, ActionHostError, ExitCode
 from actionhost_backfill.redact import install_log_scrubber, scrub
 
@@ -36,6 +41,7 @@ class RootGroup(TyperGroup):
         self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra: Any
     ):
         _OPTIONS["debug"] = False
+        reset_output()
         argv = list(args) if args is not None else sys.argv[1:]
         failure: tuple[str, str] | None = None  # (one-line message, error type) for --json
         try:

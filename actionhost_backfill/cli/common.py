@@ -153,7 +153,7 @@ def resolve_db(db: str | None, nova_conf: list[str] | None = None) -> URL:
 #: when a key is removed or changes meaning, not when one is added.
 JSON_FORMAT = 1
 
-_STDOUT = {"closed": False}
+_STDOUT = {"closed": False, "json": False}
 
 
 def echo(text: str = "") -> None:
@@ -193,6 +193,7 @@ def emit_json(payload: Any) -> None:
     """One JSON document on stdout, with its ``format`` version (docs/json.md)."""
     if isinstance(payload, dict) and "format" not in payload:
         payload = {"format": JSON_FORMAT, **payload}
+    _STDOUT["json"] = True
     echo(json.dumps(payload, indent=2, sort_keys=True, default=str))
 
 
@@ -207,8 +208,17 @@ def json_requested(args: list[str]) -> bool:
 
 
 def emit_json_error(message: str, exit_code: int, kind: str) -> None:
-    """The error of a ``--json`` invocation as a JSON object on stdout (docs/json.md)."""
-    emit_json({"error": message, "error_type": kind, "exit_code": int(exit_code)})
+    """The error of a ``--json`` invocation as a JSON object on stdout (docs/json.md).
+
+    Never a second document: a command that printed its own and then failed keeps it.
+    """
+    if not _STDOUT["json"]:
+        emit_json({"error": message, "error_type": kind, "exit_code": int(exit_code)})
+
+
+def reset_output() -> None:
+    """Forget what the previous invocation printed (CliRunner runs many in one process)."""
+    _STDOUT["json"] = False
 
 
 def stderr_is_terminal() -> bool:

@@ -27,6 +27,7 @@ from actionhost_backfill.cli.common import (
     json_requested,
     reset_output,
     stdout_closed,
+    stdout_is_broken,
 )
 from actionhost_backfill.errors import EXIT_CODE_HELP, ActionHostError, ExitCode
 from actionhost_backfill.redact import install_log_scrubber, scrub
@@ -53,6 +54,12 @@ class RootGroup(TyperGroup):
                 **extra,
             )
             code = result if isinstance(result, int) else ExitCode.OK
+        except SystemExit as exc:
+            # Typer's main exits 1 when printing (help, usage) hit a closed pipe.
+            if exc.code != 1 or not stdout_is_broken():
+                raise
+            stdout_closed()
+            code = ExitCode.OK
         except UsageError as exc:
             message = f"{scrub(exc.format_message().replace(chr(10), ' '))} (see --help)"
             _error(message)
@@ -73,10 +80,14 @@ class RootGroup(TyperGroup):
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             code, failure = ExitCode.PARTIAL, ("interrupted", "Interrupted")
-        except BrokenPipeError:  # the reader of stdout went away (| head): not an error
-            stdout_closed()
-            code = ExitCode.OK
         except Exception as exc:  # a bug: still one line, never a password
+            if isinstance(exc, BrokenPipeError) and stdout_is_broken():
+                # The reader of stdout went away (| head) while click printed: not an error.
+                stdout_closed()
+                code = ExitCode.OK
+                if standalone_mode:
+                    sys.exit(int(code))
+                return int(code)
             if _OPTIONS["debug"]:
                 print(scrub(traceback.format_exc()), file=sys.stderr)
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

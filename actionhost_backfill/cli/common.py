@@ -172,6 +172,19 @@ def echo(text: str = "") -> None:
         stdout_closed()
 
 
+def stdout_is_broken() -> bool:
+    """Whether stdout's reader is gone (a BrokenPipeError from a database socket is not that)."""
+    if _STDOUT["closed"] or type(sys.stdout).__name__ == "PacifyFlushWrapper":
+        return True  # Typer's main wraps stdout so after EPIPE (then exits 1)
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return False
+
+
 def stdout_closed() -> None:
     """Point stdout at /dev/null so nothing (not even the exit flush) writes to the closed pipe."""
     _STDOUT["closed"] = True

@@ -2,7 +2,7 @@
 
 Three backends over real drivers: PostgreSQL (psycopg 3), MySQL/MariaDB
 (PyMySQL) and SQLite.  URLs written for Nova (``mysql+pymysql://``,
-``postgresql://``) are accepted as they are.
+``postgresql://``, and libpq's ``postgres://``) are accepted as they are.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def parse_url(raw: str | URL | None, *, option: str = "--db", need_database: boo
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         raise BadInput(
             f"no database given: pass {option} URL, set ACTIONHOST_DB_URL, or pass "
-            "--nova-conf /etc/nova/nova.conf"
+            "--nova-conf PATH (/etc/nova/nova.conf is read when it exists)"
         )
     try:
         url = raw if isinstance(raw, URL) else make_url(raw.strip())
@@ -58,6 +58,9 @@ def parse_url(raw: str | URL | None, *, option: str = "--db", need_database: boo
             f"{option} {mask_url(str(raw))} is not a database URL: expected {_URL_HINT}"
         ) from None
     remember_secret(url.password)
+    if url.drivername == "postgres" or url.drivername.startswith("postgres+"):
+        # The libpq/Heroku spelling (SQLAlchemy's own alias before 1.4): same server.
+        url = url.set(drivername="postgresql" + url.drivername[len("postgres") :])
     backend = url.get_backend_name()
     if backend not in _DRIVERS:
         raise BadInput(

@@ -1,43 +1,87 @@
-"""Keep database passwords out of every byte the toolkit prints or logs.
+"""Keep database passwords out of every byte the toolkit prints or logs, by structure.
 
-Every URL the toolkit parses registers its password here; :func:`scrub` then
-replaces any occurrence (plain or URL-encoded) in text bound for stdout,
-stderr, logs, tracebacks or ``--json``.  :func:`mask_url` renders a URL with
-``***`` in place of the password, as Alembic does.
+A password is masked where it can really appear: in the userinfo of a URL
+(``scheme://user:PASSWORD@host``) and in ``key=value`` credentials
+(``password=...``, libpq's ``password='...'``, a query string's
+``&password=...``, a keyword dict's ``'password': '...'``).  PyMySQL and
+psycopg never put the password in their error messages (PyMySQL says
+``(using password: YES)``; libpq names host, port and user), so these forms
+cover driver errors, SQLAlchemy's messages and ``--debug`` tracebacks.
+
+Nothing else is ever altered: a password such as ``1``, ``cell`` or
+``postgres`` may also be part of a host, a database name or a count, and
+those are printed exactly (masking by substring turned ``127.0.0.1`` into
+``***27.0.0.***`` and broke ``--json``).  :func:`mask_url` renders a URL
+with ``***`` in place of the password, as Alembic does.
 """
 
 from __future__ import annotations
 
 import logging
-import urllib.parse
+import re
 
 from sqlalchemy.engine import URL, make_url
 
-_SECRETS: set[str] = set()
 MASK = "***"
+
+#: ``scheme://user:`` opening a URL's userinfo, and the rest of that URL (to a space or quote).
+_URL_USERINFO = re.compile(
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"<>]*:)(?P<rest>[^\s'\"<>]*)"
+)
+#: ``password=secret``, ``password='sec ret'``, ``&passwd=..`` (never PyMySQL's
+#: ``(using password: YES)``, which holds none).
+_KEY_VALUE = re.compile(
+    r"(?P<head>\b(?:password|passwd|pwd)\s*=\s*)"
+    r"(?P<secret>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s'\",;&)}\]]+)",
+    re.IGNORECASE,
+)
+#: ``'password': 'secret'`` in the repr of a dict of connect arguments.
+_DICT_ITEM = re.compile(
+    r"(?P<head>(['\"])(?:password|passwd|pwd)\2\s*:\s*)"
+    r"(?P<secret>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|b'(?:[^'\\]|\\.)*')",
+    re.IGNORECASE,
+)
 
 
 def remember_secret(secret: str | None) -> None:
-    """Register a password (and its URL-encoded forms) to be scrubbed."""
-    if not secret:
-        return
-    for form in {
-        secret,
-        urllib.parse.quote(secret, safe=""),
-        urllib.parse.quote_plus(secret, safe=""),
-        urllib.parse.quote(secret),
-    }:
-        if form:
-            _SECRETS.add(form)
+    """Kept for callers: masking no longer needs to know the passwords.
+
+    Masking by structure cannot miss a password it was not told about, and
+    never rewrites a host or a database name that happens to contain it.
+    """
+
+
+def _mask_quoted(value: str) -> str:
+    if value[:2] == "b'":
+        return f"b'{MASK}'"
+    if value[:1] in "'\"" and len(value) >= 2:
+        return f"{value[0]}{MASK}{value[0]}"
+    return MASK
 
 
 def scrub(text: str) -> str:
-    """Return ``text`` with every registered secret replaced by ``***``."""
-    # Longest first, so a secret that contains another is masked whole.
-    for secret in sorted(_SECRETS, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, MASK)
-    return text
+    """Return ``text`` with every password in credential position replaced by ``***``."""
+    if not text:
+        return text
+
+    def url(match: re.Match) -> str:
+        # The password runs to the last "@" before the query (an unencoded "@" or
+        # "/" in a hand-written password must not leave a piece of it behind).
+        rest = match.group("rest")
+        end = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+        at = rest.rfind("@", 0, end)
+        if at < 0 or rest[:at] in ("", MASK):
+            return match.group(0)
+        return f"{match.group('head')}{MASK}{rest[at:]}"
+
+    def keyed(match: re.Match) -> str:
+        if match.group("secret").strip("'\"") == MASK:
+            return match.group(0)
+        return match.group("head") + _mask_quoted(match.group("secret"))
+
+    text = _URL_USERINFO.sub(url, text)
+    text = _DICT_ITEM.sub(keyed, text)
+    return _KEY_VALUE.sub(keyed, text)
 
 
 def mask_url(url: str | URL | None) -> str:
@@ -53,20 +97,19 @@ def mask_url(url: str | URL | None) -> str:
         if sep and "@" in rest:
             creds, _, host = rest.rpartition("@")
             user = creds.split(":", 1)[0]
-            return scrub(f"{head}://{user}:{MASK}@{host}" if ":" in creds else text)
+            return f"{head}://{user}:{MASK}@{host}" if ":" in creds else text
         if ":" in text or "@" in text:  # any part of it may be a password: show none
             return (
                 f"{head}://{MASK}"
                 if sep
                 else f"(a value not shown, it may hold a password: {MASK})"
             )
-        return scrub(text)
-    remember_secret(parsed.password)
+        return text
     return scrub(parsed.render_as_string(hide_password=True))
 
 
 class ScrubbingFilter(logging.Filter):
-    """Logging filter that scrubs secrets from every record's message."""
+    """Logging filter that masks passwords in every record's message."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

@@ -27,6 +27,8 @@ from sqlalchemy.engine import URL
 from actionhost_backfill import db
 from actionhost_backfill.dialects.bulk import chunks
 from actionhost_backfill.errors import BadInput
+from actionhost_backfill.inference.roles import Role as EventRole
+from actionhost_backfill.inference.roles import role_of
 from actionhost_backfill.nova import catalog
 from actionhost_backfill.nova.tables import nova
 from actionhost_backfill.redact import mask_url
@@ -249,6 +251,8 @@ class HostFailures:
     sources: Counter = field(default_factory=Counter)
     """Failed events by where their host came from (recorded, inferred, ...)."""
     inferred_by_rule: Counter = field(default_factory=Counter)
+    attribution: Counter = field(default_factory=Counter)
+    """Host unknown only: why (``NOT_ATTRIBUTABLE``, ``LEFT_NULL``, ``NOT_EXAMINED``)."""
 
     def to_dict(self) -> dict:
         body = {
@@ -267,7 +271,27 @@ class HostFailures:
                 UNKNOWN: self.sources[UNKNOWN],
                 "inferred_by_rule": dict(sorted(self.inferred_by_rule.items())),
             }
+        else:
+            body["attribution"] = {key: self.attribution[key] for key in ATTRIBUTION}
         return body
+
+
+#: Why a failed event's host is unknown.  Control-plane events (``conductor_*``,
+#: ``api_*``, bare EventReporter names) and names that are not ``compute_*``
+#: ran where Nova records no host at all: no backfill can attribute them.
+NOT_ATTRIBUTABLE = "not_attributable"
+#: A backfill examined the event and no rule could decide: running it again will not either.
+LEFT_NULL = "left_null"
+#: No backfill has examined the event yet (none run, or not this far): run one.
+NOT_EXAMINED = "not_examined"
+ATTRIBUTION = (NOT_ATTRIBUTABLE, LEFT_NULL, NOT_EXAMINED)
+
+
+def attribution_of(event: str | None, examined: bool) -> str:
+    """Why a failed event with no host has none (see :data:`ATTRIBUTION`)."""
+    if role_of(event, None) in (EventRole.CONTROL_PLANE, EventRole.UNKNOWN):
+        return NOT_ATTRIBUTABLE
+    return LEFT_NULL if examined else NOT_EXAMINED
 
 
 @dataclass
@@ -414,11 +438,16 @@ def failures(
                         host=host,
                         event=event,
                         known=known,
-                        provenance=index if known or host is not None else None,
+                        provenance=index,
                     )
                     for row in conn.execute(query).mappings():
                         key = row["host"]
                         source = _source(row, index) if key is not None else None
+                        if key is None:
+                            examined = bool(index.available and row["examined"])
+                            by_host.setdefault(None, HostFailures(None)).attribution[
+                                attribution_of(row["event"], examined)
+                            ] += row["failed"]
                         if recorded_only and key is not None and source != RECORDED:
                             continue
                         entry = by_host.setdefault(key, HostFailures(key))

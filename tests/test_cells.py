@@ -206,3 +206,38 @@ def test_all_cells_exit_code_follows_the_documented_precedence(codes, expected):
         for i, code in enumerate(codes)
     ]
     assert cells.worst(outcomes) == expected
+
+
+def test_a_bad_template_is_that_cells_row(blank_db, backend, server_url, tmp_path, request):
+    """A cell whose database_connection is a broken template ({bogus}) fails alone, named."""
+    api = blank_db
+    good = _database(backend, server_url, tmp_path, request, "good")
+    simulate(parse_url(good), SimulationOptions(seed=4, events=800, hosts=5, days=90))
+    _api_database(
+        api,
+        [
+            (cells.CELL0_UUID, "cell0", good, False),
+            (str(uuid.uuid4()), "typo", "{scheme}://{username}@{bogus}/nova_typo", False),
+            (str(uuid.uuid4()), "brace", "{scheme}://{hostname/nova", False),
+        ],
+    )
+    conf = _conf(tmp_path, "nova.conf", f"[database]\nconnection = {good}\n")
+    common = ["--all-cells", "--api-db", api, "--nova-conf", conf]
+
+    upgrade = harness.cli("schema", "upgrade", *common)
+    backfill = harness.cli("backfill", *common, "--no-progress")
+    assert backfill.exit_code == upgrade.exit_code == ExitCode.BAD_INPUT, backfill.stderr
+    rows = {line.split()[0]: line for line in backfill.stdout.splitlines()[1:-1]}
+    assert set(rows) == {"cell0", "typo", "brace"}
+    assert "complete: filled" in rows["cell0"], backfill.stdout  # the good cell ran
+    assert "127  error: database_connection template uses an unknown field {bogus}" in rows["typo"]
+    assert "127  error: database_connection template is malformed" in rows["brace"]
+    assert "(1 of 3 cells exited 0)" in backfill.stdout
+
+    status = harness.cli("status", *common, "--json")
+    payload = json.loads(status.stdout)
+    by_name = {c["cell"]: c for c in payload["cells"]}
+    assert by_name["cell0"]["exit_code"] == 0 and by_name["cell0"]["error"] is None
+    assert by_name["typo"]["exit_code"] == ExitCode.BAD_INPUT
+    assert by_name["typo"]["result"] is None and "{bogus}" in by_name["typo"]["error"]
+    assert payload["exit_code"] == status.exit_code == ExitCode.BAD_INPUT

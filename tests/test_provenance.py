@@ -78,7 +78,7 @@ def test_table_marks_recorded_inferred_and_changed(backfilled):
 def test_json_stays_the_api_body_unless_asked(backfilled):
     cell = backfilled
     plain = json.loads(_show(cell, "req-reboot-1", "--json").stdout)
-    assert set(plain) == {"instanceAction"}
+    assert set(plain) == {"format", "instanceAction"}  # the API body and its format version
     with_provenance = json.loads(_show(cell, "req-reboot-1", "--json", "--provenance").stdout)
     assert with_provenance["instanceAction"] == plain["instanceAction"]
     (entry,) = with_provenance["provenance"]
@@ -93,7 +93,7 @@ def test_member_view_shows_neither_host_nor_provenance(backfilled):
     for request_id in ("req-reboot-1", "req-rocky"):
         member = _show(cell, request_id, "--as", "member", "--json", "--provenance")
         body = json.loads(member.stdout)
-        assert set(body) == {"instanceAction"}
+        assert set(body) == {"format", "instanceAction"}
         plain = json.loads(_show(cell, request_id, "--as", "member", "--json").stdout)
         assert body == plain
         table = _show(cell, request_id, "--as", "member").stdout
@@ -113,7 +113,7 @@ def test_failures_split_recorded_and_inferred(backfilled):
     (recorded,) = json.loads(only.stdout)["hosts"]
     assert recorded["failed"] == 1 and recorded["request_ids"] == ["req-rocky"]
     table = harness.cli("failures", "--db", cell.url, "--all-time").stdout
-    assert "Recorded" in table and "Inferred" in table
+    assert "Rec/Inf" in table and "| 1/3 " in table  # recorded/inferred
 
 
 def test_no_state_schema_means_provenance_unknown(cell):

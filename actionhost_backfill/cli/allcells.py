@@ -39,7 +39,8 @@ def run_all_cells(
             "--all-cells reads each cell's URL from the API database: drop --db "
             "(and ACTIONHOST_DB_URL), pass --api-db or --nova-conf"
         )
-    conf = novaconf.read(request.nova_conf) if request.nova_conf else None
+    files = novaconf.config_files(request.nova_conf)  # --nova-conf, else /etc/nova/nova.conf
+    conf = novaconf.read(files) if files else None
     api_raw = request.api_db or (conf.require_api_database() if conf else None)
     if not api_raw:
         raise BadInput(
@@ -56,7 +57,7 @@ def run_all_cells(
     outcomes = cells.run_cells(found, task, workers=request.workers, stop=stop)
     code = cells.worst(outcomes)
     if request.json_output:
-        emit_json({"cells": [o.to_dict() for o in outcomes], "exit_code": code})
+        emit_json({"command": title, "cells": [o.to_dict() for o in outcomes], "exit_code": code})
         raise typer.Exit(code)
     width = max(len("Cell"), *(len(o.cell.label) for o in outcomes))
     echo(f"{'Cell':<{width}}  Exit  Result")

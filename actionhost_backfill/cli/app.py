@@ -22,6 +22,13 @@ except ImportError:  # pragma: no cover - Typer with Click as a dependency
 from typer import Abort
 
 from actionhost_backfill import __version__
+from actionhost_backfill.cli.common import (
+    emit_json_error,
+    json_requested,
+    reset_output,
+    stdout_closed,
+    stdout_is_broken,
+)
 from actionhost_backfill.errors import EXIT_CODE_HELP, ActionHostError, ExitCode
 from actionhost_backfill.redact import install_log_scrubber, scrub
 
@@ -35,6 +42,9 @@ class RootGroup(TyperGroup):
         self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra: Any
     ):
         _OPTIONS["debug"] = False
+        reset_output()
+        argv = list(args) if args is not None else sys.argv[1:]
+        failure: tuple[str, str] | None = None  # (one-line message, error type) for --json
         try:
             result = super().main(
                 args=args,
@@ -44,37 +54,58 @@ class RootGroup(TyperGroup):
                 **extra,
             )
             code = result if isinstance(result, int) else ExitCode.OK
+        except SystemExit as exc:
+            # Typer's main exits 1 when printing (help, usage) hit a closed pipe.
+            if exc.code != 1 or not stdout_is_broken():
+                raise
+            stdout_closed()
+            code = ExitCode.OK
         except UsageError as exc:
-            message = exc.format_message().replace("\n", " ")
-            print(f"error: {scrub(message)} (see --help)", file=sys.stderr)
-            code = ExitCode.BAD_INPUT
+            message = f"{scrub(exc.format_message().replace(chr(10), ' '))} (see --help)"
+            _error(message)
+            code, failure = ExitCode.BAD_INPUT, (message, "UsageError")
         except ClickException as exc:
-            print(f"error: {scrub(exc.format_message())}", file=sys.stderr)
-            code = ExitCode.BAD_INPUT
+            message = scrub(exc.format_message())
+            _error(message)
+            code, failure = ExitCode.BAD_INPUT, (message, "UsageError")
         except Abort:
             print("aborted", file=sys.stderr)
-            code = ExitCode.PARTIAL
+            code, failure = ExitCode.PARTIAL, ("aborted", "Aborted")
         except ActionHostError as exc:
             if _OPTIONS["debug"]:
                 print(scrub(traceback.format_exc()), file=sys.stderr)
-            print(f"error: {scrub(str(exc))}", file=sys.stderr)
-            code = exc.exit_code
+            message = scrub(str(exc))
+            _error(message)
+            code, failure = exc.exit_code, (message, type(exc).__name__)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
-            code = ExitCode.PARTIAL
+            code, failure = ExitCode.PARTIAL, ("interrupted", "Interrupted")
         except Exception as exc:  # a bug: still one line, never a password
+            if isinstance(exc, BrokenPipeError) and stdout_is_broken():
+                # The reader of stdout went away (| head) while click printed: not an error.
+                stdout_closed()
+                code = ExitCode.OK
+                if standalone_mode:
+                    sys.exit(int(code))
+                return int(code)
             if _OPTIONS["debug"]:
                 print(scrub(traceback.format_exc()), file=sys.stderr)
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            print(
-                f"error: internal error {type(exc).__name__}: {scrub(first)} "
-                "(run again with --debug for the traceback, and please report it)",
-                file=sys.stderr,
+            message = (
+                f"internal error {type(exc).__name__}: {scrub(first)} "
+                "(run again with --debug for the traceback, and please report it)"
             )
-            code = ExitCode.INTERVENE
+            _error(message)
+            code, failure = ExitCode.INTERVENE, (message, "InternalError")
+        if failure is not None and json_requested(argv):
+            emit_json_error(failure[0], int(code), failure[1])
         if standalone_mode:
             sys.exit(int(code))
         return int(code)
+
+
+def _error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
 
 
 app = typer.Typer(
@@ -88,6 +119,9 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # No Rich markup: help text names nova.conf sections such as [database],
+    # which Rich would read as style tags and drop.
+    rich_markup_mode=None,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

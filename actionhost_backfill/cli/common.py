@@ -154,14 +154,58 @@ WorkersOption = Annotated[
 
 
 def resolve_db(db: str | None, nova_conf: list[str] | None = None) -> URL:
-    """--db / ACTIONHOST_DB_URL, else [database] connection from --nova-conf."""
+    """--db / ACTIONHOST_DB_URL, else [database] connection from --nova-conf
+    (or /etc/nova/nova.conf when it exists, as nova-manage reads it)."""
+    if not db and not nova_conf and novaconf.config_files(None):
+        note(f"reading [database] connection from {novaconf.DEFAULT_PATH}")
     return parse_url(novaconf.database_url(db, nova_conf))
 
 
+#: The version of every ``--json`` document's shape (docs/json.md): raised
+#: when a key is removed or changes meaning, not when one is added.
+JSON_FORMAT = 1
+
+_STDOUT = {"closed": False, "json": False}
+
+
 def echo(text: str = "") -> None:
-    """Results to stdout, secrets scrubbed."""
-    sys.stdout.write(scrub(text) + "\n")
-    sys.stdout.flush()
+    """Results to stdout, secrets masked.
+
+    A reader that stops early (``| head``) closes the pipe: the rest of the
+    output is dropped and the command finishes with its own exit code, as
+    ``cat``/``grep`` users expect, instead of failing with a BrokenPipeError.
+    """
+    if _STDOUT["closed"]:
+        return
+    try:
+        sys.stdout.write(scrub(text) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        stdout_closed()
+
+
+def stdout_is_broken() -> bool:
+    """Whether stdout's reader is gone (a BrokenPipeError from a database socket is not that)."""
+    if _STDOUT["closed"] or type(sys.stdout).__name__ == "PacifyFlushWrapper":
+        return True  # Typer's main wraps stdout so after EPIPE (then exits 1)
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return False
+
+
+def stdout_closed() -> None:
+    """Point stdout at /dev/null so nothing (not even the exit flush) writes to the closed pipe."""
+    _STDOUT["closed"] = True
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # not a real file (CliRunner): nothing to redirect
+        pass
 
 
 def note(text: str) -> None:
@@ -171,7 +215,35 @@ def note(text: str) -> None:
 
 
 def emit_json(payload: Any) -> None:
+    """One JSON document on stdout, with its ``format`` version (docs/json.md)."""
+    if isinstance(payload, dict) and "format" not in payload:
+        payload = {"format": JSON_FORMAT, **payload}
+    _STDOUT["json"] = True
     echo(json.dumps(payload, indent=2, sort_keys=True, default=str))
+
+
+def json_requested(args: list[str]) -> bool:
+    """Whether the command line asks for ``--json`` (before any ``--``)."""
+    for arg in args:
+        if arg == "--":
+            return False
+        if arg == "--json":
+            return True
+    return False
+
+
+def emit_json_error(message: str, exit_code: int, kind: str) -> None:
+    """The error of a ``--json`` invocation as a JSON object on stdout (docs/json.md).
+
+    Never a second document: a command that printed its own and then failed keeps it.
+    """
+    if not _STDOUT["json"]:
+        emit_json({"error": message, "error_type": kind, "exit_code": int(exit_code)})
+
+
+def reset_output() -> None:
+    """Forget what the previous invocation printed (CliRunner runs many in one process)."""
+    _STDOUT["json"] = False
 
 
 def stderr_is_terminal() -> bool:

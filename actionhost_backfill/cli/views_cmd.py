@@ -70,7 +70,10 @@ def show_command(
     as_: AsOption = Role.admin,
     json_output: Annotated[
         bool,
-        typer.Option("--json", help="Print exactly the 2.62 API body (instanceAction)."),
+        typer.Option(
+            "--json",
+            help="Print the 2.62 API body (instanceAction), plus the format version (docs/json.md).",
+        ),
     ] = False,
     provenance: Annotated[
         bool,
@@ -147,7 +150,10 @@ def list_command(
     state_schema: StateSchemaOption = None,
     json_output: Annotated[
         bool,
-        typer.Option("--json", help="Print exactly the 2.62 API body (instanceActions)."),
+        typer.Option(
+            "--json",
+            help="Print the 2.62 API body (instanceActions), plus the format version (docs/json.md).",
+        ),
     ] = False,
 ) -> None:
     """An instance's actions, newest first, like `nova instance-action-list`.
@@ -279,24 +285,8 @@ def failures_command(
         f" until {views.api_time(report.until)}" if report.until else ""
     )
     echo(f"failed events by host, {window}: {report.database}")
-    rows = []
-    for entry in report.hosts:
-        top_events = ", ".join(f"{name} {n}" for name, n in entry.events.most_common(3))
-        rows.append(
-            [
-                entry.host or "",
-                f"{entry.failed:,}",
-                f"{entry.sources['recorded']:,}",
-                f"{entry.sources['inferred']:,}",
-                top_events,
-                views.api_time(entry.first_seen) or "",
-                views.api_time(entry.last_seen) or "",
-                " ".join(entry.request_ids),
-            ]
-        )
-    if rows:
-        headers = ["Host", "Failed", "Recorded", "Inferred", "Events", "First seen", "Last seen"]
-        for line in _grid([*headers, "Recent requests"], rows):
+    if report.hosts:
+        for line in failures_table(report.hosts):
             echo(line)
         other = sum(e.sources["changed-since"] + e.sources["unknown"] for e in report.hosts)
         if not report.provenance_available:
@@ -310,17 +300,84 @@ def failures_command(
             )
         if report.recorded_only:
             echo("counting only hosts Nova recorded (--recorded-only)")
+        latest = [e for e in report.hosts if e.request_ids]
+        if latest:
+            echo("latest failed request per host (more with --json; see `events show`):")
+            width = max(len(e.host or "") for e in latest)
+            for entry in latest:
+                echo(f"  {entry.host or '':<{width}}  {entry.request_ids[0]}")
     else:
         echo("no failed events with a known host")
     if report.total_hosts > len(report.hosts):
         echo(f"({report.total_hosts - len(report.hosts)} more hosts; raise --top)")
-    unknown = report.unknown
-    echo(
-        f"host unknown: {unknown.failed:,} failed events"
-        + (
-            " (" + ", ".join(f"{n} {c}" for n, c in unknown.events.most_common(3)) + ")"
-            if unknown.failed
-            else ""
-        )
-        + ("; run the backfill to attribute them" if unknown.failed else "")
+    for line in unknown_lines(report.unknown):
+        echo(line)
+
+
+#: The failures table fits a 100-column terminal (longer event lists are cut with "...").
+TABLE_WIDTH = 100
+
+
+def failures_table(hosts: list[views.HostFailures]) -> list[str]:
+    """Host, failed (recorded/inferred), last seen day and top events, at most TABLE_WIDTH wide.
+
+    First seen, times and all request ids are in ``--json``.
+    """
+    headers = ["Host", "Failed", "Rec/Inf", "Last seen", "Top events"]
+    rows = [
+        [
+            entry.host or "",
+            f"{entry.failed:,}",
+            f"{entry.sources['recorded']:,}/{entry.sources['inferred']:,}",
+            entry.last_seen.strftime("%Y-%m-%d") if entry.last_seen else "",
+            [f"{name} {n}" for name, n in entry.events.most_common()],
+        ]
+        for entry in hosts
+    ]
+    fixed = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers[:-1])]
+    # "| " + cells joined by " | " + " |": 3 characters per column, plus 1.
+    room = max(20, TABLE_WIDTH - sum(fixed) - 3 * len(headers) - 1)
+    for row in rows:
+        row[-1] = fit_list(row[-1], room)
+    return _grid(headers, rows)
+
+
+def fit_list(items: list[str], room: int) -> str:
+    """``a 2, b 1, +3 more`` in at most ``room`` characters (the first item always, cut if need be)."""
+    shown: list[str] = []
+    for n, item in enumerate(items):
+        rest = len(items) - n - 1
+        candidate = ", ".join([*shown, item]) + (f", +{rest} more" if rest else "")
+        if shown and len(candidate) > room:
+            return ", ".join(shown) + f", +{len(items) - n} more"
+        if not shown and len(candidate) > room:  # even the first is too long: cut its name
+            suffix = candidate[len(item) :]
+            item = item[: max(8, room - len(suffix) - 3)] + "..."
+        shown.append(item)
+    return ", ".join(shown)
+
+
+def unknown_lines(unknown: views.HostFailures) -> list[str]:
+    """The host-unknown count and why: only events a backfill has not examined can gain a host."""
+    head = f"host unknown: {unknown.failed:,} failed events"
+    top = fit_list(
+        [f"{n} {c}" for n, c in unknown.events.most_common()], TABLE_WIDTH - len(head) - 3
     )
+    lines = [head + (f" ({top})" if top else "")]
+    why = unknown.attribution
+    if why[views.NOT_ATTRIBUTABLE]:
+        lines.append(
+            f"  {why[views.NOT_ATTRIBUTABLE]:,} not attributable: control-plane events "
+            "(conductor, API), whose host Nova records nowhere"
+        )
+    if why[views.LEFT_NULL]:
+        lines.append(
+            f"  {why[views.LEFT_NULL]:,} left NULL by the backfill: no rule could decide "
+            "(`validate` and docs/accuracy.md say why); running it again will not change them"
+        )
+    if why[views.NOT_EXAMINED]:
+        lines.append(
+            f"  {why[views.NOT_EXAMINED]:,} not examined by a backfill yet: "
+            "run the backfill to attribute them"
+        )
+    return lines

@@ -33,6 +33,8 @@ class CellMapping:
     name: str | None
     url: str
     disabled: bool
+    problem: str | None = None
+    """Why this cell cannot be run (e.g. a bad template): it becomes the cell's row."""
 
     @property
     def label(self) -> str:
@@ -44,7 +46,13 @@ class CellOutcome:
     cell: CellMapping
     exit_code: int
     summary: str
-    payload: dict = field(default_factory=dict)
+    payload: dict | None = field(default_factory=dict)
+    error: str | None = None
+    """The one-line error that ended this cell (its ``summary`` then starts with ``error:``)."""
+
+    @classmethod
+    def failed(cls, cell: CellMapping, exit_code: int, message: str) -> CellOutcome:
+        return cls(cell, int(exit_code), f"error: {message}", None, message)
 
     def to_dict(self) -> dict:
         return {
@@ -54,6 +62,7 @@ class CellOutcome:
             "exit_code": self.exit_code,
             "summary": self.summary,
             "result": self.payload,
+            "error": self.error,
         }
 
 
@@ -79,10 +88,17 @@ def expand_template(connection: str, database_connection: str | None) -> str:
     }
     try:
         return connection.format(**values)
-    except (KeyError, IndexError, ValueError) as exc:
+    except (KeyError, IndexError, AttributeError) as exc:
+        field_name = exc.args[0] if isinstance(exc, KeyError) else exc
         raise BadInput(
-            f"a cell's database_connection template uses an unknown field ({exc}): "
-            "known fields are {scheme} {username} {password} {hostname} {port} {path} {query}"
+            f"database_connection template uses an unknown field {{{field_name}}}: known fields "
+            "are {scheme} {username} {password} {hostname} {port} {path} {query} "
+            "(fix it with nova-manage cell_v2 update_cell --database_connection)"
+        ) from None
+    except ValueError as exc:
+        raise BadInput(
+            f"database_connection template is malformed ({exc}): fix it with nova-manage "
+            "cell_v2 update_cell --database_connection"
         ) from None
 
 
@@ -112,15 +128,15 @@ def load_cells(
         engine.dispose()
     cells = []
     for uuid, name, connection, disabled in rows:
-        if not connection:
+        if not connection or (disabled and not include_disabled):
             continue
-        url = expand_template(connection, database_connection)
+        try:
+            url, problem = expand_template(connection, database_connection), None
+        except BadInput as exc:  # this cell's row, never the whole run
+            url, problem = connection, str(exc)
         with contextlib.suppress(Exception):
             remember_secret(sa.engine.make_url(url).password)
-        cell = CellMapping(uuid, name, url, bool(disabled))
-        if cell.disabled and not include_disabled:
-            continue
-        cells.append(cell)
+        cells.append(CellMapping(uuid, name, url, bool(disabled), problem))
     if not cells:
         raise BadInput(
             f"{mask_url(api_url)} maps no enabled cell: check cell_mappings "
@@ -145,19 +161,19 @@ def run_cells(
 
     def one(cell: CellMapping) -> CellOutcome:
         if stop is not None and stop.is_set():
-            return CellOutcome(cell, ExitCode.PARTIAL, "not started (stopping)")
+            return CellOutcome(cell, ExitCode.PARTIAL, "not started (stopping)", None)
+        if cell.problem is not None:
+            return CellOutcome.failed(cell, ExitCode.BAD_INPUT, scrub(cell.problem))
         try:
-            url = db.parse_url(cell.url, option=f"cell {cell.label} database_connection")
+            url = db.parse_url(cell.url, option="database_connection")
             code, summary, payload = task(url)
             return CellOutcome(cell, int(code), summary, payload)
         except ActionHostError as exc:
-            return CellOutcome(cell, int(exc.exit_code), f"error: {scrub(str(exc))}")
+            return CellOutcome.failed(cell, exc.exit_code, scrub(str(exc)))
         except Exception as exc:
             first = (str(exc).strip().splitlines() or [""])[0]
-            return CellOutcome(
-                cell,
-                int(ExitCode.INTERVENE),
-                f"error: internal error {type(exc).__name__}: {scrub(first)}",
+            return CellOutcome.failed(
+                cell, ExitCode.INTERVENE, f"internal error {type(exc).__name__}: {scrub(first)}"
             )
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:

@@ -15,6 +15,10 @@ from pathlib import Path
 
 from actionhost_backfill.errors import BadInput
 
+#: Read when no --db, ACTIONHOST_DB_URL or --nova-conf is given and the file
+#: exists, as ``nova-manage`` does (oslo.config's default config file).
+DEFAULT_PATH = "/etc/nova/nova.conf"
+
 
 @dataclass(frozen=True)
 class NovaConf:
@@ -80,10 +84,21 @@ def _get(parser: configparser.ConfigParser, section: str) -> str | None:
     return value.strip() or None if value is not None else None
 
 
+def config_files(nova_conf: Sequence[str] | None) -> list[str]:
+    """The nova.conf files to read: ``--nova-conf``, else :data:`DEFAULT_PATH` if it exists."""
+    if nova_conf:
+        return list(nova_conf)
+    return [DEFAULT_PATH] if Path(DEFAULT_PATH).is_file() else []
+
+
 def database_url(db: str | None, nova_conf: Sequence[str] | None) -> str | None:
-    """``--db`` (or ACTIONHOST_DB_URL) wins; else ``[database] connection`` from nova.conf."""
+    """``--db`` (or ACTIONHOST_DB_URL) wins; else ``[database] connection`` from nova.conf.
+
+    Without ``--nova-conf``, ``/etc/nova/nova.conf`` is read when it exists.
+    """
     if db:
         return db
-    if nova_conf:
-        return read(nova_conf).require_database()
+    files = config_files(nova_conf)
+    if files:
+        return read(files).require_database()
     return None

@@ -6,12 +6,17 @@ MySQL/MariaDB (a fresh database on the running server, dropped afterwards).
 Servers: ``ACTIONHOST_TEST_PG_URL`` (default postgres on 127.0.0.1:5432) and
 ``ACTIONHOST_TEST_MYSQL_URL`` (default root on 127.0.0.1:3306).  With
 ``CI=true`` an unreachable server fails the run; elsewhere its tests skip.
+
+Lanes: every collected test is marked ``unit`` or ``db`` (never both), and
+``cluster`` / ``realnova`` on top of ``db``; see :func:`pytest_collection_modifyitems`
+and the README's "Tests" section for the commands.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
+from pathlib import PurePosixPath
 
 import pytest
 import sqlalchemy as sa
@@ -49,6 +54,64 @@ def pytest_generate_tests(metafunc):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "backends(*names): run only on these backends")
+
+
+#: Fixtures that start throwaway servers or topologies of their own (tests/topology).
+CLUSTER_FIXTURES = frozenset({"cluster", "topology_dir"})
+#: Test files that start their own servers (Galera nodes, replicas, restartable servers).
+CLUSTER_FILES = frozenset(
+    {
+        "tests/test_galera_cluster.py",
+        "tests/test_topology.py",
+        "tests/reliability/test_restart.py",
+    }
+)
+#: Tests that take no ``backend`` fixture yet build and backfill a database of their
+#: own (a scratch SQLite file, a wheel installed in a fresh virtualenv): minutes, not
+#: milliseconds, so they belong to the database lane.
+DB_WITHOUT_FIXTURE = frozenset(
+    {
+        "tests/test_accuracy.py::test_demo",
+        "tests/test_packaging.py::test_wheel_install_runs_schema_commands",
+    }
+)
+
+
+def lanes_of(path: str, name: str, fixturenames) -> set[str]:
+    """The lane markers of one test: ``unit`` or ``db``, plus ``cluster``/``realnova``.
+
+    ``db``: every test that takes the ``backend`` fixture (``cell``, ``bare_cell``,
+    ``blank_db`` and ``server_url`` all depend on it), so it runs once per backend
+    against a real database.  ``cluster``: tests that start servers of their own.
+    ``realnova``: tests that run Nova's own code (tests/realnova).  ``unit``: the
+    rest, which open no database server (``pytest -m unit`` with the server URLs
+    pointed at a closed port passes).
+    """
+    fixtures = set(fixturenames)
+    lanes = set()
+    if path in CLUSTER_FILES or fixtures & CLUSTER_FIXTURES:
+        lanes.add("cluster")
+    if path.startswith("tests/realnova/"):
+        lanes.add("realnova")
+    if lanes or "backend" in fixtures or f"{path}::{name}" in DB_WITHOUT_FIXTURE:
+        lanes.add("db")
+    else:
+        lanes.add("unit")
+    return lanes
+
+
+def pytest_collection_modifyitems(config, items):
+    root = PurePosixPath(config.rootpath.as_posix())
+    for item in items:
+        path = PurePosixPath(item.path.as_posix()).relative_to(root).as_posix()
+        name = item.originalname if hasattr(item, "originalname") else item.name
+        lanes = lanes_of(path, name, getattr(item, "fixturenames", ()))
+        if path.startswith("tests/unit/") and "unit" not in lanes:
+            raise pytest.UsageError(
+                f"{item.nodeid} needs a database: it belongs outside tests/unit"
+            )
+        for lane in sorted(lanes):
+            item.add_marker(lane)
 
 
 @pytest.fixture(scope="session")

@@ -37,11 +37,13 @@ from actionhost_backfill.cli.common import (
     resolve_db,
     stderr_is_terminal,
 )
+from actionhost_backfill.cli.validate_cmd import ExcludeRuleOption
 from actionhost_backfill.engine.backfill import BackfillOptions, BackfillResult, run_backfill
 from actionhost_backfill.engine.progress import bar
 from actionhost_backfill.engine.revert import RevertOptions, revert
 from actionhost_backfill.engine.throttling import ThrottleOptions, ThrottleStats, throttle_dict
 from actionhost_backfill.errors import EXIT_CODE_HELP
+from actionhost_backfill.inference.rules import excluded_rules
 from actionhost_backfill.schema.settings import DEFAULT_LOCK_TIMEOUT
 from actionhost_backfill.state import audit
 
@@ -137,6 +139,10 @@ def print_summary(result: BackfillResult) -> None:
     throttled = throttle_line(result.throttle)
     if throttled:
         echo(throttled)
+    if result.snapshot is not None and result.snapshot.clock_line:
+        echo(result.snapshot.clock_line)
+    if result.excluded_rules:
+        echo("excluded rules (--exclude-rule): " + ", ".join(sorted(result.excluded_rules)))
     if result.snapshot is not None:
         s = result.snapshot
         echo(
@@ -218,6 +224,7 @@ def backfill_command(
     api_db: ApiDbOption = None,
     include_disabled: IncludeDisabledOption = False,
     workers: WorkersOption = 1,
+    exclude_rule: ExcludeRuleOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Infer and write the host of historical events, in resumable batches.
@@ -241,6 +248,7 @@ def backfill_command(
         lock_timeout=lock_timeout,
         max_retries=max_retries,
         sample=5 if dry_run else 0,
+        exclude_rules=excluded_rules(exclude_rule),
         throttle=ThrottleOptions(
             max_lag, replica or [], max_load or [], critical_load or [], pause_file
         ),

@@ -23,6 +23,8 @@ from actionhost_backfill.cli.common import (
 )
 from actionhost_backfill.errors import EXIT_CODE_HELP
 from actionhost_backfill.inference.explain import Explanation, explain
+from actionhost_backfill.inference.model import RULES
+from actionhost_backfill.inference.rules import excluded_rules
 from actionhost_backfill.inference.validate import (
     CONFIDENCE,
     ValidateOptions,
@@ -30,6 +32,15 @@ from actionhost_backfill.inference.validate import (
     run_validate,
 )
 from actionhost_backfill.nova.tables import EVENT_TABLES
+
+ExcludeRuleOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--exclude-rule",
+        help=f"Write nothing by this rule (repeatable; one of {', '.join(RULES)}), e.g. "
+        "current-host and host-timeline after operator DB surgery on instances.host.",
+    ),
+]
 
 
 def _pct(value: float | None) -> str:
@@ -43,6 +54,10 @@ def print_validation(report: ValidationReport) -> None:
         f"recorded hosts (--sample {report.sample}, --seed {report.seed}); hid "
         f"{report.hidden_events:,} recorded events behind a pseudo cut-over per instance"
     )
+    if report.clock_line:
+        echo(report.clock_line)
+    if report.excluded_rules:
+        echo("excluded rules (--exclude-rule): " + ", ".join(report.excluded_rules))
     if not report.instances_eligible:
         echo("nothing to measure: no event of this cell has a host Nova recorded (Rocky or later)")
         return
@@ -89,7 +104,8 @@ def print_validation(report: ValidationReport) -> None:
         )
     echo(
         "note: the hidden events were recorded by Rocky or later; behaviours only older releases "
-        "had are measured by `accuracy` on a simulated history, not here"
+        "had are measured by `accuracy` on a simulated history, not here; a host changed by "
+        "hand in the database (no action, no row) is invisible here too (runbook 3)"
     )
 
 
@@ -109,6 +125,7 @@ def validate_command(
     api_db: ApiDbOption = None,
     include_disabled: IncludeDisabledOption = False,
     workers: WorkersOption = 1,
+    exclude_rule: ExcludeRuleOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Measure the rules' precision on this cell's own recorded hosts, writing nothing.
@@ -121,7 +138,9 @@ def validate_command(
 
     Example: actionhost-backfill validate --db mysql+pymysql://nova:PASS@db/nova --sample 1000
     """
-    options = ValidateOptions(sample=sample, seed=seed, examples=examples)
+    options = ValidateOptions(
+        sample=sample, seed=seed, examples=examples, exclude_rules=excluded_rules(exclude_rule)
+    )
     if all_cells:
 
         def task(url):
@@ -202,8 +221,19 @@ def print_explanation(report: Explanation) -> None:
                 f"  #{segment['index']} {segment['from'] or 'creation'} .. {segment['to'] or 'now'}: "
                 f"{evidence}{mark}"
             )
+    if report.clock:
+        echo(
+            f"clocks: time matching around this instance's requests uses "
+            f"{report.clock['margin_seconds']:.0f} s (nova-api ahead by up to "
+            f"{report.clock['api_ahead_max_seconds']:.0f} s in this cell)"
+        )
     d = report.decision
     echo(f"decision: {d['host'] or 'NULL'} [{d['rule']}]")
+    if d.get("contradicts"):
+        echo(f"  its rows contradict what the rules rely on: {d['contradicts']}")
+    if d.get("excluded"):
+        excluded = d["excluded"]
+        echo(f"  excluded by --exclude-rule: {excluded['rule']} would write {excluded['host']}")
     for entry in report.audit:
         reverted = f", reverted by run {entry['reverted_by']}" if entry["reverted_by"] else ""
         echo(
@@ -224,6 +254,7 @@ def explain_command(
             help=f"Look only in this table ({' or '.join(EVENT_TABLES)}); default: live, then archived.",
         ),
     ] = None,
+    exclude_rule: ExcludeRuleOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Show why an event gets the host it gets (or stays NULL): its instance's
@@ -231,7 +262,14 @@ def explain_command(
 
     Example: actionhost-backfill explain 48213 --db postgresql://nova@db/nova
     """
-    report = explain(resolve_db(db, nova_conf), event_id, table=table, state_schema=state_schema)
+    excluded = excluded_rules(exclude_rule)
+    report = explain(
+        resolve_db(db, nova_conf),
+        event_id,
+        table=table,
+        state_schema=state_schema,
+        exclude_rules=excluded,
+    )
     if json_output:
         emit_json(report.to_dict())
     else:

@@ -70,6 +70,8 @@ class BackfillOptions(WriteOptions):
     dry_run: bool = False
     new_run: bool = False
     sample: int = 5
+    exclude_rules: frozenset[str] = frozenset()
+    """Rules whose values are not written (``--exclude-rule``): NULL, ``excluded-rule``."""
 
     def tables(self) -> list[str]:
         return [EVENTS, SHADOW_EVENTS] if self.include_shadow else [EVENTS]
@@ -103,6 +105,7 @@ class BackfillResult:
     """Time paused by throttle checks, how often, the worst replica lag seen."""
     """Time spent deciding (reads only); the rest went to applying batches."""
     message: str | None = None
+    excluded_rules: frozenset[str] = frozenset()
 
     @property
     def filled(self) -> int:
@@ -162,7 +165,9 @@ class BackfillResult:
                 "archived_actions": self.snapshot.archived_actions,
                 "compute_hosts": self.snapshot.compute_hosts,
                 "seconds": round(self.snapshot.seconds, 3),
+                "clock": self.snapshot.clock,
             },
+            "excluded_rules": sorted(self.excluded_rules),
             "samples": self.samples,
             "message": self.message,
             "exit_code": self.exit_code,
@@ -284,7 +289,11 @@ class _Runner:
         self.stop = stop or threading.Event()
         self.progress_factory = progress
         self.st: StateTables = state(location.schema)
-        self.result = BackfillResult(database=mask_url(url), dry_run=options.dry_run)
+        self.result = BackfillResult(
+            database=mask_url(url),
+            dry_run=options.dry_run,
+            excluded_rules=frozenset(options.exclude_rules),
+        )
         self.sizer: BatchSizer | None = None
         self.dialect: Dialect | None = None
 
@@ -312,7 +321,13 @@ class _Runner:
     def planner(self, conn: sa.Connection, snapshot: EvidenceSnapshot) -> Planner:
         sample = self._sample if self.options.dry_run and self.options.sample else None
         return Planner(
-            conn, snapshot, url=self.url, stop=self.stop, bar=self._bar, on_decided=sample
+            conn,
+            snapshot,
+            url=self.url,
+            stop=self.stop,
+            bar=self._bar,
+            on_decided=sample,
+            exclude=self.options.exclude_rules,
         )
 
     def _sample(self, table, events, decisions, evidence) -> None:

@@ -54,6 +54,7 @@ class Planner:
         stop: threading.Event,
         bar: Callable[[int | None, str], Progress],
         on_decided: Callable[[str, list[EventRow], list[Decision], object], None] | None = None,
+        exclude: frozenset[str] = frozenset(),
     ):
         self.conn = conn
         self.snapshot = snapshot
@@ -61,6 +62,7 @@ class Planner:
         self.stop = stop
         self.bar = bar
         self.on_decided = on_decided
+        self.exclude = exclude
         self.seconds = 0.0
 
     @property
@@ -109,7 +111,13 @@ class Planner:
                     if lease is not None:
                         lease.check()
                     evidence = snapshot.load(uuids)
-                    decisions = infer(events, evidence.actions, evidence.histories, evidence.hosts)
+                    decisions = infer(
+                        events,
+                        evidence.actions,
+                        evidence.histories,
+                        evidence.hosts,
+                        self.exclude,
+                    )
                     if self.on_decided is not None:
                         self.on_decided(table, events, decisions, evidence)
                     if tally is not None:

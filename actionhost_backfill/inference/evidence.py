@@ -26,6 +26,7 @@ that happens during a long run is seen.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections import defaultdict
@@ -50,6 +51,7 @@ from actionhost_backfill.inference import (
     ShelveRecord,
     VolumeRecord,
     roles,
+    skew,
 )
 from actionhost_backfill.nova.tables import nova
 from actionhost_backfill.state.location import StateLocation, backend_of
@@ -81,6 +83,9 @@ class SnapshotStats:
     seconds: float = 0.0
     taken_at: datetime | None = None
     details: dict = field(default_factory=dict)
+    clock: dict = field(default_factory=dict)
+    """nova-api's clock against the conductors' (``skew.SkewReport.to_dict``)."""
+    clock_line: str = ""
 
 
 def parse_shelved_at(value: str | None) -> datetime | None:
@@ -152,6 +157,7 @@ class EvidenceSnapshot:
         self.stats = SnapshotStats()
         self.taken_at: datetime | None = None
         self.hosts = KnownHosts()
+        self.skew_report = skew.SkewReport()
         meta = sa.MetaData()
         self.t_mig = sa.Table(
             "ah_mig",
@@ -374,7 +380,8 @@ class EvidenceSnapshot:
                 ).where(only(t.c.instance_uuid)),
                 ["instance_uuid"],
             )
-        self.hosts = self._known_hosts()
+        self.skew_report = skew.measure(conn, self.present)
+        self.hosts = dataclasses.replace(self._known_hosts(), skew=self.skew_report.skew)
 
         count = lambda t: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar() or 0  # noqa: E731
         self.stats = SnapshotStats(
@@ -386,6 +393,8 @@ class EvidenceSnapshot:
             compute_hosts=len(self.hosts.compute),
             seconds=time.monotonic() - started,
             taken_at=self.taken_at,
+            clock=self.skew_report.to_dict(),
+            clock_line=self.skew_report.summary(),
         )
         conn.commit()
         return self.stats

@@ -18,8 +18,9 @@ from sqlalchemy.engine import URL
 
 from actionhost_backfill import db
 from actionhost_backfill.errors import BadInput
-from actionhost_backfill.inference import EventRow, Timeline, decide
+from actionhost_backfill.inference import EventRow, Timeline, decide, exclude
 from actionhost_backfill.inference.evidence import EvidenceSnapshot
+from actionhost_backfill.inference.steps import BEHAVIOURS
 from actionhost_backfill.nova import catalog
 from actionhost_backfill.nova.tables import EVENT_TABLES, EVENTS, SHADOW_EVENTS, nova
 from actionhost_backfill.redact import mask_url
@@ -40,6 +41,7 @@ class Explanation:
     decision: dict = field(default_factory=dict)
     audit: list[dict] = field(default_factory=list)
     compute_hosts: int = 0
+    clock: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -53,6 +55,7 @@ class Explanation:
             "decision": self.decision,
             "audit": self.audit,
             "compute_hosts": self.compute_hosts,
+            "clock": self.clock,
         }
 
 
@@ -61,7 +64,12 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def explain(
-    url: URL, event_id: int, *, table: str | None = None, state_schema: str | None = None
+    url: URL,
+    event_id: int,
+    *,
+    table: str | None = None,
+    state_schema: str | None = None,
+    exclude_rules: frozenset[str] = frozenset(),
 ) -> Explanation:
     """Explain the decision for event ``event_id`` (live table first, then archived)."""
     if table is not None and table not in EVENT_TABLES:
@@ -102,14 +110,16 @@ def explain(
                     state_schema_exists(conn, location)
                     and revisions.current_revision(conn, location) == revisions.head_revision()
                 )
-                return _explain(conn, url, location, audit_ready, *found)
+                return _explain(conn, url, location, audit_ready, *found, exclude_rules)
             except sa.exc.DBAPIError as exc:
                 raise db.translate_error(exc, url) from None
     finally:
         engine.dispose()
 
 
-def _explain(conn, url, location, audit_ready, table_name, row) -> Explanation:
+def _explain(
+    conn, url, location, audit_ready, table_name, row, exclude_rules=frozenset()
+) -> Explanation:
     event = EventRow(*row)
     report = Explanation(
         database=mask_url(url),
@@ -169,7 +179,7 @@ def _explain(conn, url, location, audit_ready, table_name, row) -> Explanation:
     }
     snapshot = EvidenceSnapshot(conn, location, audit_available=audit_ready)
     try:
-        snapshot.take(instances=[uuid])
+        report.clock = snapshot.take(instances=[uuid]).clock
         history = snapshot.histories([uuid])[uuid]
     finally:
         snapshot.drop()
@@ -237,4 +247,14 @@ def _explain(conn, url, location, audit_ready, table_name, row) -> Explanation:
     report.event_segment = timeline.locate(action, event.start)
     decision = decide(as_null, action, history, timeline, snapshot.hosts)
     report.decision = {"host": decision.host, "rule": decision.rule}
+    contradicted = timeline.contradiction_of(as_null)
+    if contradicted is not None:
+        report.decision["contradicts"] = BEHAVIOURS[contradicted]
+    kept = exclude(decision, exclude_rules)
+    if kept is not decision:
+        report.decision = {
+            "host": None,
+            "rule": kept.rule,
+            "excluded": {"host": decision.host, "rule": decision.rule},
+        }
     return report

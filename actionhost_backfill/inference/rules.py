@@ -23,7 +23,12 @@ NULL.  Rules, strongest first:
     volume's saved connector.
 
 Moves in flight at an event's time settle nothing about it
-(``move-in-flight``).  ``conductor_*``, bare conductor names and ``api_*``
+(``move-in-flight``).  Each rule relies on what Nova wrote (``steps``,
+docs/accuracy.md); rows that contradict it, such as two rows of one repeated
+step that both carry a finish or a result (``action_event_finish`` updates
+one row, ``filter_by(event=...).first()``, 2015.1.0 ... 18.0.0), leave every
+event of their action NULL (``contradiction``).  Rules the operator excludes
+(``--exclude-rule``, e.g. after DB surgery) write nothing (``excluded-rule``).  ``conductor_*``, bare conductor names and ``api_*``
 events ran on control-plane nodes recorded nowhere (``control-plane``).
 """
 
@@ -31,11 +36,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from actionhost_backfill.errors import BadInput
 from actionhost_backfill.inference import roles
 from actionhost_backfill.inference.model import (
     ACTION_MISSING,
     AMBIGUOUS,
+    CONTRADICTION,
     CONTROL_PLANE,
+    EXCLUDED_RULE,
     FAULT_RECORD,
     HOST_TIMELINE,
     INSTANCE_MISSING,
@@ -44,6 +52,7 @@ from actionhost_backfill.inference.model import (
     NO_MIGRATION,
     NO_TIME,
     RESCHEDULED_CANDIDATE,
+    RULES,
     UNKNOWN_EVENT,
     ActionRow,
     Decision,
@@ -132,6 +141,8 @@ def decide(
         return Decision(event.id, None, UNKNOWN_EVENT)
     if action is None or history is None or timeline is None:
         return Decision(event.id, None, ACTION_MISSING)
+    if timeline.contradiction_of(event) is not None:
+        return Decision(event.id, None, CONTRADICTION)
     if role in (Role.SOURCE, Role.DEST):
         return _move_event(event, role, action, timeline)
     if role is Role.BUILD and action.name == roles.CREATE:
@@ -141,13 +152,35 @@ def decide(
     return _with_fault(event, fault, host, rule)
 
 
+def excluded_rules(names: Iterable[str] | None) -> frozenset[str]:
+    """The rules named by ``--exclude-rule`` (an unknown name is bad input)."""
+    chosen = frozenset(names or ())
+    unknown = sorted(chosen - set(RULES))
+    if unknown:
+        raise BadInput(
+            f"--exclude-rule {unknown[0]!r} is not a rule: pass one of {', '.join(RULES)}"
+        )
+    return chosen
+
+
+def exclude(decision: Decision, rules: frozenset[str]) -> Decision:
+    """The decision, or NULL (``excluded-rule``) when the operator excluded its rule."""
+    if decision.filled and decision.rule in rules:
+        return Decision(decision.event_id, None, EXCLUDED_RULE)
+    return decision
+
+
 def infer(
     events: Iterable[EventRow],
     actions: dict[int, ActionRow],
     histories: dict[str, InstanceHistory],
     hosts: KnownHosts,
+    excluded: frozenset[str] = frozenset(),
 ) -> list[Decision]:
-    """Decisions for a batch of NULL-host events (one timeline per instance)."""
+    """Decisions for a batch of NULL-host events (one timeline per instance).
+
+    ``excluded``: rules whose values the operator does not want written.
+    """
     timelines: dict[str, Timeline] = {}
     decisions = []
     for event in events:
@@ -158,5 +191,6 @@ def infer(
             timeline = timelines.get(history.uuid)
             if timeline is None:
                 timeline = timelines[history.uuid] = Timeline(history, hosts)
-        decisions.append(decide(event, action, history, timeline, hosts))
+        decision = decide(event, action, history, timeline, hosts)
+        decisions.append(exclude(decision, excluded) if excluded else decision)
     return decisions

@@ -48,6 +48,8 @@ class ValidateOptions:
     seed: int = 1
     examples: int = 20
     """Wrong decisions to list (all are counted)."""
+    exclude_rules: frozenset[str] = frozenset()
+    """Rules the operator excluded (``--exclude-rule``): measured as the backfill would write."""
 
     def validate(self) -> None:
         if not 1 <= self.sample <= 1_000_000:
@@ -93,6 +95,9 @@ class ValidationReport:
     null_by_reason: Counter = field(default_factory=Counter)
     wrong_examples: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    clock: dict = field(default_factory=dict)
+    clock_line: str = ""
+    excluded_rules: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -112,6 +117,8 @@ class ValidationReport:
             "by_event": {k: v.figures() for k, v in sorted(self.by_event.items())},
             "null_by_reason": dict(sorted(self.null_by_reason.items())),
             "wrong": self.wrong_examples,
+            "clock": self.clock,
+            "excluded_rules": self.excluded_rules,
             "seconds": round(self.seconds, 3),
             "exit_code": int(self.exit_code),
         }
@@ -246,7 +253,9 @@ def run_validate(
                 conn.rollback()
                 snapshot = EvidenceSnapshot(conn, location, audit_available=audit_available)
                 try:
-                    snapshot.take()
+                    stats = snapshot.take()
+                    report.clock, report.clock_line = stats.clock, stats.clock_line
+                    report.excluded_rules = sorted(options.exclude_rules)
                     _measure(conn, snapshot, options, report)
                 finally:
                     snapshot.drop()
@@ -292,7 +301,9 @@ def _measure(
             ]
             report.hidden_events += len(events)
             action_of = {e.id: actions.get(e.action_id) for e in events if e.action_id is not None}
-            for decision in infer(events, actions, {uuid: history}, snapshot.hosts):
+            for decision in infer(
+                events, actions, {uuid: history}, snapshot.hosts, options.exclude_rules
+            ):
                 truth, name = hidden[decision.event_id]
                 action = action_of.get(decision.event_id)
                 role = roles.role_of(name, action.name if action else None)

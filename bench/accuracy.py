@@ -9,6 +9,7 @@ for docs/accuracy.md.  The CLI is called as a user would, in child processes.
 
     python bench/accuracy.py --events 100000 --seeds 1-20 --backend sqlite
     python bench/accuracy.py --events 1000000 --seeds 42 --backend postgresql --backend mysql
+    python bench/accuracy.py --events 30000 --seeds 1-5 --simulate=--api-clock-skew=3
 """
 
 from __future__ import annotations
@@ -52,15 +53,22 @@ def run(*args: str, db: str) -> dict:
     return json.loads(done.stdout)
 
 
-def one(backend: str, seed: int, events: int, workdir: Path) -> dict:
+def one(
+    backend: str,
+    seed: int,
+    events: int,
+    workdir: Path,
+    extra: tuple[str, ...] = (),
+    fill_extra: tuple[str, ...] = (),
+) -> dict:
     url, drop = fresh_database(backend, workdir)
     try:
         started = time.monotonic()
-        sim = run("simulate", "--events", str(events), "--seed", str(seed), db=url)
+        sim = run("simulate", "--events", str(events), "--seed", str(seed), *extra, db=url)
         subprocess.run(
             [*CLI, "schema", "upgrade", "--db", url], check=True, capture_output=True, cwd=ROOT
         )
-        fill = run("backfill", "--include-shadow", "--no-progress", db=url)
+        fill = run("backfill", "--include-shadow", "--no-progress", *fill_extra, db=url)
         report = run("accuracy", "--examples", "50", db=url)
         report["events"] = sim["events"]
         report["seconds"] = round(time.monotonic() - started, 1)
@@ -77,13 +85,34 @@ def main() -> None:
     parser.add_argument("--backend", action="append", choices=("sqlite", "postgresql", "mysql"))
     parser.add_argument("--workdir", type=Path, default=ROOT / ".cache" / "accuracy")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--simulate",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="extra simulate option, e.g. --simulate=--api-clock-skew=3 (repeatable)",
+    )
+    parser.add_argument(
+        "--backfill",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="extra backfill option, e.g. --backfill=--exclude-rule=current-host (repeatable)",
+    )
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     backends = args.backend or ["sqlite"]
     results = []
     for backend in backends:
         for seed in seeds(args.seeds):
-            report = one(backend, seed, args.events, args.workdir)
+            report = one(
+                backend,
+                seed,
+                args.events,
+                args.workdir,
+                tuple(args.simulate),
+                tuple(args.backfill),
+            )
             report.update(backend=backend, seed=seed)
             results.append(report)
             print(

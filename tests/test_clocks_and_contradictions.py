@@ -66,8 +66,23 @@ def test_contradicting_rows_leave_their_action_null(cell):
     life.t = t1 + 50 * S
     life.generic("compute_reboot_instance", "cmp-b", "current-host")
     (reboot_event,) = life.expect
+    # An ordinary action too: a reboot retried, each row with its own result.
+    again = life.action("reboot")
+    h.own_finishes.add(again)
+    t2 = life.at(2 * S)
+    failed = h.event_start(life.uuid, again, "compute_reboot_instance", t2)
+    h.fault(life.uuid, "cmp-b", t2 + 4 * S)
+    h.event_finish(again, "compute_reboot_instance", t2 + 5 * S, result="Error")
+    retried = h.event_start(life.uuid, again, "compute_reboot_instance", t2 + 9 * S)
+    h.event_finish(again, "compute_reboot_instance", t2 + 15 * S)
     life.done(host="cmp-b", launched_on="cmp-b", launched_at=t1 + 49 * S)
-    truth = {first: "cmp-x", second: "cmp-b", reboot_event: "cmp-b"}
+    truth = {
+        first: "cmp-x",
+        second: "cmp-b",
+        reboot_event: "cmp-b",
+        failed: "cmp-b",
+        retried: "cmp-b",
+    }
 
     result, audit = _backfill(cell, h)
 
@@ -75,7 +90,8 @@ def test_contradicting_rows_leave_their_action_null(cell):
     assert audit[first] == (None, "contradiction")
     assert audit[second] == (None, "contradiction")
     assert audit[reboot_event] == ("cmp-b", "current-host")
-    assert result.null_by_reason["contradiction"] == 2
+    assert audit[failed] == audit[retried] == (None, "contradiction")
+    assert result.null_by_reason["contradiction"] == 4
 
     # explain names the behaviour the rows contradict.
     shown = harness.cli("explain", str(second), "--db", cell.url, "--json")

@@ -181,9 +181,30 @@ def infer(
 
     ``excluded``: rules whose values the operator does not want written.
     """
+    events = list(events)
+    # Rows of one repeated step that each carry a finish or a result, counted
+    # over the rows read as evidence and the rows being decided (a successful
+    # step of an ordinary action is only the latter).
+    finished: dict[tuple[int | None, str | None], set[int]] = {}
+    for event in events:
+        if event.finish is not None or event.result is not None:
+            finished.setdefault((event.action_id, event.name), set()).add(event.id)
+    for key, ids in finished.items():
+        action = actions.get(key[0]) if key[0] is not None else None
+        history = histories.get(action.instance_uuid) if action and action.instance_uuid else None
+        if history is not None and key[0] is not None:
+            ids.update(
+                e.id
+                for e in history.named(key[0], key[1] or "")
+                if e.finish is not None or e.result is not None
+            )
     timelines: dict[str, Timeline] = {}
     decisions = []
     for event in events:
+        ids = finished.get((event.action_id, event.name))
+        if ids is not None and len(ids) > 1:
+            decisions.append(Decision(event.id, None, CONTRADICTION))
+            continue
         action = actions.get(event.action_id) if event.action_id is not None else None
         history = histories.get(action.instance_uuid) if action and action.instance_uuid else None
         timeline = None

@@ -57,6 +57,7 @@ from actionhost_backfill.inference.steps import (
     Step,
     analyze,
     compute_events,
+    contradiction,
     last_time,
 )
 
@@ -144,8 +145,12 @@ class Timeline:
         for step in self.steps:
             self.roles.update(step.roles)
         self.actions = {a.id: a for a in history.actions}
-        self.contradicted = {s.action.id: s.contradicted for s in self.steps if s.contradicted}
+        self.contradicted: dict[int, str] = {}
         """Action id -> the ``steps.BEHAVIOURS`` key its rows contradict."""
+        for action in history.actions:
+            why = contradiction(history, action.id)
+            if why is not None:
+                self.contradicted[action.id] = why
         self.zones = self._merge([s for s in self.steps if s.zone is not None])
         self._starts = [z.t0 for z in self.zones]
         self._members = {

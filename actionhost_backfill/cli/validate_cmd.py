@@ -223,9 +223,9 @@ def print_explanation(report: Explanation) -> None:
             )
     if report.clock:
         echo(
-            f"clocks: time matching around this instance's requests uses "
-            f"{report.clock['margin_seconds']:.0f} s (nova-api ahead by up to "
-            f"{report.clock['api_ahead_max_seconds']:.0f} s in this cell)"
+            f"clocks: nova-api ahead of the conductors by up to "
+            f"{report.clock['api_ahead_max_seconds']:.0f} s in this cell; time matching "
+            f"allows up to {report.clock['margin_seconds']:.0f} s around a request"
         )
     d = report.decision
     echo(f"decision: {d['host'] or 'NULL'} [{d['rule']}]")

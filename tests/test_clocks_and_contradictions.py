@@ -263,3 +263,28 @@ def test_unknown_rule_is_bad_input_listing_the_valid_ones(cell):
         assert "curent-host" in result.output
         assert all(rule in result.output for rule in RULES)
     assert not cell.rows("SELECT id FROM instance_actions_events WHERE host IS NOT NULL")
+
+
+SEGMENT_RULES = ("current-host", "host-timeline", "launched-on", "volume-connector", "shelved-host")
+
+
+def test_simulated_surgery_and_contradictions(blank_db):
+    """``simulate --surgery-rate --contradiction-rate``: the surgery shows as wrong
+    hosts only through the rules that carry a host across time, and excluding
+    them leaves none; contradicting rows are left NULL."""
+    options = SimulationOptions(
+        seed=3, events=4000, hosts=12, days=365, surgery_rate=0.03, contradiction_rate=0.5
+    )
+    simulate(parse_url(blank_db), options)
+    revisions.upgrade(parse_url(blank_db))
+    url = parse_url(blank_db)
+    plan = run_backfill(url, BackfillOptions(include_shadow=True, dry_run=True))
+    assert plan.null_by_reason["contradiction"] > 0
+    result = run_backfill(
+        url, BackfillOptions(include_shadow=True, exclude_rules=frozenset(SEGMENT_RULES))
+    )
+    assert result.null_by_reason["excluded-rule"] > 0
+    report = accuracy(url)
+    assert report.filled > 500
+    assert report.wrong == 0, report.wrong_examples
+    assert not set(report.by_rule) & set(SEGMENT_RULES)

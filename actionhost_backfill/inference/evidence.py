@@ -380,7 +380,7 @@ class EvidenceSnapshot:
                 ).where(only(t.c.instance_uuid)),
                 ["instance_uuid"],
             )
-        self.skew_report = skew.measure(conn, self.present)
+        self.skew_report = skew.measure(conn, self.present, self.t_mig)
         self.hosts = dataclasses.replace(self._known_hosts(), skew=self.skew_report.skew)
 
         count = lambda t: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar() or 0  # noqa: E731

@@ -96,9 +96,9 @@ def test_contradicting_rows_leave_their_action_null(cell):
     # explain names the behaviour the rows contradict.
     shown = harness.cli("explain", str(second), "--db", cell.url, "--json")
     assert shown.exit_code == 0, shown.output
-    decision = json.loads(shown.output)["decision"]
-    assert decision["rule"] == "contradiction"
-    assert "filter_by(event=...).first()" in decision["contradicts"]
+    body = json.loads(shown.output)
+    assert body["decision"] == {"host": None, "rule": "contradiction"}
+    assert "filter_by(event=...).first()" in body["contradicts"]
 
 
 # --------------------------------------------------------------------------- item 4
@@ -251,9 +251,11 @@ def test_db_surgery_is_invisible_unless_the_operator_excludes_the_rules(cell):
     assert rules[before] == rules[after] == "excluded-rule"
 
     shown = harness.cli("explain", str(before), "--db", cell.url, "--json", *excluded)
-    decision = json.loads(shown.output)["decision"]
-    assert decision["rule"] == "excluded-rule"
-    assert decision["excluded"] == {"host": "cmp-e", "rule": "host-timeline"}
+    body = json.loads(shown.output)
+    assert body["decision"] == {"host": None, "rule": "excluded-rule"}
+    assert body["excluded"] == {"host": "cmp-e", "rule": "host-timeline"}
+    shown = harness.cli("explain", str(before), "--db", cell.url, "--json")
+    assert json.loads(shown.output)["relies_on"].startswith("the host changes only")
 
 
 def test_unknown_rule_is_bad_input_listing_the_valid_ones(cell):

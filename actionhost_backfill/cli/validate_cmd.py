@@ -229,10 +229,12 @@ def print_explanation(report: Explanation) -> None:
         )
     d = report.decision
     echo(f"decision: {d['host'] or 'NULL'} [{d['rule']}]")
-    if d.get("contradicts"):
-        echo(f"  its rows contradict what the rules rely on: {d['contradicts']}")
-    if d.get("excluded"):
-        excluded = d["excluded"]
+    if report.relies_on:
+        echo(f"  relies on Nova: {report.relies_on}")
+    if report.contradicts:
+        echo(f"  its rows contradict what the rules rely on: {report.contradicts}")
+    if report.excluded:
+        excluded = report.excluded
         echo(f"  excluded by --exclude-rule: {excluded['rule']} would write {excluded['host']}")
     for entry in report.audit:
         reverted = f", reverted by run {entry['reverted_by']}" if entry["reverted_by"] else ""

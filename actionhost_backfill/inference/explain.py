@@ -20,6 +20,7 @@ from actionhost_backfill import db
 from actionhost_backfill.errors import BadInput
 from actionhost_backfill.inference import EventRow, Timeline, decide, exclude
 from actionhost_backfill.inference.evidence import EvidenceSnapshot
+from actionhost_backfill.inference.rules import RELIES_ON
 from actionhost_backfill.inference.steps import BEHAVIOURS
 from actionhost_backfill.nova import catalog
 from actionhost_backfill.nova.tables import EVENT_TABLES, EVENTS, SHADOW_EVENTS, nova
@@ -42,6 +43,12 @@ class Explanation:
     audit: list[dict] = field(default_factory=list)
     compute_hosts: int = 0
     clock: dict = field(default_factory=dict)
+    relies_on: str | None = None
+    """What the decision's rule relies on Nova having done."""
+    contradicts: str | None = None
+    """The Nova behaviour the event's rows contradict (reason ``contradiction``)."""
+    excluded: dict | None = None
+    """What an excluded rule (``--exclude-rule``) would have written."""
 
     def to_dict(self) -> dict:
         return {
@@ -56,6 +63,9 @@ class Explanation:
             "audit": self.audit,
             "compute_hosts": self.compute_hosts,
             "clock": self.clock,
+            "relies_on": self.relies_on,
+            "contradicts": self.contradicts,
+            "excluded": self.excluded,
         }
 
 
@@ -247,14 +257,13 @@ def _explain(
     report.event_segment = timeline.locate(action, event.start)
     decision = decide(as_null, action, history, timeline, snapshot.hosts)
     report.decision = {"host": decision.host, "rule": decision.rule}
+    report.relies_on = RELIES_ON.get(decision.rule)
     contradicted = timeline.contradiction_of(as_null)
     if contradicted is not None:
-        report.decision["contradicts"] = BEHAVIOURS[contradicted]
+        report.contradicts = BEHAVIOURS[contradicted]
     kept = exclude(decision, exclude_rules)
     if kept is not decision:
-        report.decision = {
-            "host": None,
-            "rule": kept.rule,
-            "excluded": {"host": decision.host, "rule": decision.rule},
-        }
+        report.decision = {"host": None, "rule": kept.rule}
+        report.excluded = {"host": decision.host, "rule": decision.rule}
+        report.relies_on = None
     return report

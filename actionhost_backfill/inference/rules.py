@@ -43,17 +43,22 @@ from actionhost_backfill.inference.model import (
     AMBIGUOUS,
     CONTRADICTION,
     CONTROL_PLANE,
+    CURRENT_HOST,
     EXCLUDED_RULE,
     FAULT_RECORD,
     HOST_TIMELINE,
     INSTANCE_MISSING,
+    LAUNCHED_ON,
+    MIGRATION_ROLE,
     MOVE_IN_FLIGHT,
     NO_EVIDENCE,
     NO_MIGRATION,
     NO_TIME,
     RESCHEDULED_CANDIDATE,
     RULES,
+    SHELVED_HOST,
     UNKNOWN_EVENT,
+    VOLUME_CONNECTOR,
     ActionRow,
     Decision,
     EventRow,
@@ -62,6 +67,27 @@ from actionhost_backfill.inference.model import (
 )
 from actionhost_backfill.inference.roles import Role
 from actionhost_backfill.inference.timeline import Timeline
+
+#: What each rule relies on Nova having done (docs/accuracy.md has the tags and
+#: functions); ``explain`` prints it with the decision.
+RELIES_ON = {
+    MIGRATION_ROLE: (
+        "a move's own migration row names its source and destination; it is created "
+        "during the move (resource tracker, conductor or API) and linked to it by time"
+    ),
+    FAULT_RECORD: (
+        "a fault is recorded under the failing compute's CONF.host while its event "
+        "runs (add_instance_fault_from_exc), and a non-repeated event's result is its own"
+    ),
+    HOST_TIMELINE: (
+        "the host changes only in the recorded compute steps of builds, moves, "
+        "reverts, evacuations and unshelves (and Kilo's unrecorded live migrations)"
+    ),
+    CURRENT_HOST: "instances.host changed only through recorded steps (no DB surgery)",
+    SHELVED_HOST: "shelved_host is written by the compute that ran the shelve",
+    LAUNCHED_ON: "launched_on is set only by a successful claim (_set_instance_host_and_node)",
+    VOLUME_CONNECTOR: "a saved connector names the host the attachment was last connected on",
+}
 
 #: Reasons a fault may overrule: the segment knows nothing, the fault does.
 _SILENT = frozenset({MOVE_IN_FLIGHT, NO_EVIDENCE, INSTANCE_MISSING, NO_TIME})

@@ -10,6 +10,7 @@ for docs/accuracy.md.  The CLI is called as a user would, in child processes.
     python bench/accuracy.py --events 100000 --seeds 1-20 --backend sqlite
     python bench/accuracy.py --events 1000000 --seeds 42 --backend postgresql --backend mysql
     python bench/accuracy.py --events 30000 --seeds 1-5 --rolling-days 30
+    python bench/accuracy.py --events 30000 --seeds 1-5 --simulate=--api-clock-skew=3
 """
 
 from __future__ import annotations
@@ -53,7 +54,14 @@ def run(*args: str, db: str) -> dict:
     return json.loads(done.stdout)
 
 
-def one(backend: str, seed: int, events: int, workdir: Path, sim_args: list[str]) -> dict:
+def one(
+    backend: str,
+    seed: int,
+    events: int,
+    workdir: Path,
+    sim_args: tuple[str, ...] = (),
+    fill_extra: tuple[str, ...] = (),
+) -> dict:
     """Simulate with ``sim_args`` (e.g. --first-release juno), backfill, report accuracy."""
     url, drop = fresh_database(backend, workdir)
     try:
@@ -62,7 +70,7 @@ def one(backend: str, seed: int, events: int, workdir: Path, sim_args: list[str]
         subprocess.run(
             [*CLI, "schema", "upgrade", "--db", url], check=True, capture_output=True, cwd=ROOT
         )
-        fill = run("backfill", "--include-shadow", "--no-progress", db=url)
+        fill = run("backfill", "--include-shadow", "--no-progress", *fill_extra, db=url)
         report = run("accuracy", "--examples", "50", db=url)
         report["events"] = sim["events"]
         report["seconds"] = round(time.monotonic() - started, 1)
@@ -87,6 +95,20 @@ def main() -> None:
         "--rolling-days", type=int, default=0, help="simulate --rolling-days (0: no windows)"
     )
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--simulate",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="extra simulate option, e.g. --simulate=--api-clock-skew=3 (repeatable)",
+    )
+    parser.add_argument(
+        "--backfill",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="extra backfill option, e.g. --backfill=--exclude-rule=current-host (repeatable)",
+    )
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     backends = args.backend or ["sqlite"]
@@ -96,7 +118,14 @@ def main() -> None:
     results = []
     for backend in backends:
         for seed in seeds(args.seeds):
-            report = one(backend, seed, args.events, args.workdir, sim_args)
+            report = one(
+                backend,
+                seed,
+                args.events,
+                args.workdir,
+                (*sim_args, *args.simulate),
+                tuple(args.backfill),
+            )
             report.update(backend=backend, seed=seed)
             results.append(report)
             print(

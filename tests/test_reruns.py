@@ -107,6 +107,33 @@ def test_rerun_of_a_finished_backfill_writes_nothing_and_counts_once(cell):
     assert status["decided"]["left_null"] == _null_events(cell)
 
 
+def test_a_rerun_on_another_decision_basis_decides_again(cell, monkeypatch):
+    """NULL decisions are kept only for the basis they were made on: an operator who
+    excludes a rule (or stops excluding it), or a toolkit whose rules changed,
+    gets every NULL event decided again, never "nothing new to decide"."""
+    from actionhost_backfill.engine import settled
+
+    _prepare(cell)
+    assert cli("backfill", "--db", cell.url, "--no-progress").exit_code == 0
+    nulls = _null_events(cell)
+
+    excluded = cli(
+        "backfill", "--db", cell.url, "--no-progress", "--json", "--exclude-rule", "host-timeline"
+    )
+    assert excluded.exit_code == 0, excluded.output
+    payload = json.loads(excluded.stdout)
+    assert payload["nothing_to_decide"] is False and payload["run_id"] == 2
+    assert payload["already_decided"] == 0
+    assert payload["examined"] == nulls, "every NULL event decided again on the new basis"
+    # The same basis again: nothing new.
+    same = cli("backfill", "--db", cell.url, "--no-progress", "--exclude-rule", "host-timeline")
+    assert same.exit_code == 0 and same.stdout.startswith("nothing new to decide"), same.stdout
+    # Rules of another version: decided again, though the options are the first run's.
+    monkeypatch.setattr(settled, "RULES_VERSION", "a later version")
+    newer = json.loads(cli("backfill", "--db", cell.url, "--no-progress", "--json").stdout)
+    assert newer["nothing_to_decide"] is False and newer["examined"] == _null_events(cell)
+
+
 def test_rerun_after_nova_records_an_event_decides_only_that_instance(cell):
     _prepare(cell)
     assert cli("backfill", "--db", cell.url, "--no-progress").exit_code == 0

@@ -38,6 +38,7 @@ from actionhost_backfill.cli.common import (
     resolve_db,
     stderr_is_terminal,
 )
+from actionhost_backfill.cli.validate_cmd import ExcludeRuleOption
 from actionhost_backfill.engine.backfill import BackfillOptions, BackfillResult, run_backfill
 from actionhost_backfill.engine.progress import DEFAULT_INTERVAL, PlainProgress, bar
 from actionhost_backfill.engine.revert import RevertOptions, revert
@@ -48,6 +49,7 @@ from actionhost_backfill.engine.throttling import (
     throttle_dict,
 )
 from actionhost_backfill.errors import EXIT_CODE_HELP, BadInput
+from actionhost_backfill.inference.rules import excluded_rules
 from actionhost_backfill.schema.settings import DEFAULT_LOCK_TIMEOUT
 from actionhost_backfill.state import audit
 
@@ -194,6 +196,10 @@ def print_summary(result: BackfillResult) -> None:
     throttled = throttle_line(result.throttle)
     if throttled:
         echo(throttled)
+    if result.snapshot is not None and result.snapshot.clock_line:
+        echo(result.snapshot.clock_line)
+    if result.excluded_rules:
+        echo("excluded rules (--exclude-rule): " + ", ".join(sorted(result.excluded_rules)))
     if result.snapshot is not None:
         s = result.snapshot
         echo(
@@ -292,6 +298,7 @@ def backfill_command(
     include_disabled: IncludeDisabledOption = False,
     workers: WorkersOption = 1,
     releases: ReleasesOption = None,
+    exclude_rule: ExcludeRuleOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Infer and write the host of historical events, in resumable batches.
@@ -316,6 +323,7 @@ def backfill_command(
         max_retries=max_retries,
         sample=5 if dry_run else 0,
         releases=releases,
+        exclude_rules=excluded_rules(exclude_rule),
         throttle=ThrottleOptions(
             max_lag,
             replica or [],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -133,6 +134,31 @@ def simulate_command(
             "(allow_resize_to_same_host; 0 by default).",
         ),
     ] = 0.0,
+    api_clock_skew: Annotated[
+        float,
+        typer.Option(
+            "--api-clock-skew",
+            help="Seconds nova-api's clock runs ahead of the conductors' (negative: behind); "
+            "stamps actions and Liberty+ evacuation rows. Opt-in, default 0.",
+        ),
+    ] = 0.0,
+    surgery_rate: Annotated[
+        float,
+        typer.Option(
+            "--surgery-rate",
+            help="Share of operations that are operator DB surgery instead (UPDATE "
+            "instances SET host, node, then a hard reboot; nothing records the move). "
+            "Opt-in, default 0.",
+        ),
+    ] = 0.0,
+    contradiction_rate: Annotated[
+        float,
+        typer.Option(
+            "--contradiction-rate",
+            help="Share of actions whose repeated steps each keep their own finish and "
+            "result, as no Nova release writes them (a patched Nova). Opt-in, default 0.",
+        ),
+    ] = 0.0,
     json_output: JsonOption = False,
 ) -> None:
     """Write a Nova cell history recorded release by release, with known true hosts.
@@ -164,6 +190,12 @@ def simulate_command(
         last_release,
         rolling_days,
         same_host_resizes,
+    )
+    options = dataclasses.replace(
+        options,
+        api_clock_skew=api_clock_skew,
+        surgery_rate=surgery_rate,
+        contradiction_rate=contradiction_rate,
     )
     result = simulate(resolve_db(db, nova_conf), options, state_schema=state_schema)
     if json_output:

@@ -24,6 +24,8 @@ from actionhost_backfill.cli.common import (
 )
 from actionhost_backfill.errors import EXIT_CODE_HELP
 from actionhost_backfill.inference.explain import Explanation, explain
+from actionhost_backfill.inference.model import RULES
+from actionhost_backfill.inference.rules import excluded_rules
 from actionhost_backfill.inference.validate import (
     CONFIDENCE,
     ValidateOptions,
@@ -31,6 +33,15 @@ from actionhost_backfill.inference.validate import (
     run_validate,
 )
 from actionhost_backfill.nova.tables import EVENT_TABLES
+
+ExcludeRuleOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--exclude-rule",
+        help=f"Write nothing by this rule (repeatable; one of {', '.join(RULES)}), e.g. "
+        "current-host and host-timeline after operator DB surgery on instances.host.",
+    ),
+]
 
 
 def _pct(value: float | None) -> str:
@@ -47,6 +58,10 @@ def print_validation(report: ValidationReport) -> None:
     if report.eras is not None:
         for line in report.eras.lines():
             echo(line)
+    if report.clock_line:
+        echo(report.clock_line)
+    if report.excluded_rules:
+        echo("excluded rules (--exclude-rule): " + ", ".join(report.excluded_rules))
     if not report.instances_eligible:
         echo("nothing to measure: no event of this cell has a host Nova recorded (Rocky or later)")
         return
@@ -93,7 +108,8 @@ def print_validation(report: ValidationReport) -> None:
         )
     echo(
         "note: the hidden events were recorded by Rocky or later; behaviours only older releases "
-        "had are measured by `accuracy` on a simulated history, not here"
+        "had are measured by `accuracy` on a simulated history, not here; a host changed by "
+        "hand in the database (no action, no row) is invisible here too (runbook 3)"
     )
 
 
@@ -114,6 +130,7 @@ def validate_command(
     include_disabled: IncludeDisabledOption = False,
     workers: WorkersOption = 1,
     releases: ReleasesOption = None,
+    exclude_rule: ExcludeRuleOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Measure the rules' precision on this cell's own recorded hosts, writing nothing.
@@ -126,7 +143,13 @@ def validate_command(
 
     Example: actionhost-backfill validate --db mysql+pymysql://nova:PASS@db/nova --sample 1000
     """
-    options = ValidateOptions(sample=sample, seed=seed, examples=examples, releases=releases)
+    options = ValidateOptions(
+        sample=sample,
+        seed=seed,
+        examples=examples,
+        releases=releases,
+        exclude_rules=excluded_rules(exclude_rule),
+    )
     if all_cells:
 
         def task(url):
@@ -212,8 +235,21 @@ def print_explanation(report: Explanation) -> None:
     if report.eras is not None:
         for line in report.eras.lines():
             echo(line)
+    if report.clock:
+        echo(
+            f"clocks: nova-api ahead of the conductors by up to "
+            f"{report.clock['api_ahead_max_seconds']:.0f} s in this cell; time matching "
+            f"allows up to {report.clock['margin_seconds']:.0f} s around a request"
+        )
     d = report.decision
     echo(f"decision: {d['host'] or 'NULL'} [{d['rule']}]")
+    if report.relies_on:
+        echo(f"  relies on Nova: {report.relies_on}")
+    if report.contradicts:
+        echo(f"  its rows contradict what the rules rely on: {report.contradicts}")
+    if report.excluded:
+        excluded = report.excluded
+        echo(f"  excluded by --exclude-rule: {excluded['rule']} would write {excluded['host']}")
     for entry in report.audit:
         reverted = f", reverted by run {entry['reverted_by']}" if entry["reverted_by"] else ""
         echo(
@@ -235,6 +271,7 @@ def explain_command(
         ),
     ] = None,
     releases: ReleasesOption = None,
+    exclude_rule: ExcludeRuleOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Show why an event gets the host it gets (or stays NULL): its instance's
@@ -242,12 +279,14 @@ def explain_command(
 
     Example: actionhost-backfill explain 48213 --db postgresql://nova@db/nova
     """
+    excluded = excluded_rules(exclude_rule)
     report = explain(
         resolve_db(db, nova_conf),
         event_id,
         table=table,
         state_schema=state_schema,
         releases=releases,
+        exclude_rules=excluded,
     )
     if json_output:
         emit_json(report.to_dict())

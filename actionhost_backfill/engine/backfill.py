@@ -31,7 +31,7 @@ from actionhost_backfill.engine.applier import Applier, WriteOptions, prepare_se
 from actionhost_backfill.engine.fill import PlanFill
 from actionhost_backfill.engine.planner import Planner
 from actionhost_backfill.engine.progress import Progress, show_reason, silent
-from actionhost_backfill.engine.settled import Settled, settling_runs
+from actionhost_backfill.engine.settled import Settled, decision_basis, settling_runs
 from actionhost_backfill.engine.sizing import BatchSizer
 from actionhost_backfill.engine.throttling import (
     CriticalLoad,
@@ -75,6 +75,8 @@ class BackfillOptions(WriteOptions):
     sample: int = 5
     releases: str | None = None
     """``--releases``: the operator's upgrade history (``inference.eras``); None: detect."""
+    exclude_rules: frozenset[str] = frozenset()
+    """Rules whose values are not written (``--exclude-rule``): NULL, ``excluded-rule``."""
 
     def validate(self) -> None:
         super().validate()
@@ -83,13 +85,23 @@ class BackfillOptions(WriteOptions):
     def tables(self) -> list[str]:
         return [EVENTS, SHADOW_EVENTS] if self.include_shadow else [EVENTS]
 
+    def _declared(self) -> dict | None:
+        declared = parse_releases(self.releases) or {}
+        return {k: v.isoformat() for k, v in declared.items()} or None
+
     def scope(self) -> dict:
         """What a run covers; resuming with another scope is refused."""
         scope: dict = {"include_shadow": self.include_shadow}
         if self.releases:  # other eras, other decisions: a resume must use the same
-            declared = parse_releases(self.releases) or {}
-            scope["releases"] = {k: v.isoformat() for k, v in declared.items()}
+            scope["releases"] = self._declared()
+        if self.exclude_rules:  # likewise for the rules the operator excluded
+            scope["exclude_rules"] = sorted(self.exclude_rules)
         return scope
+
+    def decisions(self) -> dict:
+        """What besides Nova's rows decides an event: a rerun keeps the NULL decisions
+        of complete runs made on the same basis only (``engine.settled``)."""
+        return decision_basis(self._declared(), self.exclude_rules)
 
 
 @dataclass
@@ -124,6 +136,7 @@ class BackfillResult:
     """--max-rows with --until-complete: passes of at most --max-rows written rows."""
     notices: list[str] = field(default_factory=list)
     """What the operator was told on stderr before the run (e.g. no replica found)."""
+    excluded_rules: frozenset[str] = frozenset()
 
     @property
     def filled(self) -> int:
@@ -184,7 +197,9 @@ class BackfillResult:
                 "compute_hosts": self.snapshot.compute_hosts,
                 "seconds": round(self.snapshot.seconds, 3),
                 "eras": self.snapshot.eras.to_dict() if self.snapshot.eras else None,
+                "clock": self.snapshot.clock,
             },
+            "excluded_rules": sorted(self.excluded_rules),
             "samples": self.samples,
             "message": self.message,
             "nothing_to_decide": self.nothing_to_decide,
@@ -311,6 +326,15 @@ def _check_write_privileges(
 # --------------------------------------------------------------------------- runner
 
 
+def _scope_words(scope: dict) -> str:
+    """A run's scope as the options that give it (for the resume refusal)."""
+    words = ["--include-shadow" if scope.get("include_shadow") else "without --include-shadow"]
+    if scope.get("releases"):
+        words.append("--releases " + ",".join(f"{k}={v}" for k, v in scope["releases"].items()))
+    words += [f"--exclude-rule {name}" for name in scope.get("exclude_rules", ())]
+    return " ".join(words)
+
+
 class _Runner:
     """Opens (or resumes) a run, then per table: plan, then apply through the Applier."""
 
@@ -330,7 +354,11 @@ class _Runner:
         self.stop = stop or threading.Event()
         self.progress_factory = progress
         self.st: StateTables = state(location.schema)
-        self.result = BackfillResult(database=mask_url(url), dry_run=options.dry_run)
+        self.result = BackfillResult(
+            database=mask_url(url),
+            dry_run=options.dry_run,
+            excluded_rules=frozenset(options.exclude_rules),
+        )
         self.sizer: BatchSizer | None = None
         self.dialect: Dialect | None = None
         self.notify = notify
@@ -368,7 +396,11 @@ class _Runner:
     def planner(self, conn: sa.Connection, snapshot: EvidenceSnapshot) -> Planner:
         sample = self._sample if self.options.dry_run and self.options.sample else None
         # Events complete runs already decided are left alone (engine/settled.py).
-        settled_by = self.st if snapshot.audit_available and settling_runs(conn, self.st) else None
+        settled_by = (
+            settling_runs(conn, self.st, self.options.decisions())
+            if snapshot.audit_available
+            else None
+        )
         conn.rollback()
         return Planner(
             conn,
@@ -378,6 +410,7 @@ class _Runner:
             bar=self._bar,
             on_decided=sample,
             settled_by=settled_by,
+            exclude=self.options.exclude_rules,
         )
 
     def _sample(self, table, events, decisions, evidence) -> None:
@@ -584,12 +617,11 @@ class _Runner:
         if existing is not None:
             if existing.options.get("scope") != options.scope():
                 conn.rollback()
-                flag = (
-                    "with" if existing.options.get("scope", {}).get("include_shadow") else "without"
-                )
                 raise BadInput(
-                    f"unfinished run {existing.id} was started {flag} --include-shadow: run again the same "
-                    "way to resume it, or pass --new-run to start over"
+                    f"unfinished run {existing.id} was started with other options "
+                    f"({_scope_words(existing.options.get('scope') or {})}; now "
+                    f"{_scope_words(options.scope())}): run again the same way to resume it, "
+                    "or pass --new-run to start over"
                 )
             _refuse_foreign_checkpoints(conn, self.st, existing.id, options.tables())
             self.result.run_id = existing.id
@@ -605,6 +637,7 @@ class _Runner:
             runs.BACKFILL,
             {
                 "scope": options.scope(),
+                "decisions": options.decisions(),
                 "batch_size": options.batch_size,
                 "target_batch_seconds": self.sizer.target,
                 "throttle": options.throttle.record(),

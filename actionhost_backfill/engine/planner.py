@@ -21,14 +21,14 @@ from sqlalchemy.engine import URL
 from actionhost_backfill import db
 from actionhost_backfill.dialects import bulk
 from actionhost_backfill.engine.progress import Progress, silent
-from actionhost_backfill.engine.settled import Settled, drop_settled
+from actionhost_backfill.engine.settled import Settled, Settling, drop_settled
 from actionhost_backfill.errors import DatabaseUnavailable
 from actionhost_backfill.inference import Decision, EventRow, infer
 from actionhost_backfill.inference.evidence import EvidenceSnapshot
 from actionhost_backfill.nova.tables import nova
 from actionhost_backfill.redact import mask_url
 from actionhost_backfill.state.lease import RunnerLock
-from actionhost_backfill.state.tables import FILLED, LEFT_NULL, StateTables
+from actionhost_backfill.state.tables import FILLED, LEFT_NULL
 
 #: Instances whose events are decided together.
 PLAN_INSTANCES = 500
@@ -55,7 +55,8 @@ class Planner:
         stop: threading.Event,
         bar: Callable[[int | None, str], Progress],
         on_decided: Callable[[str, list[EventRow], list[Decision], object], None] | None = None,
-        settled_by: StateTables | None = None,
+        settled_by: Settling | None = None,
+        exclude: frozenset[str] = frozenset(),
     ):
         self.conn = conn
         self.snapshot = snapshot
@@ -63,6 +64,7 @@ class Planner:
         self.stop = stop
         self.bar = bar
         self.on_decided = on_decided
+        self.exclude = exclude
         self.seconds = 0.0
         self.settled_by = settled_by
         """Leave out events complete runs of these state tables already decided
@@ -136,7 +138,13 @@ class Planner:
                     if lease is not None:
                         lease.check()
                     evidence = snapshot.load(uuids)
-                    decisions = infer(events, evidence.actions, evidence.histories, evidence.hosts)
+                    decisions = infer(
+                        events,
+                        evidence.actions,
+                        evidence.histories,
+                        evidence.hosts,
+                        self.exclude,
+                    )
                     if self.on_decided is not None:
                         self.on_decided(table, events, decisions, evidence)
                     if tally is not None:

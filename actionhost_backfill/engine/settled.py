@@ -8,7 +8,12 @@ action, migration or fault of an instance is new evidence, and may settle an
 event that was left NULL.  The rule, conservative and simple:
 
 An event is *settled* when an audit row of a **complete** backfill run (not
-reverted, not abandoned, not unfinished) left it NULL.  A NULL event is
+reverted, not abandoned, not unfinished) that decided on the **same basis**
+left it NULL.  The basis is what can change a decision besides Nova's rows:
+the rules' version (:data:`RULES_VERSION`, bumped with every change that can
+change a decision), the operator's ``--releases`` and ``--exclude-rule``.  A
+rerun with another basis (a newer toolkit, another upgrade history, a rule
+excluded or no longer excluded) decides again every NULL event.  A NULL event is
 decided again when it is not settled, or when its **instance** has an event
 that is not settled, or when any row of that instance (instance, action,
 event, migration, fault) was created, updated or deleted after what the
@@ -37,6 +42,28 @@ from actionhost_backfill.state.tables import LEFT_NULL, StateTables
 
 #: Nova's timestamps come from Nova's hosts' clocks, the runs' from this one's.
 CLOCK_MARGIN = timedelta(minutes=10)
+
+#: The version of the inference rules.  Bump it with every change that can change
+#: a decision: events older runs left NULL are then decided again by a rerun.
+RULES_VERSION = "2026-12-06"
+
+
+def decision_basis(releases: dict | None, exclude_rules) -> dict:
+    """What besides Nova's rows decides an event (stored in a run's options)."""
+    return {
+        "rules": RULES_VERSION,
+        "releases": releases or None,
+        "exclude_rules": sorted(exclude_rules),
+    }
+
+
+@dataclass(frozen=True)
+class Settling:
+    """The complete backfill runs whose NULL decisions a rerun may keep."""
+
+    st: StateTables
+    runs: frozenset[int]
+
 
 #: Where an instance's evidence lives, and the column naming its instance.
 _EVIDENCE = (
@@ -77,62 +104,74 @@ def seen_until(started_at: datetime, options: dict) -> datetime:
     return max(floor, min(datetime.fromisoformat(recorded), started_at))
 
 
-def _thresholds(conn: sa.Connection, st: StateTables) -> dict[int, datetime]:
+def _complete_runs(conn: sa.Connection, st: StateTables) -> list[tuple[int, datetime, dict]]:
     r = st.runs
-    return {
-        run_id: seen_until(started_at, json.loads(options or "{}"))
+    return [
+        (run_id, started_at, json.loads(options or "{}"))
         for run_id, started_at, options in conn.execute(
             sa.select(r.c.id, r.c.started_at, r.c.options).where(
                 r.c.kind == runs.BACKFILL, r.c.state == runs.COMPLETE
             )
         )
+    ]
+
+
+def _thresholds(conn: sa.Connection, settling: Settling) -> dict[int, datetime]:
+    return {
+        run_id: seen_until(started_at, options)
+        for run_id, started_at, options in _complete_runs(conn, settling.st)
+        if run_id in settling.runs
     }
 
 
-def settling_runs(conn: sa.Connection, st: StateTables) -> bool:
-    """Whether any complete backfill run left an event NULL (else nothing can be settled)."""
-    r, a = st.runs, st.audit
-    found = conn.execute(
-        sa.select(r.c.id)
-        .where(
-            r.c.kind == runs.BACKFILL,
-            r.c.state == runs.COMPLETE,
-            sa.exists().where(a.c.run_id == r.c.id, a.c.outcome == LEFT_NULL),
+def settling_runs(conn: sa.Connection, st: StateTables, basis: dict) -> Settling | None:
+    """The complete backfill runs decided on ``basis`` that left an event NULL (None:
+    nothing can be settled)."""
+    same = [
+        run_id
+        for run_id, _, options in _complete_runs(conn, st)
+        if options.get("decisions") == basis
+    ]
+    if not same:
+        return None
+    a = st.audit
+    left = {
+        row[0]
+        for chunk in chunks(same)
+        for row in conn.execute(
+            sa.select(a.c.run_id).where(a.c.run_id.in_(chunk), a.c.outcome == LEFT_NULL).distinct()
         )
-        .limit(1)
-    ).first()
-    return found is not None
+    }
+    return Settling(st, frozenset(left)) if left else None
 
 
-def _settled_by(st: StateTables, event_id: sa.ColumnElement, event_table: str):
-    """The (audit, run) join of complete backfill runs that left ``event_id`` NULL."""
-    a, r = st.audit, st.runs
+def _settled_by(settling: Settling, event_id: sa.ColumnElement, event_table: str):
+    """The audit rows of the settling runs that left ``event_id`` NULL."""
+    a = settling.st.audit
     return sa.and_(
         a.c.event_id == event_id,
         a.c.event_table == event_table,
         a.c.outcome == LEFT_NULL,
-        r.c.id == a.c.run_id,
-        r.c.kind == runs.BACKFILL,
-        r.c.state == runs.COMPLETE,
+        a.c.run_id.in_(sorted(settling.runs)),
     )
 
 
 def drop_settled(
-    conn: sa.Connection, null: sa.Table, event_table: str, st: StateTables, present: set[str]
+    conn: sa.Connection, null: sa.Table, event_table: str, settling: Settling, present: set[str]
 ) -> Settled:
     """Delete from ``null`` (the range's NULL-host events: id, instance_uuid, ...) the
     settled events of instances whose evidence has not changed; say how many."""
-    a, r = st.audit, st.runs
+    a = settling.st.audit
     n = null
     # Per event: the latest complete run that left it NULL; per instance: the
     # least that any of those runs had seen (the oldest decision it rests on).
     latest = (
         sa.select(sa.func.max(a.c.run_id))
-        .where(_settled_by(st, n.c.id, event_table))
+        .where(_settled_by(settling, n.c.id, event_table))
         .scalar_subquery()
     )
     rows = conn.execute(sa.select(n.c.id, n.c.instance_uuid, latest.label("run_id"))).all()
-    thresholds = _thresholds(conn, st)
+    thresholds = _thresholds(conn, settling)
     conn.commit()
     decided: dict[str, datetime] = {}
     unsettled: set[str] = set()
@@ -160,7 +199,7 @@ def drop_settled(
         result.events += conn.execute(
             n.delete().where(
                 n.c.instance_uuid.is_(None),
-                sa.exists().where(_settled_by(st, n.c.id, event_table)),
+                sa.exists().where(_settled_by(settling, n.c.id, event_table)),
             )
         ).rowcount
     conn.commit()
@@ -168,15 +207,13 @@ def drop_settled(
         result.runs = {
             row[0]
             for row in conn.execute(
-                sa.select(r.c.id)
-                .where(r.c.kind == runs.BACKFILL, r.c.state == runs.COMPLETE)
+                sa.select(a.c.run_id)
                 .where(
-                    sa.exists().where(
-                        a.c.run_id == r.c.id,
-                        a.c.event_table == event_table,
-                        a.c.outcome == LEFT_NULL,
-                    )
+                    a.c.run_id.in_(sorted(settling.runs)),
+                    a.c.event_table == event_table,
+                    a.c.outcome == LEFT_NULL,
                 )
+                .distinct()
             )
         }
         conn.commit()

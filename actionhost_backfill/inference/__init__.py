@@ -11,8 +11,10 @@ from actionhost_backfill.inference.model import (
     ACTION_MISSING,
     AMBIGUOUS,
     BOUNDARY_SLACK,
+    CONTRADICTION,
     CONTROL_PLANE,
     CURRENT_HOST,
+    EXCLUDED_RULE,
     FAILED,
     FAULT_RECORD,
     FAULT_SLACK,
@@ -43,15 +45,17 @@ from actionhost_backfill.inference.model import (
     ShelveRecord,
     VolumeRecord,
 )
-from actionhost_backfill.inference.rules import decide, infer
+from actionhost_backfill.inference.rules import decide, exclude, infer
 from actionhost_backfill.inference.timeline import Timeline
 
 __all__ = [
     "ACTION_MISSING",
     "AMBIGUOUS",
     "BOUNDARY_SLACK",
+    "CONTRADICTION",
     "CONTROL_PLANE",
     "CURRENT_HOST",
+    "EXCLUDED_RULE",
     "FAILED",
     "FAULT_RECORD",
     "FAULT_SLACK",
@@ -83,5 +87,6 @@ __all__ = [
     "Timeline",
     "VolumeRecord",
     "decide",
+    "exclude",
     "infer",
 ]

@@ -50,6 +50,7 @@ from actionhost_backfill.inference import (
     ShelveRecord,
     VolumeRecord,
     roles,
+    skew,
 )
 from actionhost_backfill.inference import eras as eras_mod
 from actionhost_backfill.nova.tables import nova
@@ -84,6 +85,9 @@ class SnapshotStats:
     details: dict = field(default_factory=dict)
     eras: eras_mod.Eras | None = None
     """Which releases may have written the rows (``inference.eras``)."""
+    clock: dict = field(default_factory=dict)
+    """nova-api's clock against the conductors' (``skew.SkewReport.to_dict``)."""
+    clock_line: str = ""
 
 
 def parse_shelved_at(value: str | None) -> datetime | None:
@@ -163,6 +167,7 @@ class EvidenceSnapshot:
         self.stats = SnapshotStats()
         self.taken_at: datetime | None = None
         self.hosts = KnownHosts()
+        self.skew_report = skew.SkewReport()
         meta = sa.MetaData()
         self.t_mig = sa.Table(
             "ah_mig",
@@ -386,7 +391,10 @@ class EvidenceSnapshot:
                 ["instance_uuid"],
             )
         self.eras = eras_mod.eras_for(self._era_proofs(), self.releases)
-        self.hosts = replace(self._known_hosts(), untracked=self.eras.untracked)
+        self.skew_report = skew.measure(conn, self.present, self.t_mig)
+        self.hosts = replace(
+            self._known_hosts(), untracked=self.eras.untracked, skew=self.skew_report.skew
+        )
 
         count = lambda t: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar() or 0  # noqa: E731
         self.stats = SnapshotStats(
@@ -399,6 +407,8 @@ class EvidenceSnapshot:
             seconds=time.monotonic() - started,
             taken_at=self.taken_at,
             eras=self.eras,
+            clock=self.skew_report.to_dict(),
+            clock_line=self.skew_report.summary(),
         )
         conn.commit()
         return self.stats

@@ -18,9 +18,11 @@ from sqlalchemy.engine import URL
 
 from actionhost_backfill import db, preflight
 from actionhost_backfill.errors import BadInput
-from actionhost_backfill.inference import EventRow, Timeline, decide
+from actionhost_backfill.inference import EventRow, Timeline, decide, exclude
 from actionhost_backfill.inference.eras import Eras, parse_releases
 from actionhost_backfill.inference.evidence import EvidenceSnapshot
+from actionhost_backfill.inference.rules import RELIES_ON
+from actionhost_backfill.inference.steps import BEHAVIOURS
 from actionhost_backfill.nova import catalog
 from actionhost_backfill.nova.tables import EVENT_TABLES, EVENTS, SHADOW_EVENTS, nova
 from actionhost_backfill.redact import mask_url
@@ -42,6 +44,13 @@ class Explanation:
     audit: list[dict] = field(default_factory=list)
     compute_hosts: int = 0
     eras: Eras | None = None
+    clock: dict = field(default_factory=dict)
+    relies_on: str | None = None
+    """What the decision's rule relies on Nova having done."""
+    contradicts: str | None = None
+    """The Nova behaviour the event's rows contradict (reason ``contradiction``)."""
+    excluded: dict | None = None
+    """What an excluded rule (``--exclude-rule``) would have written."""
 
     def to_dict(self) -> dict:
         return {
@@ -56,6 +65,10 @@ class Explanation:
             "audit": self.audit,
             "compute_hosts": self.compute_hosts,
             "eras": self.eras.to_dict() if self.eras else None,
+            "clock": self.clock,
+            "relies_on": self.relies_on,
+            "contradicts": self.contradicts,
+            "excluded": self.excluded,
         }
 
 
@@ -70,6 +83,7 @@ def explain(
     table: str | None = None,
     state_schema: str | None = None,
     releases: str | None = None,
+    exclude_rules: frozenset[str] = frozenset(),
 ) -> Explanation:
     """Explain the decision for event ``event_id`` (live table first, then archived)."""
     declared = parse_releases(releases)
@@ -113,14 +127,16 @@ def explain(
                     state_schema_exists(conn, location)
                     and revisions.current_revision(conn, location) == revisions.head_revision()
                 )
-                return _explain(conn, url, location, audit_ready, declared, *found)
+                return _explain(conn, url, location, audit_ready, declared, *found, exclude_rules)
             except sa.exc.DBAPIError as exc:
                 raise db.translate_error(exc, url) from None
     finally:
         engine.dispose()
 
 
-def _explain(conn, url, location, audit_ready, declared, table_name, row) -> Explanation:
+def _explain(
+    conn, url, location, audit_ready, declared, table_name, row, exclude_rules=frozenset()
+) -> Explanation:
     event = EventRow(*row)
     report = Explanation(
         database=mask_url(url),
@@ -180,7 +196,7 @@ def _explain(conn, url, location, audit_ready, declared, table_name, row) -> Exp
     }
     snapshot = EvidenceSnapshot(conn, location, audit_available=audit_ready, releases=declared)
     try:
-        snapshot.take(instances=[uuid])
+        report.clock = snapshot.take(instances=[uuid]).clock
         report.eras = snapshot.eras
         history = snapshot.histories([uuid])[uuid]
     finally:
@@ -249,4 +265,13 @@ def _explain(conn, url, location, audit_ready, declared, table_name, row) -> Exp
     report.event_segment = timeline.locate(action, event.start)
     decision = decide(as_null, action, history, timeline, snapshot.hosts)
     report.decision = {"host": decision.host, "rule": decision.rule}
+    report.relies_on = RELIES_ON.get(decision.rule)
+    contradicted = timeline.contradiction_of(as_null)
+    if contradicted is not None:
+        report.contradicts = BEHAVIOURS[contradicted]
+    kept = exclude(decision, exclude_rules)
+    if kept is not decision:
+        report.decision = {"host": None, "rule": kept.rule}
+        report.excluded = {"host": decision.host, "rule": decision.rule}
+        report.relies_on = None
     return report

@@ -39,6 +39,8 @@ MOVE_IN_FLIGHT = "move-in-flight"
 AMBIGUOUS = "ambiguous"
 NO_EVIDENCE = "no-evidence"
 NO_TIME = "no-time"
+CONTRADICTION = "contradiction"
+EXCLUDED_RULE = "excluded-rule"
 REASONS = (
     CONTROL_PLANE,
     UNKNOWN_EVENT,
@@ -51,6 +53,8 @@ REASONS = (
     AMBIGUOUS,
     NO_EVIDENCE,
     NO_TIME,
+    CONTRADICTION,
+    EXCLUDED_RULE,
 )
 #: Filled by someone else between our read and our write: never overwritten.
 RECORDED_MEANWHILE = "recorded-meanwhile"
@@ -192,6 +196,45 @@ Period = tuple[datetime | None, datetime | None]
 
 
 @dataclass(frozen=True)
+class ClockSkew:
+    """nova-api's clock against the conductors', measured per calendar month.
+
+    ``ahead``: month (``YYYY-MM`` of the action's ``start_time``) -> the largest
+    number of seconds an action's first event started *before* the action
+    itself (events, faults and migration rows carry the conductor's clock;
+    ``start_time`` is nova-api's ``context.timestamp``).  Months absent showed
+    none.
+    """
+
+    ahead: dict[str, float] = field(default_factory=dict)
+
+    def margin(self, when: datetime | None) -> timedelta:
+        """BOUNDARY_SLACK, or the skew seen in ``when``'s month or either neighbour
+        plus a second (whole-second timestamps), whichever is larger; for an
+        unknown time, the largest skew seen anywhere."""
+        if not self.ahead:
+            return BOUNDARY_SLACK
+        if when is None:
+            seen = max(self.ahead.values())
+        else:
+            seen = max(self.ahead.get(month, 0.0) for month in _months_around(when))
+        if seen <= 0:
+            return BOUNDARY_SLACK
+        return max(BOUNDARY_SLACK, timedelta(seconds=seen + 1))
+
+
+def month_of(when: datetime) -> str:
+    return f"{when.year:04d}-{when.month:02d}"
+
+
+def _months_around(when: datetime) -> tuple[str, str, str]:
+    year, month = when.year, when.month
+    before = (year, month - 1) if month > 1 else (year - 1, 12)
+    after = (year, month + 1) if month < 12 else (year + 1, 1)
+    return (f"{before[0]:04d}-{before[1]:02d}", month_of(when), f"{after[0]:04d}-{after[1]:02d}")
+
+
+@dataclass(frozen=True)
 class KnownHosts:
     """What the cell knows about its hosts.
 
@@ -210,6 +253,15 @@ class KnownHosts:
     """Periods in which the cell may have run a release that moved instances with
     no record at all (Icehouse/Juno live migrations: ``inference.eras``); an
     instance's host may change between any two of its actions there."""
+    skew: ClockSkew | None = None
+    """How far nova-api's clock ran ahead of the conductors' (``inference.skew``);
+    None: not measured, the default margins hold."""
+
+    def margin(self, when: datetime | None) -> timedelta:
+        """The margin a time-based match needs around an action's ``start_time``."""
+        if self.skew is None:
+            return BOUNDARY_SLACK
+        return self.skew.margin(when)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,12 @@ NULL.  Rules, strongest first:
     volume's saved connector.
 
 Moves in flight at an event's time settle nothing about it
-(``move-in-flight``).  ``conductor_*``, bare conductor names and ``api_*``
+(``move-in-flight``).  Each rule relies on what Nova wrote (``steps``,
+docs/accuracy.md); rows that contradict it, such as two rows of one repeated
+step that both carry a finish or a result (``action_event_finish`` updates
+one row, ``filter_by(event=...).first()``, 2015.1.0 ... 18.0.0), leave every
+event of their action NULL (``contradiction``).  Rules the operator excludes
+(``--exclude-rule``, e.g. after DB surgery) write nothing (``excluded-rule``).  ``conductor_*``, bare conductor names and ``api_*``
 events ran on control-plane nodes recorded nowhere (``control-plane``).
 """
 
@@ -31,20 +36,29 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from actionhost_backfill.errors import BadInput
 from actionhost_backfill.inference import roles
 from actionhost_backfill.inference.model import (
     ACTION_MISSING,
     AMBIGUOUS,
+    CONTRADICTION,
     CONTROL_PLANE,
+    CURRENT_HOST,
+    EXCLUDED_RULE,
     FAULT_RECORD,
     HOST_TIMELINE,
     INSTANCE_MISSING,
+    LAUNCHED_ON,
+    MIGRATION_ROLE,
     MOVE_IN_FLIGHT,
     NO_EVIDENCE,
     NO_MIGRATION,
     NO_TIME,
     RESCHEDULED_CANDIDATE,
+    RULES,
+    SHELVED_HOST,
     UNKNOWN_EVENT,
+    VOLUME_CONNECTOR,
     ActionRow,
     Decision,
     EventRow,
@@ -53,6 +67,27 @@ from actionhost_backfill.inference.model import (
 )
 from actionhost_backfill.inference.roles import Role
 from actionhost_backfill.inference.timeline import Timeline
+
+#: What each rule relies on Nova having done (docs/accuracy.md has the tags and
+#: functions); ``explain`` prints it with the decision.
+RELIES_ON = {
+    MIGRATION_ROLE: (
+        "a move's own migration row names its source and destination; it is created "
+        "during the move (resource tracker, conductor or API) and linked to it by time"
+    ),
+    FAULT_RECORD: (
+        "a fault is recorded under the failing compute's CONF.host while its event "
+        "runs (add_instance_fault_from_exc), and a non-repeated event's result is its own"
+    ),
+    HOST_TIMELINE: (
+        "the host changes only in the recorded compute steps of builds, moves, "
+        "reverts, evacuations and unshelves (and Kilo's unrecorded live migrations)"
+    ),
+    CURRENT_HOST: "instances.host changed only through recorded steps (no DB surgery)",
+    SHELVED_HOST: "shelved_host is written by the compute that ran the shelve",
+    LAUNCHED_ON: "launched_on is set only by a successful claim (_set_instance_host_and_node)",
+    VOLUME_CONNECTOR: "a saved connector names the host the attachment was last connected on",
+}
 
 #: Reasons a fault may overrule: the segment knows nothing, the fault does.
 _SILENT = frozenset({MOVE_IN_FLIGHT, NO_EVIDENCE, INSTANCE_MISSING, NO_TIME})
@@ -136,6 +171,8 @@ def decide(
         return Decision(event.id, None, UNKNOWN_EVENT)
     if action is None or history is None or timeline is None:
         return Decision(event.id, None, ACTION_MISSING)
+    if timeline.contradiction_of(event) is not None:
+        return Decision(event.id, None, CONTRADICTION)
     if role in (Role.SOURCE, Role.DEST):
         return _move_event(event, role, action, timeline)
     if role is Role.BUILD and action.name == roles.CREATE:
@@ -145,16 +182,59 @@ def decide(
     return _with_fault(event, fault, host, rule)
 
 
+def excluded_rules(names: Iterable[str] | None) -> frozenset[str]:
+    """The rules named by ``--exclude-rule`` (an unknown name is bad input)."""
+    chosen = frozenset(names or ())
+    unknown = sorted(chosen - set(RULES))
+    if unknown:
+        raise BadInput(
+            f"--exclude-rule {unknown[0]!r} is not a rule: pass one of {', '.join(RULES)}"
+        )
+    return chosen
+
+
+def exclude(decision: Decision, rules: frozenset[str]) -> Decision:
+    """The decision, or NULL (``excluded-rule``) when the operator excluded its rule."""
+    if decision.filled and decision.rule in rules:
+        return Decision(decision.event_id, None, EXCLUDED_RULE)
+    return decision
+
+
 def infer(
     events: Iterable[EventRow],
     actions: dict[int, ActionRow],
     histories: dict[str, InstanceHistory],
     hosts: KnownHosts,
+    excluded: frozenset[str] = frozenset(),
 ) -> list[Decision]:
-    """Decisions for a batch of NULL-host events (one timeline per instance)."""
+    """Decisions for a batch of NULL-host events (one timeline per instance).
+
+    ``excluded``: rules whose values the operator does not want written.
+    """
+    events = list(events)
+    # Rows of one repeated step that each carry a finish or a result, counted
+    # over the rows read as evidence and the rows being decided (a successful
+    # step of an ordinary action is only the latter).
+    finished: dict[tuple[int | None, str | None], set[int]] = {}
+    for event in events:
+        if event.finish is not None or event.result is not None:
+            finished.setdefault((event.action_id, event.name), set()).add(event.id)
+    for key, ids in finished.items():
+        action = actions.get(key[0]) if key[0] is not None else None
+        history = histories.get(action.instance_uuid) if action and action.instance_uuid else None
+        if history is not None and key[0] is not None:
+            ids.update(
+                e.id
+                for e in history.named(key[0], key[1] or "")
+                if e.finish is not None or e.result is not None
+            )
     timelines: dict[str, Timeline] = {}
     decisions = []
     for event in events:
+        ids = finished.get((event.action_id, event.name))
+        if ids is not None and len(ids) > 1:
+            decisions.append(Decision(event.id, None, CONTRADICTION))
+            continue
         action = actions.get(event.action_id) if event.action_id is not None else None
         history = histories.get(action.instance_uuid) if action and action.instance_uuid else None
         timeline = None
@@ -162,5 +242,6 @@ def infer(
             timeline = timelines.get(history.uuid)
             if timeline is None:
                 timeline = timelines[history.uuid] = Timeline(history, hosts)
-        decisions.append(decide(event, action, history, timeline, hosts))
+        decision = decide(event, action, history, timeline, hosts)
+        decisions.append(exclude(decision, excluded) if excluded else decision)
     return decisions

@@ -33,6 +33,12 @@ Everything here follows what Nova Kilo ... Queens wrote, not today's Nova
 * In Liberty's rolling window (Kilo computes left) a live-migration row
   stays ``pre-migrating`` and a Kilo end records no events: without an event
   of the destination, such a move is an open span, as in Kilo.
+* An action's ``start_time`` is nova-api's clock, its events and rows the
+  conductors' (``skew``): every match of a row to an action by time allows the
+  skew measured in the cell (``KnownHosts.margin``), and a row two neighbouring
+  actions could both own goes to neither unless the events decide.
+* Rows that contradict a behaviour relied on here (``BEHAVIOURS``) make their
+  action say nothing (``contradiction``).
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from datetime import datetime, timedelta
 from actionhost_backfill.inference import roles
 from actionhost_backfill.inference.model import (
     BOUNDARY_SLACK,
+    CONTRADICTION,
     FAILED,
     FAULT_SLACK,
     MIGRATION_INCOMPLETE,
@@ -132,6 +139,10 @@ class Step:
     migration: MigrationRow | None = None
     claim_host_known: bool = False
     """A build or unshelve whose final claim is known to have succeeded (``launched_on``)."""
+    contradicted: str | None = None
+    """The ``BEHAVIOURS`` key its rows contradict (then it settles nothing)."""
+    uncertain_rows: bool = False
+    """A migration row it may own may also be a neighbouring action's (clock skew)."""
 
 
 def compute_events(history: InstanceHistory, action: ActionRow) -> list[EventRow]:
@@ -143,22 +154,76 @@ def last_time(events: list[EventRow]) -> datetime | None:
     return max(times) if times else None
 
 
-def _span(action: ActionRow, events: list[EventRow]) -> tuple[datetime, datetime] | None:
+def _span(
+    action: ActionRow, events: list[EventRow], hosts: KnownHosts
+) -> tuple[datetime, datetime] | None:
     if action.start is None:
         return None
     end = last_time(events) or action.start
-    return (action.start - BOUNDARY_SLACK, max(end, action.start) + BOUNDARY_SLACK)
+    return (action.start - hosts.margin(action.start), max(end, action.start) + BOUNDARY_SLACK)
+
+
+# --------------------------------------------------------------------------- contradictions
+
+#: The Nova behaviours the rules rely on that rows can contradict (``explain``
+#: names the one contradicted).  Key -> what Nova does, where it was read.
+FIRST_ROW_FINISH = "first-row-finish"
+BEHAVIOURS = {
+    FIRST_ROW_FINISH: (
+        "action_event_finish writes every finish of a step into one row of that name "
+        "(filter_by(event=...).first(), nova/db/sqlalchemy/api.py, 2015.1.0 ... 18.0.0): "
+        "a repeated step's other rows never carry a finish_time or a result"
+    ),
+}
+
+
+def contradiction(history: InstanceHistory, action_id: int) -> str | None:
+    """The behaviour (``BEHAVIOURS`` key) the action's rows contradict, if any.
+
+    Two rows of one event name that both carry a finish or a result cannot
+    come from Nova (a patched Nova, a hand repair, another writer): which
+    attempt failed, and where, is then not what the rules read.
+    """
+    finished: dict[str, int] = {}
+    for event in history.events.get(action_id, ()):
+        if event.finish is not None or event.result is not None:
+            name = event.name or ""
+            finished[name] = finished.get(name, 0) + 1
+            if finished[name] > 1:
+                return FIRST_ROW_FINISH
+    return None
+
+
+def _contradicted(step: Step, history: InstanceHistory, hosts: KnownHosts, why: str) -> Step:
+    """What a contradicted action still says: the host may have changed during it."""
+    action = step.action
+    safe = Step(action, step.kind, moves=step.moves)
+    if step.zone is not None or step.kind in (BUILD, UNSHELVE):
+        safe.zone = _span(action, compute_events(history, action), hosts)
+    for event in history.events.get(action.id, ()):
+        safe.roles[event.id] = (None, CONTRADICTION)
+    safe.note = f"its rows contradict Nova ({why}): it settles nothing"
+    safe.contradicted = why
+    return safe
 
 
 # --------------------------------------------------------------------------- linking
 
 
-def link_rows(history: InstanceHistory) -> dict[int, list[MigrationRow]]:
-    """Each move action's migration rows: those created while it was the latest of its family.
+def link_rows(
+    history: InstanceHistory, hosts: KnownHosts = KnownHosts()
+) -> tuple[dict[int, list[MigrationRow]], set[int]]:
+    """Each move action's migration rows: those created while it was the latest of its family,
+    and the actions whose rows are uncertain.
 
     A row is created during its move (API, conductor or destination), never
     before the action's request and never after a later action that could
-    create rows of the same family started.
+    create rows of the same family started.  The request time is nova-api's
+    clock, the row's a conductor's (or the API's): a row created up to the
+    margin (``KnownHosts.margin``) before a request may be that request's.
+    Such a row, also inside the earlier action's window, is the later one's
+    when the earlier action's events had all ended before it (rows are created
+    during their move); else neither action's rows are certain.
     """
     by_family: dict[str, list[MigrationRow]] = {}
     for migration in sorted(
@@ -167,22 +232,38 @@ def link_rows(history: InstanceHistory) -> dict[int, list[MigrationRow]]:
         by_family.setdefault(roles.family_of_row(migration.kind), []).append(migration)
     created = {family: [m.created for m in rows] for family, rows in by_family.items()}
     linked: dict[int, list[MigrationRow]] = {}
+    uncertain: set[int] = set()
     actions = [a for a in history.actions if a.start is not None]
     # Walking backwards, the next creator of each family is known at each action.
-    next_creator: dict[str, datetime | None] = {}
+    next_creator: dict[str, ActionRow] = {}
     for action in reversed(actions):
         family = roles.FAMILY_OF_ACTION.get(action.name or "")
         if family is not None:
             rows = by_family.get(family, [])
             times = created.get(family, [])
-            low = bisect.bisect_left(times, action.start - BOUNDARY_SLACK)
-            end = next_creator.get(family)
-            high = len(times) if end is None else bisect.bisect_left(times, end)
-            linked[action.id] = rows[low:high]
+            low = bisect.bisect_left(times, action.start - hosts.margin(action.start))
+            after = next_creator.get(family)
+            high = len(times) if after is None else bisect.bisect_left(times, after.start)
+            own = rows[low:high]
+            if after is not None and own:
+                # Rows the next creator may own too (its request stamped by a clock ahead).
+                shared = after.start - hosts.margin(after.start)
+                contested = [r for r in own if r.created >= shared]
+                if contested:
+                    ended = last_time(history.events.get(action.id, []))
+                    if ended is not None and all(
+                        r.created > ended + BOUNDARY_SLACK for r in contested
+                    ):
+                        own = [r for r in own if r.created < shared]
+                    else:
+                        uncertain.add(action.id)
+                        if after.name in roles.FAMILY_OF_ACTION:
+                            uncertain.add(after.id)
+            linked[action.id] = own
         for family, creators in roles.ROW_CREATORS.items():
             if action.name in creators:
-                next_creator[family] = action.start
-    return linked
+                next_creator[family] = action
+    return linked, uncertain
 
 
 def cold_dest(migration: MigrationRow, hosts: KnownHosts) -> str | None:
@@ -209,7 +290,9 @@ def cold_dest(migration: MigrationRow, hosts: KnownHosts) -> str | None:
 # --------------------------------------------------------------------------- per action
 
 
-def _build(history: InstanceHistory, action: ActionRow, next_start: datetime | None) -> Step:
+def _build(
+    history: InstanceHistory, action: ActionRow, next_start: datetime | None, hosts: KnownHosts
+) -> Step:
     events = compute_events(history, action)
     attempts = sorted(
         history.named(action.id, *roles.BUILD_EVENTS), key=lambda e: (e.start or action.start, e.id)
@@ -244,7 +327,7 @@ def _build(history: InstanceHistory, action: ActionRow, next_start: datetime | N
         step.claim_host_known = not failed
         step.note = "built by its last attempt" if len(attempts) > 1 else "built at once"
     else:
-        step.zone = _span(action, events)
+        step.zone = _span(action, events, hosts)
         step.note = "the build failed after a reschedule: its attempts settle nothing"
     return step
 
@@ -333,7 +416,7 @@ def _cold_move(
     if not resize:
         step.note = "the source never started moving it"
         return step
-    step.zone = _span(action, events)
+    step.zone = _span(action, events, hosts)
     step.before = final.source if final is not None else None
     if moved_on and dest:
         step.after = dest
@@ -364,7 +447,7 @@ def _revert(
     if not back:
         step.note = "the source never took it back"
         return step
-    step.zone = _span(action, events)
+    step.zone = _span(action, events, hosts)
     step.before = dest
     if len(back) == 1 and back[0].result == SUCCESS and source:
         step.after = source
@@ -388,6 +471,7 @@ def _live_migration(
     action: ActionRow,
     rows: list[MigrationRow],
     next_start: datetime | None,
+    hosts: KnownHosts,
 ) -> Step:
     events = compute_events(history, action)
     step = Step(action, LIVE_MIGRATION)
@@ -398,10 +482,10 @@ def _live_migration(
             # Kilo records a live migration with no events and no row, yet the
             # host may have changed: anywhere until the next request.
             end = next_start - timedelta(microseconds=1) if next_start is not None else None
-            step.zone = (action.start - BOUNDARY_SLACK, end)
+            step.zone = (action.start - hosts.margin(action.start), end)
             step.note = "no migration row and no events (Kilo): the host may have changed"
         elif events:
-            step.zone = _span(action, events)
+            step.zone = _span(action, events, hosts)
             step.note = "no migration row: the host may have changed"
         return step
     for event in history.named(action.id, *roles.SOURCE_EVENTS):
@@ -456,7 +540,7 @@ def _live_migration(
         # The host changes only in post_live_migration_at_destination.
         step.note = "the destination never took it over (rolled back or failed before)"
         return step
-    step.zone = _span(action, events)
+    step.zone = _span(action, events, hosts)
     step.before = final.source
     if len(post) == 1 and post[0].result == SUCCESS and final.dest:
         step.after = final.dest
@@ -543,7 +627,11 @@ def evacuation_rows_taken_over(
 
 
 def _evacuation(
-    history: InstanceHistory, action: ActionRow, rows: list[MigrationRow], taken_over: bool
+    history: InstanceHistory,
+    action: ActionRow,
+    rows: list[MigrationRow],
+    taken_over: bool,
+    hosts: KnownHosts,
 ) -> Step:
     events = compute_events(history, action)
     step = Step(action, EVACUATION)
@@ -556,7 +644,7 @@ def _evacuation(
         for event in rebuilds:
             step.roles[event.id] = (None, MIGRATION_INCOMPLETE)
         if rebuilds:
-            step.zone = _span(action, events)
+            step.zone = _span(action, events, hosts)
             step.before = final.source if final is not None else None
             step.note = (
                 "another evacuation updated a row of this instance: the destination is unknown"
@@ -574,7 +662,7 @@ def _evacuation(
         # marked the row completed.
         step.note = "no destination rebuilt it"
         return step
-    step.zone = _span(action, events)
+    step.zone = _span(action, events, hosts)
     if final is None:
         step.note = "no migration row (Kilo): the host may have changed"
         return step
@@ -596,7 +684,7 @@ def _evacuation(
     return step
 
 
-def _unshelve(history: InstanceHistory, action: ActionRow) -> Step:
+def _unshelve(history: InstanceHistory, action: ActionRow, hosts: KnownHosts) -> Step:
     step = Step(action, UNSHELVE)
     claims = history.named(action.id, roles.UNSHELVE_EVENT)
     if not claims or action.start is None:
@@ -605,7 +693,8 @@ def _unshelve(history: InstanceHistory, action: ActionRow) -> Step:
         step.note = "stayed where it was shelved"
         return step
     first = min(claims, key=lambda e: (e.start or action.start, e.id))
-    step.zone = (action.start - BOUNDARY_SLACK, first.start or action.start)
+    claimed = first.start or action.start
+    step.zone = (min(action.start - hosts.margin(action.start), claimed), claimed)
     step.members_after = True
     step.claim_host_known = len(claims) == 1 and claims[0].result == SUCCESS
     step.note = "unshelved onto a host chosen anew"
@@ -652,7 +741,10 @@ def untracked_gap(
 
 def analyze(history: InstanceHistory, hosts: KnownHosts) -> list[Step]:
     """The steps of an instance's history, in action order."""
-    linked = link_rows(history)
+    linked, uncertain = link_rows(history, hosts)
+    for action_id in uncertain:
+        # Which of two neighbouring moves created a row is unknown: neither has rows.
+        linked[action_id] = []
     rowless = rowless_cold_moves(history, linked)
     steps: list[Step] = []
     by_action: dict[int, Step] = {}
@@ -665,20 +757,20 @@ def analyze(history: InstanceHistory, hosts: KnownHosts) -> list[Step]:
         name = action.name or ""
         step: Step | None
         if name == roles.CREATE:
-            step = _build(history, action, next_start)
+            step = _build(history, action, next_start, hosts)
         elif name in roles.COLD_MOVES:
             step = last_cold = _cold_move(
                 history, action, linked.get(action.id, []), hosts, rowless
             )
         elif name == roles.LIVE_MIGRATION:
-            step = _live_migration(history, action, linked.get(action.id, []), next_start)
+            step = _live_migration(history, action, linked.get(action.id, []), next_start, hosts)
             lives.append(step)
         elif name == roles.EVACUATE:
             if taken_over is None:
                 taken_over = evacuation_rows_taken_over(history, linked)
-            step = _evacuation(history, action, linked.get(action.id, []), taken_over)
+            step = _evacuation(history, action, linked.get(action.id, []), taken_over, hosts)
         elif name == roles.UNSHELVE:
-            step = _unshelve(history, action)
+            step = _unshelve(history, action, hosts)
         elif name == roles.REVERT_RESIZE:
             step = _revert(history, action, last_cold, hosts)
         elif name == roles.CONFIRM_RESIZE:
@@ -691,6 +783,15 @@ def analyze(history: InstanceHistory, hosts: KnownHosts) -> list[Step]:
             step = _confirm(history, action, last_cold)
         else:
             step = None
+        why = contradiction(history, action.id)
+        if why is not None and step is not None:
+            step = _contradicted(step, history, hosts, why)
+        if step is not None and action.id in uncertain:
+            step.uncertain_rows = True
+            step.note += (
+                "; a migration row it may have created may be its neighbour's (clocks "
+                "disagree): no row is used"
+            )
         if step is not None:
             steps.append(step)
             by_action[action.id] = step

@@ -52,11 +52,13 @@ from actionhost_backfill.inference.model import (
 )
 from actionhost_backfill.inference.steps import (
     BUILD,
+    FIRST_ROW_FINISH,
     UNSHELVE,
     UNTRACKED,
     Step,
     analyze,
     compute_events,
+    contradiction,
     last_time,
     scheduling_failure,
 )
@@ -140,6 +142,12 @@ class Timeline:
         for step in self.steps:
             self.roles.update(step.roles)
         self.actions = {a.id: a for a in history.actions}
+        self.contradicted: dict[int, str] = {}
+        """Action id -> the ``steps.BEHAVIOURS`` key its rows contradict."""
+        for action in history.actions:
+            why = contradiction(history, action.id)
+            if why is not None:
+                self.contradicted[action.id] = why
         self.zones = self._merge([s for s in self.steps if s.zone is not None])
         self._starts = [z.t0 for z in self.zones]
         self._members = {
@@ -241,7 +249,18 @@ class Timeline:
         """
         for index, zone in enumerate(self.zones):
             if any(step.action.id == action.id for step in zone.steps):
-                return index
+                # Merged with an earlier move still in flight (a Kilo live
+                # migration open until the next request, clocks that disagree):
+                # the host before this one is that move's unknown outcome.
+                earlier = any(
+                    step.moves
+                    and step.action.id != action.id
+                    and step.action.start is not None
+                    and action.start is not None
+                    and step.action.start < action.start
+                    for step in zone.steps
+                )
+                return None if earlier else index
         return self.locate(None, action.start)
 
     def zone_of(self, step: Step) -> int | None:
@@ -251,6 +270,23 @@ class Timeline:
         return None
 
     # Evidence ---------------------------------------------------------------
+
+    def contradiction_of(self, event: EventRow) -> str | None:
+        """The ``steps.BEHAVIOURS`` key the event's action contradicts, if any.
+
+        The event itself may not be among the rows read (a successful step of
+        an ordinary action): it contradicts when it carries a finish or a
+        result and another row of its name in its action does too.
+        """
+        if event.action_id is None:
+            return None
+        why = self.contradicted.get(event.action_id)
+        if why is not None or (event.finish is None and event.result is None):
+            return why
+        for other in self.history.named(event.action_id, event.name or ""):
+            if other.id != event.id and (other.finish is not None or other.result is not None):
+                return FIRST_ROW_FINISH
+        return None
 
     def repeated(self, event: EventRow) -> bool:
         """Whether the event's name repeats in its action (its finish and result are not its own)."""
@@ -327,7 +363,7 @@ class Timeline:
                     continue
                 if event.host:
                     self._add(action, event.start, event.host, RECORDED)
-                elif event.result == FAILED:
+                elif event.result == FAILED and action.id not in self.contradicted:
                     fault = self.fault_host(event)
                     if fault and fault in self.hosts.compute:
                         self._add(action, event.start, fault, FAULT)
@@ -398,7 +434,10 @@ class Timeline:
             if action.name in _CONNECTION_MOVES and action.start is not None:
                 end = last_time(compute_events(self.history, action)) or action.start
                 spans.append(
-                    (action.start - BOUNDARY_SLACK, max(end, action.start) + BOUNDARY_SLACK)
+                    (
+                        action.start - self.hosts.margin(action.start),
+                        max(end, action.start) + BOUNDARY_SLACK,
+                    )
                 )
         for volume in self.history.volumes:
             if volume.created is None or volume.connector_host not in self.hosts.compute:

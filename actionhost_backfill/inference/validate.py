@@ -51,6 +51,8 @@ class ValidateOptions:
     """Wrong decisions to list (all are counted)."""
     releases: str | None = None
     """``--releases``: the operator's upgrade history; None: detect the eras."""
+    exclude_rules: frozenset[str] = frozenset()
+    """Rules the operator excluded (``--exclude-rule``): measured as the backfill would write."""
 
     def validate(self) -> None:
         parse_releases(self.releases)
@@ -98,6 +100,9 @@ class ValidationReport:
     wrong_examples: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     eras: Eras | None = None
+    clock: dict = field(default_factory=dict)
+    clock_line: str = ""
+    excluded_rules: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -117,6 +122,8 @@ class ValidationReport:
             "by_event": {k: v.figures() for k, v in sorted(self.by_event.items())},
             "null_by_reason": dict(sorted(self.null_by_reason.items())),
             "wrong": self.wrong_examples,
+            "clock": self.clock,
+            "excluded_rules": self.excluded_rules,
             "seconds": round(self.seconds, 3),
             "eras": self.eras.to_dict() if self.eras else None,
             "exit_code": int(self.exit_code),
@@ -259,8 +266,10 @@ def run_validate(
                     releases=parse_releases(options.releases),
                 )
                 try:
-                    snapshot.take()
+                    stats = snapshot.take()
                     report.eras = snapshot.eras
+                    report.clock, report.clock_line = stats.clock, stats.clock_line
+                    report.excluded_rules = sorted(options.exclude_rules)
                     _measure(conn, snapshot, options, report)
                 finally:
                     snapshot.drop()
@@ -306,7 +315,9 @@ def _measure(
             ]
             report.hidden_events += len(events)
             action_of = {e.id: actions.get(e.action_id) for e in events if e.action_id is not None}
-            for decision in infer(events, actions, {uuid: history}, snapshot.hosts):
+            for decision in infer(
+                events, actions, {uuid: history}, snapshot.hosts, options.exclude_rules
+            ):
                 truth, name = hidden[decision.event_id]
                 action = action_of.get(decision.event_id)
                 role = roles.role_of(name, action.name if action else None)

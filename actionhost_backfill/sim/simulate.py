@@ -31,6 +31,7 @@ import contextlib
 import gc
 import heapq
 import json
+import math
 import queue
 import random
 import threading
@@ -244,6 +245,12 @@ class SimulationOptions:
     drained with ``host-evacuate-live`` first (0: the whole cloud upgrades at once)."""
     same_host_resizes: float = 0.0
     """Share of resizes whose first candidate is their own host (``allow_resize_to_same_host``)."""
+    api_clock_skew: float = 0.0
+    """Seconds nova-api's clock runs ahead of the conductors' (negative: behind); opt-in."""
+    surgery_rate: float = 0.0
+    """Share of operations replaced by operator DB surgery (host moved by hand); opt-in."""
+    contradiction_rate: float = 0.0
+    """Share of actions whose finishes go to their attempt's own row (patched Nova); opt-in."""
 
     def validate(self) -> None:
         if self.events is not None and self.events < 1:
@@ -256,10 +263,16 @@ class SimulationOptions:
             raise BadInput(f"--days must be at least 1 (got {self.days})")
         if self.rolling_days < 0:
             raise BadInput(f"--rolling-days must be 0 or more (got {self.rolling_days})")
-        for name in ("cutover", "deleted", "archived", "same_host_resizes"):
+        if abs(self.api_clock_skew) > 3600:
+            raise BadInput(
+                f"--api-clock-skew must be within an hour either way (got {self.api_clock_skew})"
+            )
+        rates = ("cutover", "deleted", "archived", "same_host_resizes", "surgery_rate")
+        for name in (*rates, "contradiction_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise BadInput(f"--{name.replace('_', '-')} must be between 0 and 1 (got {value})")
+                flag = name.replace("_", "-")
+                raise BadInput(f"--{flag} must be between 0 and 1 (got {value})")
         for flag, value in (
             ("--first-release", self.first_release),
             ("--last-release", self.last_release),
@@ -384,11 +397,13 @@ class SimulationResult:
 
 
 class _Action:
-    __slots__ = ("error_at", "fallback", "id", "last", "start")
+    __slots__ = ("error_at", "fallback", "id", "last", "shift", "start")
 
-    def __init__(self, action_id: int, start: int, fallback: bool = False):
+    def __init__(self, action_id: int, start: int, fallback: bool = False, shift: int = 0):
         self.id = action_id
         self.start = start
+        self.shift = shift
+        """Seconds nova-api's clock added to ``start_time`` (``--api-clock-skew``)."""
         self.error_at: int | None = None
         self.last = start
         self.fallback = fallback
@@ -415,17 +430,19 @@ class _Step:
         self, name: str, t: int, *, user: bool = True, request_id: str | None = None
     ) -> _Action:
         life = self.life
+        shift = life.sim.api_shift()
         action_id = life.b.action(
             life.uuid,
             name,
-            _at(t),
+            _at(t + shift),
             request_id=request_id or life.request_id(),
             project_id=life.project if user else None,
             user_id=life.user,
             archived=life.archived,
         )
         life.last_action = action_id
-        act = _Action(action_id, t)
+        act = _Action(action_id, t, shift=shift)
+        life.sim.maybe_patched_finish(action_id)
         self.actions.append(act)
         return act
 
@@ -879,6 +896,9 @@ class _Life:
         if state in _INVERSE:
             self.generic(_INVERSE[state])
             return
+        if state in ("active", "stopped") and self.resized is None and self.sim.surgery_due():
+            self.surgery()
+            return
         roll = self.r()
         mix = self.sim.mix
         if roll < mix[0]:
@@ -897,6 +917,19 @@ class _Life:
             self.evacuate()
         else:
             self.shelve()
+
+    def surgery(self) -> None:
+        """Operator DB surgery after a dead compute (``simulate --surgery-rate``).
+
+        ``UPDATE instances SET host=..., node=...`` by hand, then a hard reboot
+        through the API: no action, no event, no migration row records the
+        move; only the reboot (an ordinary ``reboot`` action) runs on the new host.
+        """
+        new = self.pick(self.host)
+        if new is None:
+            return
+        self.move_to(new)
+        self.generic("reboot")
 
     # -- build -------------------------------------------------------------------------
     def build(self) -> bool:
@@ -1672,8 +1705,15 @@ class _Life:
         forced = named is not None and (not beh.conductor_prefixed_events or r() < 0.5)
         m = None
         if beh.evacuation_row:  # the API's tombstone for the source to clean up
+            # Created by nova-api's API.evacuate (12.0.0+): its clock, like the action's.
             m = self.new_migration(
-                "evacuation", source, source_node, named, "accepted", t0, (self.flavor, self.flavor)
+                "evacuation",
+                source,
+                source_node,
+                named,
+                "accepted",
+                t0 + a.shift,
+                (self.flavor, self.flavor),
             )
             self.evacuations.append(m)
         ctl = self.ctl()
@@ -2051,6 +2091,29 @@ class _Simulation:
         )
         self.lives: dict[int, _Life] = {}
         """Instances alive on a host, for the drains (rolling upgrades only)."""
+        # The opt-in behaviours draw from their own generator: without them the
+        # history is the same as before they existed, seed for seed.
+        self.extra = random.Random(f"{options.seed}-opt")
+
+    def api_shift(self) -> int:
+        """Whole seconds nova-api's clock adds to a request's timestamp.
+
+        The true moment lies anywhere in its second; nova-api reads it
+        ``api_clock_skew`` seconds off, and the database keeps whole seconds.
+        """
+        skew = self.options.api_clock_skew
+        if not skew:
+            return 0
+        return math.floor(self.extra.random() + skew)
+
+    def surgery_due(self) -> bool:
+        rate = self.options.surgery_rate
+        return bool(rate) and self.extra.random() < rate
+
+    def maybe_patched_finish(self, action_id: int) -> None:
+        rate = self.options.contradiction_rate
+        if rate and self.extra.random() < rate:
+            self.builder.own_finishes.add(action_id)
 
     def next_seq(self) -> int:
         self._seq += 1

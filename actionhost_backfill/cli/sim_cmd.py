@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -46,32 +45,6 @@ EventsOption = Annotated[
 
 #: The Nova releases a simulated history can start and end with (Rocky follows the cut-over).
 ReleaseChoice = Enum("ReleaseChoice", {name: name for name in SIMULATED}, type=str)
-
-
-def _simulation_options(
-    seed,
-    events,
-    instances,
-    hosts,
-    days,
-    cutover,
-    first_release,
-    last_release,
-    rolling_days=0,
-    same_host_resizes=0.0,
-) -> SimulationOptions:
-    return SimulationOptions(
-        seed=seed,
-        events=events,
-        instances=instances,
-        hosts=hosts,
-        days=days,
-        cutover=cutover,
-        first_release=first_release.value,
-        last_release=last_release.value,
-        rolling_days=rolling_days,
-        same_host_resizes=same_host_resizes,
-    )
 
 
 def _print_simulation(result: SimulationResult) -> None:
@@ -179,20 +152,17 @@ def simulate_command(
     """
     if instances is not None and events is not None:
         raise BadInput("pass --events or --instances, not both")
-    options = _simulation_options(
-        seed,
-        events,
-        instances,
-        hosts,
-        days,
-        cutover,
-        first_release,
-        last_release,
-        rolling_days,
-        same_host_resizes,
-    )
-    options = dataclasses.replace(
-        options,
+    options = SimulationOptions(
+        seed=seed,
+        events=events,
+        instances=instances,
+        hosts=hosts,
+        days=days,
+        cutover=cutover,
+        first_release=first_release.value,
+        last_release=last_release.value,
+        rolling_days=rolling_days,
+        same_host_resizes=same_host_resizes,
         api_clock_skew=api_clock_skew,
         surgery_rate=surgery_rate,
         contradiction_rate=contradiction_rate,

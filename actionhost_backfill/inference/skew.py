@@ -109,6 +109,16 @@ class SkewReport:
         )
 
 
+def _actions_with_events(present: set[str]):
+    """The (actions, events) table pairs, live then archived, whose both tables exist."""
+    for actions_name, events_name in (
+        ("instance_actions", "instance_actions_events"),
+        ("shadow_instance_actions", "shadow_instance_actions_events"),
+    ):
+        if actions_name in present and events_name in present:
+            yield nova(actions_name), nova(events_name)
+
+
 def _seconds(delta) -> float:
     return delta.total_seconds()
 
@@ -123,13 +133,7 @@ def measure(
     report = SkewReport()
     if migrations is not None:
         _measure_rows(conn, present, migrations, report)
-    for actions_name, events_name in (
-        ("instance_actions", "instance_actions_events"),
-        ("shadow_instance_actions", "shadow_instance_actions_events"),
-    ):
-        if actions_name not in present or events_name not in present:
-            continue
-        a, e = nova(actions_name), nova(events_name)
+    for a, e in _actions_with_events(present):
         first = (
             sa.select(e.c.action_id, sa.func.min(e.c.start_time).label("first"))
             .where(e.c.start_time.is_not(None), ~e.c.event.startswith("api_", autoescape=True))
@@ -183,13 +187,7 @@ def _measure_rows(
         return
     creators = sorted({name for names in roles.ROW_CREATORS.values() for name in names})
     moves: dict[str, list[tuple[datetime, str, datetime | None]]] = defaultdict(list)
-    for actions_name, events_name in (
-        ("instance_actions", "instance_actions_events"),
-        ("shadow_instance_actions", "shadow_instance_actions_events"),
-    ):
-        if actions_name not in present or events_name not in present:
-            continue
-        a, e = nova(actions_name), nova(events_name)
+    for a, e in _actions_with_events(present):
         ended = (
             sa.select(
                 e.c.action_id,

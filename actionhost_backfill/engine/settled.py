@@ -75,6 +75,12 @@ _EVIDENCE = (
 _STAMPS = ("created_at", "updated_at", "deleted_at")
 
 
+def _stamps_of(inspector, table: str) -> list[str]:
+    """The ``_STAMPS`` columns ``table`` has, in ``_STAMPS`` order."""
+    columns = {c["name"] for c in inspector.get_columns(table)}
+    return [s for s in _STAMPS if s in columns]
+
+
 @dataclass
 class Settled:
     """What :func:`drop_settled` left out of a plan range."""
@@ -245,8 +251,7 @@ def _changed_since(
         for table in (name, f"shadow_{name}"):
             if table not in present:
                 continue
-            columns = {c["name"] for c in inspector.get_columns(table)}
-            stamps = [s for s in _STAMPS if s in columns]
+            stamps = _stamps_of(inspector, table)
             if not stamps:
                 continue
             t = sa.table(table, sa.column(key), *(sa.column(s, sa.DateTime) for s in stamps))
@@ -260,8 +265,7 @@ def _changed_since(
     for table in ("instance_actions_events", "shadow_instance_actions_events"):
         if table not in present:
             continue
-        columns = {c["name"] for c in inspector.get_columns(table)}
-        stamps = [s for s in _STAMPS if s in columns]
+        stamps = _stamps_of(inspector, table)
         if not stamps:
             continue
         e = sa.table(table, sa.column("action_id"), *(sa.column(s, sa.DateTime) for s in stamps))

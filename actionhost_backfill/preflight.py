@@ -20,7 +20,7 @@ from actionhost_backfill import dialects
 from actionhost_backfill.dialects.base import MissingPrivilege, PrivilegeRequest
 from actionhost_backfill.errors import PrivilegeError
 from actionhost_backfill.nova import catalog
-from actionhost_backfill.nova.tables import EVENTS, SHADOW_EVENTS
+from actionhost_backfill.nova.tables import EVENTS, EVIDENCE_BASES, SHADOW_EVENTS
 from actionhost_backfill.redact import mask_url
 from actionhost_backfill.schema import ddl
 from actionhost_backfill.state.location import VERSION_TABLE, StateLocation
@@ -28,21 +28,7 @@ from actionhost_backfill.state.location import VERSION_TABLE, StateLocation
 #: Every state table (the version table, the ledger, the backfill state).
 STATE_TABLES = (VERSION_TABLE, ddl.LEDGER, *ddl.BACKFILL_TABLES)
 #: The Nova tables the evidence snapshot reads (live and archived), when present.
-EVIDENCE_TABLES = tuple(
-    name
-    for base in (
-        "instances",
-        "instance_actions",
-        "instance_actions_events",
-        "migrations",
-        "instance_faults",
-        "services",
-        "instance_system_metadata",
-        "block_device_mapping",
-        "compute_nodes",
-    )
-    for name in (base, f"shadow_{base}")
-)
+EVIDENCE_TABLES = tuple(name for base in EVIDENCE_BASES for name in (base, f"shadow_{base}"))
 
 
 def _database(url: URL) -> str:

@@ -53,7 +53,7 @@ from actionhost_backfill.inference import (
     skew,
 )
 from actionhost_backfill.inference import eras as eras_mod
-from actionhost_backfill.nova.tables import nova
+from actionhost_backfill.nova.tables import EVIDENCE_BASES, nova
 from actionhost_backfill.state.location import StateLocation, backend_of
 from actionhost_backfill.state.tables import FILLED, state
 
@@ -138,20 +138,7 @@ class EvidenceSnapshot:
         names = set(inspector.get_table_names())
         self.present = names
         self.has_services = "services" in names
-        self.has_shadow = {
-            t: f"shadow_{t}" in names
-            for t in (
-                "instances",
-                "instance_actions",
-                "instance_actions_events",
-                "migrations",
-                "instance_faults",
-                "services",
-                "instance_system_metadata",
-                "block_device_mapping",
-                "compute_nodes",
-            )
-        }
+        self.has_shadow = {t: f"shadow_{t}" in names for t in EVIDENCE_BASES}
         bdm_columns = (
             {c["name"] for c in inspector.get_columns("block_device_mapping")}
             if "block_device_mapping" in names

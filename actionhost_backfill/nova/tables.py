@@ -14,6 +14,18 @@ import sqlalchemy as sa
 EVENTS = "instance_actions_events"
 SHADOW_EVENTS = "shadow_instance_actions_events"
 EVENT_TABLES = (EVENTS, SHADOW_EVENTS)
+#: The Nova tables the evidence snapshot reads, each possibly with its ``shadow_`` copy.
+EVIDENCE_BASES = (
+    "instances",
+    "instance_actions",
+    "instance_actions_events",
+    "migrations",
+    "instance_faults",
+    "services",
+    "instance_system_metadata",
+    "block_device_mapping",
+    "compute_nodes",
+)
 
 
 @functools.cache

@@ -477,9 +477,7 @@ class EvidenceSnapshot:
                 .where(
                     ev.c.host.is_not(None),
                     ev.c.event.startswith("compute_", autoescape=True),
-                    ev.c.event.not_in(
-                        sorted(roles.SOURCE_EVENTS | roles.DEST_SELECTION | roles.DEST_TARGETED)
-                    ),
+                    ev.c.event.not_in(_MOVE_SIDED_EVENTS),
                 )
                 .distinct()
             )
@@ -492,9 +490,8 @@ class EvidenceSnapshot:
             hosts.update(
                 r[0] for r in conn.execute(sa.select(self.t_sinst.c.host).distinct()) if r[0]
             )
-        nodes: dict[str, str] = {}
+        seen: dict[str, set[str]] = defaultdict(set)
         if "compute_nodes" in self.present:
-            seen: dict[str, set[str]] = defaultdict(set)
             for name in ("compute_nodes", "shadow_compute_nodes"):
                 if name in self.present:
                     t = nova(name)
@@ -504,8 +501,6 @@ class EvidenceSnapshot:
                         if host and node:
                             seen[node].add(host)
                             hosts.add(host)
-            # A node name that maps to two hosts maps to none.
-            nodes = {node: next(iter(owners)) for node, owners in seen.items() if len(owners) == 1}
         # The services table names every host that ran nova-compute, and the
         # conductors and schedulers whose faults (NoValidHost...) say nothing.
         computes: set[str] = set()
@@ -518,9 +513,7 @@ class EvidenceSnapshot:
                 for host, binary in conn.execute(sa.select(t.c.host, t.c.binary).distinct()):
                     if host:
                         (computes if binary == "nova-compute" else others).add(host)
-        hosts |= computes
-        control = others - hosts
-        return KnownHosts(frozenset(hosts - control), frozenset(control), nodes)
+        return known_hosts_from(hosts, seen, computes, others)
 
     def _create(
         self, name: str, select: sa.Select | sa.CompoundSelect, index_columns: list[str]
@@ -864,6 +857,8 @@ class EvidenceSnapshot:
         return found
 
 
+#: Events whose host is a move's source or destination, not simply a compute.
+_MOVE_SIDED_EVENTS = sorted(roles.SOURCE_EVENTS | roles.DEST_SELECTION | roles.DEST_TARGETED)
 #: Actions whose every event inference reads (their time spans bound host changes).
 _ACTIONS_READ_WHOLE = sorted(
     roles.MOVE_ACTIONS
@@ -879,6 +874,22 @@ _EVENTS_READ = sorted(
     | roles.BUILD_EVENTS
     | {roles.REBUILD_EVENT, roles.UNSHELVE_EVENT, roles.SHELVE_EVENT}
 )
+
+
+def known_hosts_from(
+    hosts: set[str], node_owners: dict[str, set[str]], computes: set[str], others: set[str]
+) -> KnownHosts:
+    """:class:`KnownHosts` from what the rows say: ``hosts`` seen acting as computes,
+    the hosts each node name was seen on, and the ``services`` hosts running
+    nova-compute (``computes``) or anything else (``others``).
+
+    A node name that maps to two hosts maps to none; a services host that never
+    acts as a compute is control plane.
+    """
+    nodes = {node: next(iter(owners)) for node, owners in node_owners.items() if len(owners) == 1}
+    hosts = hosts | computes
+    control = others - hosts
+    return KnownHosts(frozenset(hosts - control), frozenset(control), nodes)
 
 
 def _needed(t: sa.Table, action_name: sa.ColumnElement) -> sa.ColumnElement[bool]:

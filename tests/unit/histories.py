@@ -31,10 +31,15 @@ from actionhost_backfill.inference import (
     MigrationRow,
     ShelveRecord,
     VolumeRecord,
+    evidence,
     infer,
     roles,
 )
-from actionhost_backfill.inference.evidence import connector_host, parse_shelved_at
+from actionhost_backfill.inference.evidence import (
+    connector_host,
+    known_hosts_from,
+    parse_shelved_at,
+)
 
 S = timedelta(seconds=1)
 MIN = timedelta(minutes=1)
@@ -221,20 +226,10 @@ class Story:
 
 #: Actions and events the evidence snapshot reads whole (``evidence._needed``);
 #: a successful ordinary compute step nobody recorded says nothing and is left out.
-_READ_WHOLE = (
-    roles.MOVE_ACTIONS
-    | roles.COLD_PARTNERS
-    | roles.LIVE_PARTNERS
-    | {roles.CREATE, roles.UNSHELVE, roles.SHELVE, roles.SHELVE_OFFLOAD}
-)
-_EVENTS_READ = (
-    roles.SOURCE_EVENTS
-    | roles.DEST_SELECTION
-    | roles.DEST_TARGETED
-    | roles.BUILD_EVENTS
-    | {roles.REBUILD_EVENT, roles.UNSHELVE_EVENT, roles.SHELVE_EVENT}
-)
-_MOVE_SIDED = roles.SOURCE_EVENTS | roles.DEST_SELECTION | roles.DEST_TARGETED
+#: The very sets the snapshot's SQL uses, so the two cannot drift apart.
+_READ_WHOLE = frozenset(evidence._ACTIONS_READ_WHOLE)
+_EVENTS_READ = frozenset(evidence._EVENTS_READ)
+_MOVE_SIDED = frozenset(evidence._MOVE_SIDED_EVENTS)
 
 
 def _needed(event: dict, action_name: str | None) -> bool:
@@ -335,7 +330,8 @@ def history_of(uuid: str, t: dict[str, list[dict]]) -> InstanceHistory:
 
 
 def known_hosts_of(t: dict[str, list[dict]]) -> KnownHosts:
-    """Computes, control-plane hosts and node names, as ``EvidenceSnapshot._known_hosts``."""
+    """Computes, control-plane hosts and node names, as ``EvidenceSnapshot._known_hosts``
+    (the rows gathered here, the verdict by the same ``known_hosts_from``)."""
     hosts: set[str] = set()
     for m in _both(t, "migrations"):
         hosts.update(h for h in (m["source_compute"], m["dest_compute"]) if h)
@@ -352,12 +348,9 @@ def known_hosts_of(t: dict[str, list[dict]]) -> KnownHosts:
         if n["host"] and n["hypervisor_hostname"]:
             owners.setdefault(n["hypervisor_hostname"], set()).add(n["host"])
             hosts.add(n["host"])
-    nodes = {node: next(iter(o)) for node, o in owners.items() if len(o) == 1}
     computes = {s["host"] for s in _both(t, "services") if s["binary"] == "nova-compute"}
     others = {s["host"] for s in _both(t, "services") if s["binary"] != "nova-compute"}
-    hosts |= computes
-    control = others - hosts
-    return KnownHosts(frozenset(hosts - control), frozenset(control), nodes)
+    return known_hosts_from(hosts, owners, computes, others)
 
 
 def _event_row(e: dict) -> EventRow:

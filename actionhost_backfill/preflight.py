@@ -13,6 +13,8 @@ GRANT that gives it, exit 127, so that "127: nothing changed" holds.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
@@ -24,6 +26,9 @@ from actionhost_backfill.nova.tables import EVENTS, EVIDENCE_BASES, SHADOW_EVENT
 from actionhost_backfill.redact import mask_url
 from actionhost_backfill.schema import ddl
 from actionhost_backfill.state.location import VERSION_TABLE, StateLocation
+
+if TYPE_CHECKING:
+    from actionhost_backfill.engine.throttling import ThrottleOptions
 
 #: Every state table (the version table, the ledger, the backfill state).
 STATE_TABLES = (VERSION_TABLE, ddl.LEDGER, *ddl.BACKFILL_TABLES)
@@ -87,15 +92,24 @@ def read_request(
     )
 
 
+def _throttle_reads(throttle: ThrottleOptions) -> tuple[bool, bool]:
+    """What the throttle reads on the server: replication status (--max-lag without
+    --replica: replicas are discovered on the primary), load (--max-load, --critical-load)."""
+    return (
+        throttle.max_lag is not None and not throttle.replicas,
+        bool(throttle.max_load or throttle.critical_load),
+    )
+
+
 def backfill_request(
     conn: sa.Connection,
     url: URL,
     location: StateLocation,
     *,
     tables: list[str],
-    replicas: bool,
-    load: bool,
+    throttle: ThrottleOptions,
 ) -> PrivilegeRequest:
+    replicas, load = _throttle_reads(throttle)
     return PrivilegeRequest(
         database=_database(url),
         location=location,
@@ -115,9 +129,9 @@ def revert_request(
     location: StateLocation,
     *,
     dry_run: bool,
-    replicas: bool,
-    load: bool,
+    throttle: ThrottleOptions,
 ) -> PrivilegeRequest:
+    replicas, load = _throttle_reads(throttle)
     names = catalog.list_tables(conn)
     events = tuple(t for t in (EVENTS, SHADOW_EVENTS) if t in names)
     return PrivilegeRequest(

@@ -237,14 +237,8 @@ def _preflight(
         request = preflight.read_request(conn, url, location, access=access)
         preflight.require(conn, url, request, "backfill --dry-run")
     elif access != "absent":
-        throttle = options.throttle
         request = preflight.backfill_request(
-            conn,
-            url,
-            location,
-            tables=options.tables(),
-            replicas=throttle.max_lag is not None and not throttle.replicas,
-            load=bool(throttle.max_load or throttle.critical_load),
+            conn, url, location, tables=options.tables(), throttle=options.throttle
         )
         preflight.require(conn, url, request, "backfill")
     ready = (

@@ -203,14 +203,8 @@ def revert(
             catalog.require_nova(conn, catalog.BACKFILL_TABLES)
             access = preflight.state_access(conn, location)
             if access != "absent":
-                throttle = options.throttle
                 request = preflight.revert_request(
-                    conn,
-                    url,
-                    location,
-                    dry_run=options.dry_run,
-                    replicas=throttle.max_lag is not None and not throttle.replicas,
-                    load=bool(throttle.max_load or throttle.critical_load),
+                    conn, url, location, dry_run=options.dry_run, throttle=options.throttle
                 )
                 command = "revert --dry-run" if options.dry_run else "revert"
                 preflight.require(conn, url, request, command)

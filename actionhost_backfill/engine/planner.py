@@ -95,6 +95,13 @@ class Planner:
     def undecided(self, table: str, after: int, upper: int) -> tuple[int, Settled]:
         """How many NULL-host events of ``(after, upper]`` a run would decide, and how
         many it would leave alone as settled (reads only; the plan is left empty)."""
+        total, left_out = self._prepare(table, after, upper)
+        self.conn.commit()
+        return total, left_out
+
+    def _prepare(self, table: str, after: int, upper: int) -> tuple[int, Settled]:
+        """The NULL-host events of ``(after, upper]`` to decide, those complete runs
+        already decided left out: how many, and what was left out."""
         snapshot = self.snapshot
         total = snapshot.prepare_plan(table, after, upper)
         left_out = Settled()
@@ -103,7 +110,6 @@ class Planner:
                 self.conn, snapshot.t_null, table, self.settled_by, snapshot.present
             )
             total -= left_out.events
-        self.conn.commit()
         return total, left_out
 
     def plan_range(
@@ -123,13 +129,8 @@ class Planner:
         conn, snapshot = self.conn, self.snapshot
         decided = 0
         try:
-            total = snapshot.prepare_plan(table, after, upper)
-            if total and self.settled_by is not None:
-                left_out = drop_settled(
-                    conn, snapshot.t_null, table, self.settled_by, snapshot.present
-                )
-                self.settled.add(left_out)
-                total -= left_out.events
+            total, left_out = self._prepare(table, after, upper)
+            self.settled.add(left_out)
             bar = self.bar(total, f"plan {table}") if total else silent()
             try:
                 for uuids, events in snapshot.null_chunks(PLAN_INSTANCES):

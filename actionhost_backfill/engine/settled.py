@@ -63,6 +63,8 @@ class Settling:
 
     st: StateTables
     runs: frozenset[int]
+    seen: dict[int, datetime] = field(default_factory=dict, compare=False)
+    """Per run, what it had seen of Nova's rows (:func:`seen_until`)."""
 
 
 #: Where an instance's evidence lives, and the column naming its instance.
@@ -122,22 +124,11 @@ def _complete_runs(conn: sa.Connection, st: StateTables) -> list[tuple[int, date
     ]
 
 
-def _thresholds(conn: sa.Connection, settling: Settling) -> dict[int, datetime]:
-    return {
-        run_id: seen_until(started_at, options)
-        for run_id, started_at, options in _complete_runs(conn, settling.st)
-        if run_id in settling.runs
-    }
-
-
 def settling_runs(conn: sa.Connection, st: StateTables, basis: dict) -> Settling | None:
     """The complete backfill runs decided on ``basis`` that left an event NULL (None:
     nothing can be settled)."""
-    same = [
-        run_id
-        for run_id, _, options in _complete_runs(conn, st)
-        if options.get("decisions") == basis
-    ]
+    complete = _complete_runs(conn, st)
+    same = [run_id for run_id, _, options in complete if options.get("decisions") == basis]
     if not same:
         return None
     a = st.audit
@@ -148,7 +139,14 @@ def settling_runs(conn: sa.Connection, st: StateTables, basis: dict) -> Settling
             sa.select(a.c.run_id).where(a.c.run_id.in_(chunk), a.c.outcome == LEFT_NULL).distinct()
         )
     }
-    return Settling(st, frozenset(left)) if left else None
+    if not left:
+        return None
+    seen = {
+        run_id: seen_until(started_at, options)
+        for run_id, started_at, options in complete
+        if run_id in left
+    }
+    return Settling(st, frozenset(left), seen)
 
 
 def _settled_by(settling: Settling, event_id: sa.ColumnElement, event_table: str):
@@ -177,7 +175,7 @@ def drop_settled(
         .scalar_subquery()
     )
     rows = conn.execute(sa.select(n.c.id, n.c.instance_uuid, latest.label("run_id"))).all()
-    thresholds = _thresholds(conn, settling)
+    thresholds = settling.seen
     conn.commit()
     decided: dict[str, datetime] = {}
     unsettled: set[str] = set()

@@ -17,11 +17,14 @@ from typer.testing import CliRunner
 from actionhost_backfill import db as ahb_db
 from actionhost_backfill.cli import app
 from actionhost_backfill.nova.models import create_cell_schema
+from actionhost_backfill.schema import revisions
+from actionhost_backfill.sim.history import HistoryBuilder
 from actionhost_backfill.state.location import (
     backend_of,
     resolve_state_location,
     state_schema_exists,
 )
+from tests import scenarios
 
 PG_ADMIN_URL = os.environ.get(
     "ACTIONHOST_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -206,6 +209,17 @@ class Cell:
 
     def nova_version(self) -> str | None:
         return self.scalar("SELECT version_num FROM alembic_version")
+
+
+def prepare_scenarios(cell: Cell, copies: int = 1) -> dict:
+    """Write every scenario of :mod:`tests.scenarios` (``copies`` times) into ``cell`` and
+    upgrade its schema; returns the scenarios' expectations (event id -> expected host...)."""
+    builder = HistoryBuilder()
+    expect = scenarios.build_all(builder, copies=copies)
+    with cell.engine().begin() as conn:
+        builder.write(conn)
+    revisions.upgrade(ahb_db.parse_url(cell.url))
+    return expect
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:

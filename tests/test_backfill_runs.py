@@ -20,21 +20,15 @@ from actionhost_backfill.engine.backfill import BackfillOptions, run_backfill
 from actionhost_backfill.engine.fill import PlanFill
 from actionhost_backfill.errors import RunnerBusy
 from actionhost_backfill.inference.evidence import EvidenceSnapshot
-from actionhost_backfill.schema import revisions
 from actionhost_backfill.sim.history import HistoryBuilder
 from actionhost_backfill.state.lease import RunnerLock
 from tests import scenarios
-from tests.harness import Cell, cli, wait_for_batches
+from tests.harness import Cell, cli, prepare_scenarios, wait_for_batches
 from tests.locks import held_during_first_batch
 
 
 def _prepare(cell: Cell, copies: int = 1) -> dict:
-    builder = HistoryBuilder()
-    expect = scenarios.build_all(builder, copies=copies)
-    with cell.engine().begin() as conn:
-        builder.write(conn)
-    revisions.upgrade(parse_url(cell.url))
-    return expect
+    return prepare_scenarios(cell, copies=copies)
 
 
 def _table_state(cell: Cell) -> list[tuple]:

@@ -20,10 +20,8 @@ from actionhost_backfill.engine.backfill import BackfillOptions, run_backfill
 from actionhost_backfill.errors import RunnerBusy
 from actionhost_backfill.nova.catalog import HOST_INDEX
 from actionhost_backfill.schema import ddl, revisions
-from actionhost_backfill.sim.history import HistoryBuilder
 from actionhost_backfill.state.lease import RunnerLock
-from tests import scenarios
-from tests.harness import Cell, cli, wait_for_batches
+from tests.harness import Cell, cli, prepare_scenarios, wait_for_batches
 from tests.test_offline_sql import run_script
 from tests.test_stock_alembic import alembic
 
@@ -31,11 +29,7 @@ STATE_TABLES = {"runs", "audit", "checkpoints", "run_counts", "runner_lease"}
 
 
 def _prepare(cell: Cell, copies: int = 1) -> None:
-    builder = HistoryBuilder()
-    scenarios.build_all(builder, copies=copies)
-    with cell.engine().begin() as conn:
-        builder.write(conn)
-    revisions.upgrade(parse_url(cell.url))
+    prepare_scenarios(cell, copies=copies)
 
 
 def _intact(cell: Cell) -> None:

@@ -21,18 +21,11 @@ import sqlalchemy as sa
 from actionhost_backfill.db import parse_url
 from actionhost_backfill.engine.throttling import ThrottleOptions, build_throttle
 from actionhost_backfill.errors import BadInput
-from actionhost_backfill.schema import revisions
-from actionhost_backfill.sim.history import HistoryBuilder
-from tests import scenarios
-from tests.harness import Cell, cli
+from tests.harness import Cell, cli, prepare_scenarios
 
 
 def _prepare(cell: Cell) -> None:
-    builder = HistoryBuilder()
-    scenarios.build_all(builder)
-    with cell.engine().begin() as conn:
-        builder.write(conn)
-    revisions.upgrade(parse_url(cell.url))
+    prepare_scenarios(cell)
 
 
 def _filled(cell: Cell) -> int:

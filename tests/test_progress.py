@@ -12,20 +12,12 @@ from __future__ import annotations
 
 import json
 
-from actionhost_backfill.db import parse_url
-from actionhost_backfill.schema import revisions
-from actionhost_backfill.sim.history import HistoryBuilder
-from tests import scenarios
-from tests.harness import Cell, cli
+from tests.harness import Cell, cli, prepare_scenarios
 from tests.stderrwatch import Watched
 
 
 def _prepare(cell: Cell) -> None:
-    builder = HistoryBuilder()
-    scenarios.build_all(builder, copies=2)
-    with cell.engine().begin() as conn:
-        builder.write(conn)
-    revisions.upgrade(parse_url(cell.url))
+    prepare_scenarios(cell, copies=2)
 
 
 def _hosts(cell: Cell) -> list[tuple]:

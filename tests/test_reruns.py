@@ -12,20 +12,11 @@ import json
 from datetime import timedelta
 
 from actionhost_backfill.clock import utcnow
-from actionhost_backfill.db import parse_url
-from actionhost_backfill.schema import revisions
-from actionhost_backfill.sim.history import HistoryBuilder
-from tests import scenarios
-from tests.harness import Cell, cli
+from tests.harness import Cell, cli, prepare_scenarios
 
 
 def _prepare(cell: Cell) -> dict:
-    builder = HistoryBuilder()
-    expect = scenarios.build_all(builder)
-    with cell.engine().begin() as conn:
-        builder.write(conn)
-    revisions.upgrade(parse_url(cell.url))
-    return expect
+    return prepare_scenarios(cell)
 
 
 def _count(cell: Cell, table: str) -> int:

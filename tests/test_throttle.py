@@ -20,10 +20,7 @@ from actionhost_backfill.db import parse_url
 from actionhost_backfill.engine.backfill import BackfillOptions, run_backfill
 from actionhost_backfill.engine.throttling import ThrottleOptions
 from actionhost_backfill.errors import ExitCode
-from actionhost_backfill.schema import revisions
-from actionhost_backfill.sim.history import HistoryBuilder
-from tests import scenarios
-from tests.harness import Cell, cli, wait_until
+from tests.harness import Cell, cli, prepare_scenarios, wait_until
 from tests.logwatch import when_logged
 from tests.topology.replicas import mariadb_pair, postgresql_pair
 
@@ -31,12 +28,7 @@ THROTTLE_LOG = "actionhost_backfill.engine.throttling"
 
 
 def _prepare(cell: Cell) -> dict:
-    builder = HistoryBuilder()
-    expect = scenarios.build_all(builder)
-    with cell.engine().begin() as conn:
-        builder.write(conn)
-    revisions.upgrade(parse_url(cell.url))
-    return expect
+    return prepare_scenarios(cell)
 
 
 def _hosts(cell: Cell) -> list[tuple]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import pytest
 
@@ -30,6 +31,19 @@ STATE_TABLES = {"runs", "audit", "checkpoints", "run_counts", "runner_lease"}
 
 def _prepare(cell: Cell, copies: int = 1) -> None:
     prepare_scenarios(cell, copies=copies)
+
+
+@contextmanager
+def _live_runner(cell: Cell, run_id: int):
+    """The runner lease held for run ``run_id``, as a live backfill elsewhere holds it."""
+    engine = create_engine(parse_url(cell.url), cell.location, attach="if-exists")
+    lock = RunnerLock(engine, cell.location)
+    lock.acquire(run_id)
+    try:
+        yield
+    finally:
+        lock.release()
+        engine.dispose()
 
 
 def _intact(cell: Cell) -> None:
@@ -104,11 +118,7 @@ def test_downgrade_refused_while_a_backfill_runs(cell, backend):
 def test_discard_audit_never_overrides_a_live_runner(cell, backend):
     _prepare(cell)
     _backfilled(cell)
-    url = parse_url(cell.url)
-    engine = create_engine(url, cell.location, attach="if-exists")
-    lock = RunnerLock(engine, cell.location)
-    lock.acquire(42)
-    try:
+    with _live_runner(cell, 42):
         result = cli("schema", "downgrade", "base", "--db", cell.url, "--discard-audit")
         assert result.exit_code == 3, result.output
         assert "run 42" in result.stderr and "never overrides a live runner" in result.stderr
@@ -116,9 +126,6 @@ def test_discard_audit_never_overrides_a_live_runner(cell, backend):
         assert done.returncode != 0
         assert "refused to drop the backfill state" in done.stdout + done.stderr
         _intact(cell)
-    finally:
-        lock.release()
-        engine.dispose()
 
 
 def test_downgrade_refused_after_an_unreverted_run(cell, backend):
@@ -228,10 +235,7 @@ def test_offline_downgrade_script_refuses_runs_not_reverted(cell, backend):
 def test_offline_downgrade_script_refuses_while_a_runner_is_alive(cell, backend):
     _prepare(cell)
     url = parse_url(cell.url)
-    engine = create_engine(url, cell.location, attach="if-exists")
-    lock = RunnerLock(engine, cell.location)
-    lock.acquire(42)
-    try:
+    with _live_runner(cell, 42):
         ok, error = run_script(backend, url, _downgrade_script(cell, "--discard-audit"))
         assert not ok
         assert {
@@ -240,9 +244,6 @@ def test_offline_downgrade_script_refuses_while_a_runner_is_alive(cell, backend)
             "sqlite": "refused_while_a_backfill_or_revert_runs",
         }[backend] in error
         _intact(cell)
-    finally:
-        lock.release()
-        engine.dispose()
     ok, error = run_script(backend, url, _downgrade_script(cell))
     assert ok, error
     assert not STATE_TABLES & cell.state_table_names()

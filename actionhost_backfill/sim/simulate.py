@@ -470,6 +470,8 @@ class _Step:
         event_start, event_finish, fault = b.event_start, b.event_finish, b.fault
         era = sim.era_at(self.writes[0][0]) if self.writes else None
         self.writes.sort()
+        if self.writes and self.writes[-1][0] > life.busy_until:
+            life.busy_until = self.writes[-1][0]
         for t, _, kind, act, name, extra in self.writes:
             moment = _at(t)
             if kind == 0:
@@ -581,6 +583,7 @@ class _Life:
         "archived",
         "b",
         "bfv",
+        "busy_until",
         "dead",
         "deferred",
         "deleted_at",
@@ -653,6 +656,8 @@ class _Life:
         """Live pre-migrating resize/migration rows Queens' conductor would reuse."""
         self.evacuations: list[_Migration] = []
         self.last_action = 0
+        self.busy_until = born
+        """The last moment an operation of it wrote (its task_state is set until then)."""
         self.deferred: list[tuple[int, int, Callable[[int], None]]] = []
 
     # -- small helpers -----------------------------------------------------------------
@@ -2174,10 +2179,16 @@ class _Simulation:
                 or life.offloaded
                 or life.deleted_at is not None
                 or life.t > t
+                # An operation of its own is still running: its task_state is set, and
+                # API.live_migrate's check_instance_state (task_state defaults to None)
+                # refuses it (2014.1 compute/api.py ~3007, 17.0.0 ~4156).
+                or life.busy_until > t
             ):
                 continue
             life.t = t
             life.live_migrate(drain=True)
+            # Its own next request waits for this one (the same guard, the other way).
+            life.t = max(life.t, life.busy_until)
             t += 1 + int(self.rng.random() * 20)
 
     def register_services(self) -> None:

@@ -26,7 +26,7 @@ from actionhost_backfill.schema import ddl
 from actionhost_backfill.state.location import VERSION_TABLE, StateLocation
 
 #: Every state table (the version table, the ledger, the backfill state).
-STATE_TABLES = (VERSION_TABLE, ddl.LEDGER, *ddl.BACKFILL_TABLES)
+STATE_TABLES = (VERSION_TABLE, ddl.LEDGER, *ddl.BACKFILL_STATE_TABLES)
 #: The Nova tables the evidence snapshot reads (live and archived), when present.
 EVIDENCE_TABLES = tuple(
     name

@@ -187,15 +187,6 @@ _E_FINISH, _E_RESULT, _E_TRACEBACK, _E_UPDATED = (
     _EVENT["updated_at"],
 )
 TRACEBACK = "Traceback (most recent call last):\n..."
-#: Counters the tests used to reach directly (``builder.next_event = iter(...)``).
-_COUNTER_ALIASES = {
-    "next_action": "instance_actions",
-    "next_event": "instance_actions_events",
-    "next_migration": "migrations",
-    "next_fault": "instance_faults",
-    "next_instance": "instances",
-    "next_service": "services",
-}
 _UNSET = object()
 
 
@@ -305,19 +296,6 @@ class HistoryBuilder:
         self._meta: sa.MetaData | None = None
         self._present: set[str] = set()
         self._layouts: dict[str, tuple[tuple[str, ...], list[int] | None]] = {}
-
-    def __getattr__(self, name: str):
-        base = _COUNTER_ALIASES.get(name)
-        if base is None:
-            raise AttributeError(name)
-        return self.counters[base]
-
-    def __setattr__(self, name: str, value) -> None:
-        base = _COUNTER_ALIASES.get(name)
-        if base is not None:
-            self.counters[base] = value
-        else:
-            object.__setattr__(self, name, value)
 
     def next_id(self, base: str) -> int:
         return next(self.counters[base])

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from actionhost_backfill.engine.throttling import ThrottleOptions
 
 #: Every state table (the version table, the ledger, the backfill state).
-STATE_TABLES = (VERSION_TABLE, ddl.LEDGER, *ddl.BACKFILL_TABLES)
+STATE_TABLES = (VERSION_TABLE, ddl.LEDGER, *ddl.BACKFILL_STATE_TABLES)
 #: The Nova tables the evidence snapshot reads (live and archived), when present.
 EVIDENCE_TABLES = tuple(name for base in EVIDENCE_BASES for name in (base, f"shadow_{base}"))
 

@@ -43,7 +43,7 @@ from actionhost_backfill.state.provenance import (
 )
 from actionhost_backfill.state.tables import FILLED, state
 
-Role = Literal["admin", "member"]
+Viewer = Literal["admin", "member"]
 ROLES = ("admin", "member")
 #: Nova's API time format (no zone).
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
@@ -72,7 +72,7 @@ def api_time(value: datetime | None) -> str | None:
     return value.strftime(TIME_FORMAT) if value is not None else None
 
 
-def event_body(event: dict, project_id: str | None, role: Role) -> dict:
+def event_body(event: dict, project_id: str | None, role: Viewer) -> dict:
     """One event as the 2.62 API shows it to ``role``."""
     if role not in ROLES:
         raise BadInput(f"--as must be admin or member (got {role!r})")
@@ -96,7 +96,7 @@ def _action_fields(action: dict) -> dict:
 
 
 def action_body(
-    action: dict, events: list[dict], role: Role, instance_project_id: str | None = None
+    action: dict, events: list[dict], role: Viewer, instance_project_id: str | None = None
 ) -> dict:
     """``{"instanceAction": {...}}`` for one action and its events (newest first)."""
     project_id = action.get("project_id") or instance_project_id
@@ -111,7 +111,7 @@ def actions_body(actions: list[dict]) -> dict:
 
 
 def provenance_body(
-    events: list[dict], provenance: dict[int, Provenance], role: Role
+    events: list[dict], provenance: dict[int, Provenance], role: Viewer
 ) -> list[dict] | None:
     """Where each event's host came from, in the body's event order (admins only).
 
@@ -536,7 +536,7 @@ def _attach_requests(
         entry.request_ids = seen
 
 
-def explain(conn: sa.Connection, query: sa.Select) -> str:
+def query_plan(conn: sa.Connection, query: sa.Select) -> str:
     """The server's plan for ``query`` (PostgreSQL and MySQL/MariaDB), as text."""
     compiled = query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
     if conn.dialect.name == "postgresql":

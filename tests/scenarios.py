@@ -5,8 +5,8 @@ the Nova release in its name recorded it (docs/accuracy.md lists the
 behaviours and where each was read in Nova's source) and returns the expected
 ``(host, rule)`` for each event id; ``host`` None means the event must stay
 NULL, ``rule`` then being the reason.  Builders whose name starts with
-``case_`` reproduce the release behaviours of issue 10, which the first engine
-got wrong.
+``case_`` reproduce release behaviours that a reading based on today's Nova
+gets wrong (each docstring says how).
 """
 
 from __future__ import annotations
@@ -554,14 +554,14 @@ def conductor_fault_settles_nothing(h, t0) -> Expect:
     return life.done(host="cmp-new", launched_on="cmp-new")
 
 
-# --------------------------------------------------------------------------- issue 10's cases
+# --------------------------------------------------------------------------- release traps
 
 
 def case1_rescheduled_resize_liberty_to_pike(h, t0) -> Expect:
     """Each candidate's prep_resize creates its own row; the rejected one stays pre-migrating.
 
-    The first engine linked the move to the earliest row, the rejected
-    candidate, and wrote its host on the destination's events.
+    Linking the move to the earliest row would take the rejected candidate
+    and write its host on the destination's events.
     """
     life = Life(h, t0)
     life.build("cmp-s", "host-timeline")
@@ -644,7 +644,7 @@ def case1_queens_reuses_a_stale_row(h, t0) -> Expect:
 
 
 def case2_kilo_live_migration_has_no_row_and_no_events(h, t0) -> Expect:
-    """The first engine drew no boundary and carried the later host back across the move."""
+    """No event and no row mark the move: without a boundary the later host is carried back across it."""
     life = Life(h, t0)
     life.build("cmp-a", "launched-on")
     life.generic("compute_stop_instance", "cmp-a", "launched-on")
@@ -712,8 +712,8 @@ def case5_kilo_build_fails_after_a_reschedule(h, t0) -> Expect:
     """Rescheduled attempts end Success with no fault; Kilo keeps the first candidate's host.
 
     The last attempt's claim failed and the conductor ran out of hosts: the
-    instance row still names the first candidate, which the first engine
-    wrote on the last attempt.
+    instance row still names the first candidate, which must not be written
+    on the last attempt.
     """
     life = Life(h, t0)
     a = life.action("create", gap=S)
@@ -819,9 +819,9 @@ def case7_repeated_step_carries_the_last_attempts_result(h, t0) -> Expect:
 def icehouse_silent_live_migration_between_reboots(h, t0) -> Expect:
     """2014.1: a live migration records no action, no event and no row (no LIVE_MIGRATION in
     compute/instance_actions.py; CA live_migrate only sets task_state).  Between the two
-    reboots it moved cmp-a -> cmp-b; the second reboot failed on cmp-b.  The first engine
-    saw one segment up to the unshelve, settled by that fault: the build and the first
-    reboot got cmp-b."""
+    reboots it moved cmp-a -> cmp-b; the second reboot failed on cmp-b.  Read as one
+    segment up to the unshelve, settled by that fault, the build and the first reboot
+    would get cmp-b."""
     life = Life(h, t0)
     a = life.action("create", gap=S)
     life.event(a, "compute_run_instance", "cmp-a", "no-evidence", took=40 * S)
@@ -853,8 +853,8 @@ def icehouse_stopped_instance_cannot_move_silently(h, t0) -> Expect:
 def icehouse_rescheduled_build_leaves_the_candidates_fault(h, t0) -> Expect:
     """2014.1 CM _reschedule_or_error records the candidate's fault, then _run_instance
     swallows the RescheduledException: Success *with* a fault.  The next attempt started a
-    second later; the first engine read that fault as the build's failure and gave the
-    build's last attempt the candidate's host."""
+    second later; read as the build's failure, that fault would give the build's last
+    attempt the candidate's host."""
     life = Life(h, t0)
     a = life.action("create", gap=S)
     first = h.event_start(life.uuid, a, "compute_run_instance", life.at(2 * S))
@@ -1006,8 +1006,9 @@ def rolling_evacuation_row_taken_over_then_completed(h, t0) -> Expect:
     return rolling_evacuation_row_taken_over_later(h, t0, source_restarts=True)
 
 
-#: Rolling-upgrade histories (issue 18 item 2); all but the last wrote a wrong host
-#: or none before.
+#: Rolling-upgrade histories (docs/accuracy.md §10): computes of two releases side by
+#: side; rules that assume one release per moment write a wrong host (or none) on all
+#: but the last.
 ROLLING = [
     rolling_drain_between_kilo_computes,
     rolling_drain_settled_by_a_later_move,

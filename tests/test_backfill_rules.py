@@ -62,7 +62,7 @@ def test_every_rule_on_hand_built_histories(scenario_cell):
 
 @pytest.mark.parametrize("case", scenarios.CASES, ids=lambda f: f.__name__)
 def test_release_behaviour(cell, case):
-    """One history per release behaviour the first engine got wrong (issue 10)."""
+    """One history per release behaviour that a reading based on today's Nova gets wrong."""
     builder = HistoryBuilder()
     expect = scenarios.build_all(builder, scenarios=[case])
     _load(cell, builder)
@@ -77,7 +77,7 @@ def test_release_behaviour(cell, case):
 @pytest.mark.parametrize("case", scenarios.ICEHOUSE_CASES, ids=lambda f: f.__name__)
 def test_icehouse_behaviour(cell, case):
     """Cells that started on Icehouse (no proof of Kilo): silent live migrations and
-    rescheduled candidates' own faults (issue 18)."""
+    rescheduled candidates' own faults (docs/accuracy.md §9)."""
     builder = HistoryBuilder()
     expect = scenarios.build_all(builder, scenarios=[case])
     _load(cell, builder)

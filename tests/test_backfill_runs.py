@@ -375,11 +375,15 @@ def test_until_complete_takes_in_events_written_during_the_run(cell, until_compl
     def write_late_events():
         # A compute not yet upgraded (rolling upgrade) still records no host.
         builder = HistoryBuilder()
-        builder.next_event = iter(range(10_000, 10_100))
-        builder.next_action = iter(range(10_000, 10_100))
-        builder.next_instance = iter(range(10_000, 10_100))
-        builder.next_fault = iter(range(10_000, 10_100))
-        builder.next_migration = iter(range(10_000, 10_100))
+        # Ids clear of the first history's, so both can live in one cell.
+        for table in (
+            "instance_actions_events",
+            "instance_actions",
+            "instances",
+            "instance_faults",
+            "migrations",
+        ):
+            builder.counters[table] = iter(range(10_000, 10_100))
         late = scenarios.never_moved(builder, scenarios.datetime(2026, 1, 1))
         writer = create_engine(
             parse_url(cell.url), attach="never", lock_timeout=30, sqlite_begin="IMMEDIATE"

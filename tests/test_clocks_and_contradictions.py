@@ -1,8 +1,8 @@
 """Rows that contradict Nova, clocks that disagree, and DB surgery the operator declares.
 
 Each history is hand-built the way Nova wrote it except for the one thing the
-test is about; the rules written before these guards wrote a wrong host on
-each (issue 18, items 3-5).  On all three backends.
+test is about; without these guards the rules would write a wrong host on
+each (docs/accuracy.md §11).  On all three backends.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _wrong(audit: dict, truth: dict) -> list:
     return [(e, audit[e], truth[e]) for e in truth if audit[e][0] not in (None, truth[e])]
 
 
-# --------------------------------------------------------------------------- item 3
+# --------------------------------------------------------------------------- contradicting rows
 
 
 def test_contradicting_rows_leave_their_action_null(cell):
@@ -103,7 +103,7 @@ def test_contradicting_rows_leave_their_action_null(cell):
     assert "filter_by(event=...).first()" in body["contradicts"]
 
 
-# --------------------------------------------------------------------------- item 4
+# --------------------------------------------------------------------------- clocks
 
 
 def _skewed_live_migrations(h: HistoryBuilder, skew) -> tuple[dict, list[int], list[int]]:
@@ -206,7 +206,7 @@ def test_clock_skew_on_a_simulated_history(blank_db):
     assert result.snapshot.clock["api_ahead_max_seconds"] >= 2.0
 
 
-# --------------------------------------------------------------------------- item 5
+# --------------------------------------------------------------------------- hosts moved by hand
 
 
 def _surgery(h: HistoryBuilder) -> dict[int, str]:

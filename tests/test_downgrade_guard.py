@@ -1,4 +1,4 @@
-"""A downgrade never throws the undo away by accident (issue 19, item 1).
+"""A downgrade never throws the undo away by accident.
 
 Going below ``0003_backfill_state`` drops the runs and their audit, the only
 record ``revert`` can undo a backfill from.  It is refused, before anything is

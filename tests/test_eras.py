@@ -1,4 +1,4 @@
-"""Knowing the eras (issue 18): which releases may have written a cell, and what the commands say."""
+"""Knowing the eras (docs/accuracy.md §9): which releases may have written a cell, and what the commands say."""
 
 from __future__ import annotations
 

@@ -241,7 +241,7 @@ def ws_row_limit(cluster):
         # galera_cap: 200 // 8 = 25 events a batch, at most 25 + 25 rows plus counters
         # and checkpoint; the sizer's first batch (1,000 events) would write over 1,000.
         200,
-        # 2 events a batch: below the sizer's floor of 10, which used to override the cap.
+        # 2 events a batch: below the sizer's floor of 10, which must not override the cap.
         16,
     ],
 )

@@ -1,4 +1,4 @@
-"""Rolling upgrades (issue 18 item 2): computes of two releases side by side.
+"""Rolling upgrades (docs/accuracy.md §10): computes of two releases side by side.
 
 Hand-built histories of Liberty's window (tests/scenarios.py ``ROLLING``),
 and simulated histories whose computes are upgraded one by one over weeks,

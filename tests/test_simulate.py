@@ -1,7 +1,8 @@
 """The simulator: deterministic, recorded release by release, and its truth agrees with its rows.
 
 Every expectation below is Nova's recording behaviour at a release tag
-(research/*.md), checked on the simulated rows themselves.  A few shared
+(docs/accuracy.md §1-§7 and §9; ``nova/releases.py`` cites the tag and
+function of each switch), checked on the simulated rows themselves.  A few shared
 histories (one per backend) are simulated once per module; rare behaviours
 get a history of their own with the simulator's rates raised.
 """

@@ -289,7 +289,7 @@ def test_failures_by_host_uses_the_host_index(blank_db):
             query = views.failures_query(
                 since=None, until=None, host="cmp-0007", event=None, known=True
             )
-            plan = views.explain(conn, query)
+            plan = views.query_plan(conn, query)
     finally:
         engine.dispose()
     assert "actionhost_events_host_idx" in plan, plan

@@ -35,13 +35,13 @@ events_app = typer.Typer(
 app.add_typer(events_app, name="events")
 
 
-class Role(str, enum.Enum):
+class ViewerChoice(str, enum.Enum):
     admin = "admin"
     member = "member"
 
 
 AsOption = Annotated[
-    Role,
+    ViewerChoice,
     typer.Option(
         "--as",
         help="admin: host and traceback shown; member: neither (hostId only), as Nova's policy.",
@@ -67,7 +67,7 @@ def show_command(
     db: DbOption = None,
     nova_conf: NovaConfOption = None,
     state_schema: StateSchemaOption = None,
-    as_: AsOption = Role.admin,
+    as_: AsOption = ViewerChoice.admin,
     json_output: Annotated[
         bool,
         typer.Option(

@@ -71,8 +71,8 @@ INSTANCE_HOST = "instance-host"
 SHELVED = "shelved-host"
 LAUNCHED = "launched-on"
 VOLUME = "volume-connector"
-#: Evidence read since the first engine, stronger than what older releases left
-#: by the side: when a segment has both, its values are ``host-timeline``.
+#: Evidence that names a host directly (migration rows, recorded event hosts,
+#: faults, the instance's host), stronger than what older releases left by the side: when a segment has both, its values are ``host-timeline``.
 _CLASSIC = frozenset({MIGRATION, RECORDED, FAULT, INSTANCE_HOST})
 
 #: Actions during which a volume's connection may be rewritten on another host.

@@ -3,7 +3,7 @@
 Used by the test harness, ``simulate`` and ``demo`` to build a cell database
 on SQLite, PostgreSQL or MySQL/MariaDB.  Column types, index names and
 foreign keys follow Nova's ``nova/db/main/models.py`` (master, 2026) for the
-tables in ``shared/nova-facts.md`` section 2; shadow tables are column copies
+tables declared below; shadow tables are column copies
 without indexes, as Nova's archiver expects; Nova's own ``alembic_version``
 is there too, holding Nova's head revision, so tests can prove the toolkit
 never touches it.  Only the columns the toolkit or its tests use are kept.

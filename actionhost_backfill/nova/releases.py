@@ -2,14 +2,16 @@
 
 The simulator (``simulate.py``) asks these switches how the release in
 service behaved; nothing here touches a database.  Every switch names the
-research note and the Nova tag/file it was read from
-(``research/cold_moves.md``, ``live_evac.md``, ``build_shelve_faults.md``,
-``dbapi_bdm.md``; tags ``2014.1`` Icehouse, ``2014.2`` Juno, ``2015.1.0`` Kilo, ``12.0.0`` Liberty, ``13.0.0``
+``docs/accuracy.md`` section that states the behaviour (§1 events, §2 builds,
+§3 cold moves, §4 live migrations, §5 evacuations, §6 shelve, §7 faults and
+volumes, §9 Icehouse/Juno) and/or the Nova tag, file and function it was read
+from (tags ``2014.1`` Icehouse, ``2014.2`` Juno, ``2015.1.0`` Kilo, ``12.0.0`` Liberty, ``13.0.0``
 Mitaka, ``14.0.0`` Newton, ``15.0.0`` Ocata, ``16.0.0`` Pike, ``17.0.0``
-Queens, ``18.0.0`` Rocky).  Abbreviations as in those notes: CM =
+Queens, ``18.0.0`` Rocky).  Abbreviations (``docs/accuracy.md`` writes M for CM, CM for CoM): CM =
 ``nova/compute/manager.py``, CA = ``nova/compute/api.py``, CoM =
 ``nova/conductor/manager.py``, MT/LMT = ``nova/conductor/tasks/migrate.py`` /
-``live_migrate.py``, RT = ``nova/compute/resource_tracker.py``, DB =
+``live_migrate.py``, RT = ``nova/compute/resource_tracker.py``, CR =
+``nova/compute/rpcapi.py``, DB =
 ``nova/db/sqlalchemy/api.py``.
 
 Rocky is simulated as Queens plus one change: every event row stores the host
@@ -30,7 +32,7 @@ class Release:
     released: date
 
 
-#: Nova's releases in order, with the tag the research was read at.
+#: Nova's releases in order, with the tag Nova's source was read at.
 RELEASES = (
     Release("icehouse", "2014.1", date(2014, 4, 17)),
     Release("juno", "2014.2", date(2014, 10, 16)),
@@ -145,14 +147,14 @@ def behaviour(name: str) -> Behaviour:
 
     return Behaviour(
         release=name,
-        # dbapi_bdm.md §1.8: the event ``host`` is written from 18.0.0
+        # accuracy §1 (event host): the event ``host`` is written from 18.0.0
         # (InstanceActionEvent 1.2, 18.0.0 compute/utils.py EventReporter ~1097).
         records_event_host=since("rocky"),
-        # dbapi_bdm.md §1.9 / cold_moves.md §4c: ``@wrap_instance_event(prefix='conductor')``
+        # accuracy §1 (event names): ``@wrap_instance_event(prefix='conductor')``
         # on migrate_server and live_migrate_instance from 14.0.0 (CoM ~182/~305).
         conductor_prefixed_events=since("newton"),
-        # dbapi_bdm.md §1.6: until 16.0.0 an action's updated_at changes only when an
-        # event's Error sets message='Error'; from 17.0.0 action_event_start/finish
+        # DB:action_event_finish: until 16.0.0 an action's updated_at changes only when an
+        # event's Error sets message='Error'; from 17.0.0 DB:action_event_start/finish
         # set it to each event's start/finish time (start_time at creation).
         action_updated_at_follows_events=since("queens"),
         # Which compute method records a build attempt.  2014.1: the conductor casts
@@ -177,17 +179,17 @@ def behaviour(name: str) -> Behaviour:
         # Kilo-like (no fault on a reschedule).
         reschedule_records_fault=name == "icehouse",
         final_build_failure_is_error=name == "icehouse",
-        # build_shelve_faults.md §1.3: Kilo's _do_build_and_run_instance never nulls
+        # accuracy §2 (host after a failed build): Kilo's _do_build_and_run_instance never nulls
         # host/node (2015.1.0 CM ~2222-2287); 12.0.0 adds _nil_out_instance_obj_host_and_node
         # to the reschedule and failure branches (12.0.0 CM ~1917-1974).
         nulls_host_after_failed_build=since("liberty"),
-        # build_shelve_faults.md §1.4: from 15.0.0 a first scheduling failure goes to
-        # _bury_in_cell0 (15.0.0 CoM ~800); the cell gets no instance and no action.
+        # From 15.0.0 a first scheduling failure goes to
+        # CoM:_bury_in_cell0 (15.0.0 CoM ~800, from build_instances/schedule_and_build_instances); the cell gets no instance and no action.
         buries_unschedulable_builds_in_cell0=since("ocata"),
         # 2014.1 CA resize records RESIZE for a migrate too (~2449; instance_actions
         # has no MIGRATE); 2014.2 CA resize records MIGRATE without a flavor (~2552).
         records_migrate_action=since("juno"),
-        # cold_moves.md §1a-1c: Kilo RT.resize_claim creates the row after the claim
+        # accuracy §3 (rows 1-3): Kilo RT.resize_claim creates the row after the claim
         # (Icehouse and Juno as Kilo: RT.resize_claim, untyped rows)
         # test (2015.1.0 RT ~148); 12.0.0-16.0.0 RT._move_claim before it; 17.0.0
         # MT._preallocate_migration pre-creates (and reuses) one row in the conductor.
@@ -198,17 +200,17 @@ def behaviour(name: str) -> Behaviour:
             if since("queens")
             else "dest-before-claim"
         ),
-        # cold_moves.md §1a: migration_type arrives with 12.0.0 293_add_migration_type;
+        # accuracy §3 (row 1): migration_type arrives with 12.0.0 migration 293_add_migration_type;
         # Kilo rows keep NULL.
         records_migration_type=since("liberty"),
-        # cold_moves.md §2a: 17.0.0 errors_out_migration_ctxt sets 'error' on any
+        # accuracy §3 (errors_out_migration): 17.0.0 CM:errors_out_migration_ctxt sets 'error' on any
         # exception; before, only when the status was migrating/post-migrating.
         errors_out_migrations_always=since("queens"),
-        # cold_moves.md §2: finish_revert_resize sets dest_compute := source_compute in
+        # accuracy §3 (revert rewrites dest_compute): CM:finish_revert_resize sets dest_compute := source_compute in
         # 2015.1.0 ~3772 through 14.0.0 ~3570; removed by b816e3cc33 (15.0.0).  2014.1
         # (~3227) and 2014.2 (~3544) only set instance.host: dest_compute stays.
         revert_copies_source_into_dest_compute=since("kilo") and not since("ocata"),
-        # dbapi_bdm.md §1.4: _action_get_by_request_id picks the oldest action of a
+        # accuracy §1 (two actions of one request): DB:_action_get_by_request_id picks the oldest action of a
         # request id until 16.0.0, the newest from 17.0.0 (b933847cbb).
         delete_events_go_to_newest_action=since("queens"),
         # 2014.1/2014.2: no LIVE_MIGRATION in compute/instance_actions.py (added in
@@ -216,29 +218,30 @@ def behaviour(name: str) -> Behaviour:
         # MIGRATING and calls the conductor; no compute LM method is event-wrapped;
         # CoM _live_migrate (2014.1 ~752) writes no row.  No trace at all.
         live_migration_action=since("kilo"),
-        # live_evac.md §1.1-1.2: Kilo records a live-migration action with no events
+        # accuracy §4 (rows 1-2): Kilo records a live-migration action with no events
         # and no migration row; 12.0.0 CoM _live_migrate creates the row and the
         # compute LM methods are event-wrapped.
         live_migration_recorded=since("liberty"),
-        # live_evac.md §1.2: the conductor's row starts 'pre-migrating' in 12.0.0,
+        # accuracy §4 (row 2): the conductor's row starts 'pre-migrating' in 12.0.0,
         # 'accepted' from 13.0.0.
         live_migration_first_status="accepted" if since("mitaka") else "pre-migrating",
-        # live_evac.md §1.3: pre_live_migration and post-flip failures end 'failed'
-        # in 12.0.0/13.0.0, 'error' from 14.0.0.
+        # accuracy §4 (rollback statuses): pre_live_migration and post-flip failures
+        # end 'failed' in 12.0.0/13.0.0, 'error' from 14.0.0 (CM:_rollback_live_migration,
+        # 14.0.0 _set_migration_status(migration, 'error')).
         live_migration_failed_status="error" if since("newton") else "failed",
-        # live_evac.md §1.2: source_node/dest_node of LM rows are set only by 17.0.0 LMT.
+        # source_node/dest_node of LM rows are set only from 17.0.0 (LMT:LiveMigrationTask._execute).
         live_migration_nodes=since("queens"),
-        # live_evac.md §1.3-1.4: live_migration_abort (action live_migration_cancel)
+        # accuracy §4 (force-complete and abort): CA:live_migrate_abort (action live_migration_cancel)
         # and the 'cancelled' status from 13.0.0.
         live_migration_abort=since("mitaka"),
-        # live_evac.md §1.6: from 13.0.0 post_live_migration_at_destination saves the
+        # accuracy §4 (row 3): from 13.0.0 post_live_migration_at_destination saves the
         # host in a ``finally`` even when the driver call failed (CM 13.0.0 ~5580).
         host_moves_despite_post_failure=since("mitaka"),
-        # live_evac.md §1.4/§1.6: post_live_migration_at_destination is cast in
+        # CR:post_live_migration_at_destination is a cast in
         # 2015.1.0-14.0.0 ('completed' may be written before it), an RPC call from
-        # 15.0.0 (CR 15.0.0 l.702; 'completed' after it).
+        # 15.0.0 (CR 15.0.0 ~702; 'completed' after it).
         post_at_destination_is_call=since("ocata"),
-        # live_evac.md §1.7 / dbapi_bdm.md §5.2: check_can_live_migrate_source refreshes
+        # CM:check_can_live_migrate_source refreshes
         # the connection info in 2015.1.0-13.0.0 (refresh_conn_info=False from 14.0.0).
         source_check_refreshes_connection=not since("newton"),
         # 2014.1 CA rebuild (~2191) and evacuate (~3042) cast CR rebuild_instance
@@ -246,53 +249,53 @@ def behaviour(name: str) -> Behaviour:
         # compute_task_api.rebuild_instance, whose CoM rebuild_instance records
         # 'rebuild_server' (~725).
         rebuild_through_conductor=since("juno"),
-        # live_evac.md §2.1-2.2: Kilo evacuations leave no migration row; from 12.0.0 the
+        # accuracy §5 (rows 1-2): Kilo evacuations leave no migration row; from 12.0.0 the
         # API creates an 'accepted' evacuation row (CA evacuate 12.0.0 l.3303).
         evacuation_row=since("liberty"),
-        # live_evac.md §2.1: Kilo rebuild_instance saves host = dest before spawning.
+        # accuracy §5 (row 1): Kilo CM:rebuild_instance saves host = dest before spawning.
         evacuation_sets_host_before_spawn=not since("liberty"),
-        # live_evac.md §2.2: 12.0.0-15.0.0 use NopClaim for a forced host (no
+        # CM:rebuild_instance: 12.0.0-15.0.0 use claims.NopClaim for a forced host (no
         # 'pre-migrating', dest_node NULL); 16.0.0+ always claim.
         forced_evacuation_skips_claim=since("liberty") and not since("pike"),
-        # live_evac.md §2.2: NoValidHost leaves the row 'accepted' in 12.0.0-16.0.0;
+        # CoM:rebuild_instance: NoValidHost leaves the row 'accepted' in 12.0.0-16.0.0;
         # 17.0.0 sets 'error' and records two conductor faults.
         evacuation_no_valid_host_status="error" if since("queens") else "accepted",
         evacuation_no_valid_host_faults=2 if since("queens") else 1,
-        # live_evac.md §2.3: _destroy_evacuated_instances completes 'accepted' rows in
+        # accuracy §5 (row 3): CM:_destroy_evacuated_instances completes 'accepted' rows in
         # 12.0.0, 'accepted' or 'done' from 13.0.0.
         completes_evacuations=(
             ("accepted", "done") if since("mitaka") else ("accepted",) if since("liberty") else ()
         ),
-        # live_evac.md §2.3: from 16.0.0 it reads migrations with read_deleted='yes'.
+        # 16.0.0 CM:_destroy_evacuated_instances reads migrations with read_deleted='yes'.
         completes_evacuations_of_deleted=since("pike"),
-        # build_shelve_faults.md §3.3: the Kilo conductor removes the shelved_* keys
-        # after its cast and Kilo soft-deletes removed sysmeta (2015.1.0 COND ~793,
-        # DBAPI ~2498); from 12.0.0 the compute hard-deletes them on success only.
+        # accuracy §6 (row 2): the Kilo conductor removes the shelved_* keys
+        # after its cast and Kilo soft-deletes removed sysmeta (2015.1.0 CoM ~793,
+        # DB ~2498); from 12.0.0 the compute hard-deletes them on success only.
         conductor_soft_deletes_shelve_keys=not since("liberty"),
-        # build_shelve_faults.md §3.5: a failed unshelve's claim abort nulls host/node
-        # from 13.0.0 (RT ~341-357); Kilo/Liberty keep the failed host.
+        # A failed unshelve's claim abort nulls host/node from 13.0.0
+        # (RT:abort_instance_claim -> _unset_instance_host_and_node, ~341-357); Kilo/Liberty keep the failed host.
         unshelve_claim_abort_nulls_host=since("mitaka"),
-        # build_shelve_faults.md §7.2 / dbapi_bdm.md §1.9: 17.0.0 records actions and
+        # accuracy §1 (operations with no action): 17.0.0 records actions and
         # events for attach/detach volume and interface, snapshot, backup,
         # shelveOffload, and api_* events (lock/unlock, volume-backed snapshot,
         # attach/detach on shelved-offloaded) (commits 1d88440eb4, d0336ee172, ...).
         records_volume_interface_image_lock_actions=since("queens"),
-        # dbapi_bdm.md §5.1: Queens attaches new volumes through Cinder v3 attachments
+        # accuracy §7 (connector): Queens attaches new volumes through Cinder v3 attachments
         # (attachment_id set, no connector in connection_info, 17.0.0 _volume_attach).
         new_style_volume_attach=since("queens"),
-        # dbapi_bdm.md §1.9: trigger_crash_dump and live_migration_force_complete are
-        # event-wrapped from 13.0.0, extend_volume from 16.0.0.
+        # CM:trigger_crash_dump and CM:live_migration_force_complete are
+        # event-wrapped from 13.0.0, CM:extend_volume from 16.0.0.
         trigger_crash_dump=since("mitaka"),
         extend_volume=since("pike"),
         live_migration_force_complete=since("mitaka"),
-        # dbapi_bdm.md §5.1: initialize_connection stores the connector from 13.0.0
+        # accuracy §7 (connector): nova/volume/cinder.py:initialize_connection stores the connector from 13.0.0
         # (also 12.0.3; Liberty is modelled as its 12.0.0 tag, without it).
         stores_connector=since("mitaka"),
-        # dbapi_bdm.md §3.1: instance_destroy soft-deletes instance_system_metadata from
+        # accuracy §3 (last row): DB:instance_destroy soft-deletes instance_system_metadata from
         # 12.0.0, migrations (and BDMs) from 14.0.0.
         destroy_soft_deletes_system_metadata=since("liberty"),
         destroy_soft_deletes_migrations=since("newton"),
-        # dbapi_bdm.md §3.2: before 14.0.0 the instance_actions FK makes archiving a
+        # DB:_archive_deleted_rows_for_table: before 14.0.0 the instance_actions FK makes archiving a
         # deleted instance with actions fail; 14.0.0 archives actions and events too.
         archives_instances_with_actions=since("newton"),
     )

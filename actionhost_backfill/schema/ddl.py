@@ -483,22 +483,24 @@ def drop_host_index_if_ours() -> None:
 
 # --------------------------------------------------------------------------- backfill state
 
-BACKFILL_TABLES = ("audit", "run_counts", "checkpoints", "runs", "runner_lease")
+#: The tables revision 0003_backfill_state creates (``catalog.BACKFILL_TABLES`` are
+#: the Nova tables a backfill reads).
+BACKFILL_STATE_TABLES = ("audit", "run_counts", "checkpoints", "runs", "runner_lease")
 
 
 def create_backfill_state() -> None:
     """Runs, checkpoints, audit, per-rule counts and the runner lease (those missing)."""
     settings = current_settings()
-    missing = _missing(settings, BACKFILL_TABLES)
+    missing = _missing(settings, BACKFILL_STATE_TABLES)
     for table, create in _STATE_TABLES.items():
         if table in missing:
             create(settings.location.schema, {"mysql_engine": "InnoDB", "if_not_exists": True})
     if not missing:
         _say(settings, "state tables already present: nothing to do")
-    elif len(missing) < len(BACKFILL_TABLES):
+    elif len(missing) < len(BACKFILL_STATE_TABLES):
         _say(settings, f"created the missing state tables: {', '.join(missing)}")
     else:
-        _say(settings, f"created the state tables: {', '.join(BACKFILL_TABLES)}")
+        _say(settings, f"created the state tables: {', '.join(BACKFILL_STATE_TABLES)}")
 
 
 def _runs_table(schema: str, mysql: dict) -> None:
@@ -617,7 +619,7 @@ def drop_backfill_state() -> None:
     settings = current_settings()
     if context.is_offline_mode():
         _offline_state_guard(settings)
-    for table in BACKFILL_TABLES:
+    for table in BACKFILL_STATE_TABLES:
         op.drop_table(table, schema=settings.location.schema, if_exists=True)
 
 

@@ -315,7 +315,7 @@ def _drift(conn, result: SchemaStatus, columns, indexes, location: StateLocation
                 f"({why.format('0002_host_index')})"
             )
     inspector = sa.inspect(conn)
-    wanted = {"0001_host_column": (ddl.LEDGER,), "0003_backfill_state": ddl.BACKFILL_TABLES}
+    wanted = {"0001_host_column": (ddl.LEDGER,), "0003_backfill_state": ddl.BACKFILL_STATE_TABLES}
     for revision, tables in wanted.items():
         if revision in applied:
             missing = [t for t in tables if not inspector.has_table(t, schema=location.schema)]

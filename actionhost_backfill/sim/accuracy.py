@@ -36,7 +36,7 @@ ERA_ORDER = (
     "rocky",
 )
 
-#: Targets on the default simulated history (issue 4).
+#: Targets on the default simulated history (docs/accuracy.md §8 reports the figures).
 PRECISION_TARGET = 99.9
 RULE_PRECISION_TARGET = 99.0
 COMPUTE_COVERAGE_TARGET = 95.0

@@ -10,7 +10,7 @@ foreign-key order; a change to a row that was already written becomes an
 
 Two DB API behaviours matter to anyone reading the history back, and are
 reproduced here (verified at every tag from Kilo to Queens, see
-research/dbapi_bdm.md §1):
+docs/accuracy.md §1, ``DB:action_event_finish`` and the event-host row):
 
 * ``action_event_start`` always inserts a new row, but ``action_event_finish``
   updates ``filter_by(action_id=..., event=...).first()``: when a step repeats
@@ -187,15 +187,6 @@ _E_FINISH, _E_RESULT, _E_TRACEBACK, _E_UPDATED = (
     _EVENT["updated_at"],
 )
 TRACEBACK = "Traceback (most recent call last):\n..."
-#: Counters the tests used to reach directly (``builder.next_event = iter(...)``).
-_COUNTER_ALIASES = {
-    "next_action": "instance_actions",
-    "next_event": "instance_actions_events",
-    "next_migration": "migrations",
-    "next_fault": "instance_faults",
-    "next_instance": "instances",
-    "next_service": "services",
-}
 _UNSET = object()
 
 
@@ -239,7 +230,8 @@ def attachment_connection_info(volume_id: str, attachment_id: str, instance_uuid
     """A Queens new-style (Cinder v3 attachment) ``connection_info``: no connector.
 
     ``nova.volume.cinder._translate_attachment_ref`` keeps the attachment's
-    keys; the connector lives only in Cinder (research/dbapi_bdm.md §5.1).
+    keys (17.0.0 ``nova/volume/cinder.py:_translate_attachment_ref``); the
+    connector lives only in Cinder (docs/accuracy.md §7, connector row).
     """
     return json.dumps(
         {
@@ -282,7 +274,8 @@ class HistoryBuilder:
         self.rows: dict[str, list[list]] = defaultdict(list)
         self.archived: set[str] = set()
         #: Newton+'s archiver flags actions and events ``deleted = id`` before
-        #: moving them (research/dbapi_bdm.md §3.2); off for hand-built histories.
+        #: moving them (14.0.0 ``nova/db/sqlalchemy/api.py:_archive_deleted_rows_for_table``);
+        #: off for hand-built histories.
         self.archive_flags = False
         # action id -> event name -> [first row of that name, its table] (what
         # ``.first()`` finds); after a write the row is replaced by its id.
@@ -303,19 +296,6 @@ class HistoryBuilder:
         self._meta: sa.MetaData | None = None
         self._present: set[str] = set()
         self._layouts: dict[str, tuple[tuple[str, ...], list[int] | None]] = {}
-
-    def __getattr__(self, name: str):
-        base = _COUNTER_ALIASES.get(name)
-        if base is None:
-            raise AttributeError(name)
-        return self.counters[base]
-
-    def __setattr__(self, name: str, value) -> None:
-        base = _COUNTER_ALIASES.get(name)
-        if base is not None:
-            self.counters[base] = value
-        else:
-            object.__setattr__(self, name, value)
 
     def next_id(self, base: str) -> int:
         return next(self.counters[base])
@@ -736,7 +716,7 @@ class HistoryBuilder:
         """``instance_destroy``'s query ``soft_delete()`` of one instance's rows.
 
         ``deleted = id`` and ``deleted_at = at`` on every live row; ``updated_at``
-        is kept (oslo.db, research/dbapi_bdm.md §3.1).  ``at=None`` is the
+        is kept (oslo.db ``Query.soft_delete``, called by ``DB:instance_destroy``).  ``at=None`` is the
         Newton+ archiver's flag (``deleted = id``, ``deleted_at`` NULL).
         """
         table = self._table(base, instance_uuid, archived)

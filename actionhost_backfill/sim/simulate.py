@@ -6,7 +6,8 @@ in service at each moment wrote them: the period is split into eras, one per
 release from ``first_release`` to ``last_release``, then Rocky from the
 cut-over on, when every event row stores the host that recorded it.  What each
 release did differently lives in ``releases.py`` (one switch per behaviour,
-each citing the Nova tag and file it was read from, see ``research/*.md``);
+each citing the docs/accuracy.md section or the Nova tag, file and function it
+was read from);
 this module is the model of the operations themselves: builds and their
 reschedules, the generic operations, cold moves with reschedules, confirms,
 reverts and deletes of resized instances, live migrations with rejected
@@ -139,7 +140,7 @@ _EVENTS = {
     "createImage": "compute_snapshot_instance",
     "createBackup": "compute_backup_instance",
 }
-#: Operations before Queens recorded with no action and no event (dbapi_bdm.md §1.9).
+#: Operations before Queens recorded with no action and no event (docs/accuracy.md §1, last row).
 _QUEENS_RECORDED = frozenset(
     (
         "attach_volume",
@@ -500,7 +501,7 @@ class _Step:
         for act in self.actions:
             b.forget(act.id)
             if act.fallback:
-                continue  # Queens: a fallback event does not bump updated_at (dbapi_bdm §1.4)
+                continue  # Queens: a fallback event does not bump updated_at (17.0.0 DB:action_event_start)
             if follows:
                 values = {"updated_at": _at(act.last)}
                 if act.error_at is not None:
@@ -737,8 +738,9 @@ class _Life:
                 dest_node=m.dest_node,
                 dest_host=m.dest_host,
                 row_id=m.id,
-                # user_id/project_id arrived in Train (20.0.0), never back-filled
-                # (research/dbapi_bdm.md §6): NULL on every Kilo ... Rocky row.
+                # user_id/project_id arrived in Train (20.0.0 migration
+                # 401_add_user_id_and_project_id_to_migrations), never back-filled:
+                # NULL on every Kilo ... Rocky row.
                 user_id=None,
                 project_id=None,
             )
@@ -1014,7 +1016,7 @@ class _Life:
                 self.fail(s, a, build, candidate, end)
                 t = end + self.between(2, 8)
                 continue
-            if last:  # no retry left: this compute's fault, and still Success (§1.2)
+            if last:  # no retry left: this compute's fault, and still Success (accuracy §2)
                 s.fault(
                     end - 1 if end - 1 > t else end,
                     candidate,
@@ -1111,7 +1113,7 @@ class _Life:
         )
         if ev:
             s.start(start, a, event, host)
-        if fails:  # pre-Queens event-less methods still record their fault (§6)
+        if fails:  # pre-Queens event-less methods still record their fault (accuracy §1, §7)
             s.fault(end, host, FAILED)
             if ev:
                 s.finish(end, a, event, error=True)
@@ -1168,7 +1170,7 @@ class _Life:
 
     # -- cold moves --------------------------------------------------------------------
     def cold_move(self, resize: bool) -> Generator[int, None, None]:
-        """``resize``/``migrate`` (cold_moves.md): candidates, claim, move, then confirm/revert."""
+        """``resize``/``migrate`` (docs/accuracy.md §3): candidates, claim, move, then confirm/revert."""
         t0 = self.t
         s = self.step_for(t0)
         beh = s.beh
@@ -1370,7 +1372,8 @@ class _Life:
         """Queens' conductor reuses any live pre-migrating row of this instance and type.
 
         MigrationList.get_by_filters without ORDER BY: the lowest id in practice
-        (cold_moves.md §1c); it keeps its old created_at and source columns.
+        (docs/accuracy.md §3, Queens row; 17.0.0 MT:_preallocate_migration); it keeps its
+        old created_at and source columns.
         """
         for m in self.stale:
             if m.kind == kind and m.status == "pre-migrating":
@@ -1445,7 +1448,7 @@ class _Life:
         if self.sim.compute_behaviour(source, fs, beh).revert_copies_source_into_dest_compute:
             m.dest, m.updated = m.source, fs + 1  # dest_node keeps the real destination
         self.refresh_volumes(source, fs + 1, beh)
-        if stopped_before:  # the decorated stop_instance, nested (cold_moves.md §4c)
+        if stopped_before:  # CM:finish_revert_resize calls the decorated stop_instance
             ss = fs + self.between(5, 30)
             s.start(ss, a, "compute_stop_instance", source)
             s.finish(ss + self.between(1, 5), a, "compute_stop_instance")
@@ -1462,7 +1465,7 @@ class _Life:
 
     # -- live migration ----------------------------------------------------------------
     def live_migrate(self, drain: bool = False) -> None:
-        """``live-migration`` (live_evac.md §1); ``drain``: one of host-evacuate-live's."""
+        """``live-migration`` (docs/accuracy.md §4); ``drain``: one of host-evacuate-live's."""
         t0 = self.t
         s = self.step_for(t0)
         beh = s.beh
@@ -1695,7 +1698,7 @@ class _Life:
 
     # -- evacuation --------------------------------------------------------------------
     def evacuate(self) -> None:
-        """``evacuate`` from a host whose nova-compute is down (live_evac.md §2)."""
+        """``evacuate`` from a host whose nova-compute is down (docs/accuracy.md §5)."""
         t0 = self.t
         s = self.step_for(t0)
         beh = s.beh
@@ -1825,7 +1828,7 @@ class _Life:
 
     # -- shelve ------------------------------------------------------------------------
     def shelve(self) -> None:
-        """``shelve`` (build_shelve_faults.md §3): offloaded at once unless the host waits."""
+        """``shelve`` (docs/accuracy.md §6): offloaded at once unless the host waits."""
         t0 = self.t
         s = self.step_for(t0)
         beh = s.beh
@@ -2079,7 +2082,8 @@ class _Simulation:
         # Per-compute configuration, fixed for the whole history.
         self.offload_later = {h: rng.random() < OFFLOAD_LATER_HOSTS for h in self.hosts}
         self.auto_confirm = {h: rng.random() < AUTO_CONFIRM_HOSTS for h in self.hosts}
-        # Kilo-Mitaka cannot archive deleted instances that have actions (dbapi_bdm §3.2):
+        # Kilo-Mitaka cannot archive deleted instances that have actions (releases.py,
+        # archives_instances_with_actions):
         # archiving needs a Newton+ release at some time after the delete.
         self.can_archive = bool(self.eras) and self.behaviours[-1].archives_instances_with_actions
         acc, self.mix = 0.0, []

@@ -7,7 +7,7 @@ archive.  They need a Python with ``nova`` installed (``scripts/test.sh``
 builds one in ``.cache/nova-venv``; nova is never a dependency of the
 toolkit) named by ``ACTIONHOST_NOVA_PYTHON``.  On PostgreSQL Nova's archiver
 fails on a fresh schema whatever else is there (``locked_by`` enum types
-differ), so archiving is checked on SQLite and MariaDB, as nova-facts says.
+differ), so archiving is checked on SQLite and MariaDB only.
 """
 
 from __future__ import annotations

@@ -163,7 +163,11 @@ class RunnerLock:
                 self._conn.exec_driver_sql(
                     f"SELECT pg_advisory_unlock({_ADVISORY_NAMESPACE}, {self._key()})"
                 )
+            # Never back to the pool: had the unlock failed, a pooled session would
+            # keep the lock for the life of this process.  Closed for real, the
+            # server ends the session and every lock it held.
             with suppress(Exception):
+                self._conn.invalidate()
                 self._conn.close()
             self._conn = None
 
@@ -339,7 +343,9 @@ def live_holder(conn: sa.Connection, location: StateLocation) -> Holder | None:
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
             f"AND classid = {_ADVISORY_NAMESPACE} AND objid = {key} AND objsubid = 2"
         ).scalar()
-        if not held:
+        # Held, and the lease row names a runner: a runner that released its lease
+        # cleared the token first, while the server may still be ending its session.
+        if not held or (row is not None and not row.token):
             return None
         return _holder(row) or Holder(None, None, None, None, None, None)
     if row is None or not row.token:

@@ -1,4 +1,4 @@
-"""Where each Nova instance action event ran, by its name (Kilo ... Queens).
+"""Where each Nova instance action event ran, by its name (Icehouse ... Queens).
 
 Nova names events ``<prefix>_<function>``: ``compute_*`` ran on a compute
 host (``wrap_instance_event``: ``'compute_{0}'.format(function.__name__)``,

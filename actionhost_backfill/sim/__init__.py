@@ -1,1 +1,1 @@
-"""Histories written as Nova Kilo ... Queens wrote them, with the true hosts, and accuracy."""
+"""Histories written as Nova Icehouse ... Queens wrote them, with the true hosts, and accuracy."""

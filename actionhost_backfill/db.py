@@ -26,7 +26,7 @@ from actionhost_backfill.errors import (
     DatabaseUnavailable,
     PrivilegeError,
 )
-from actionhost_backfill.redact import mask_url, remember_secret, scrub
+from actionhost_backfill.redact import mask_url, scrub
 from actionhost_backfill.state.location import StateLocation, backend_of
 
 CONNECT_TIMEOUT = 10
@@ -57,7 +57,6 @@ def parse_url(raw: str | URL | None, *, option: str = "--db", need_database: boo
         raise BadInput(
             f"{option} {mask_url(str(raw))} is not a database URL: expected {_URL_HINT}"
         ) from None
-    remember_secret(url.password)
     if url.drivername == "postgres" or url.drivername.startswith("postgres+"):
         # The libpq/Heroku spelling (SQLAlchemy's own alias before 1.4): same server.
         url = url.set(drivername="postgresql" + url.drivername[len("postgres") :])

@@ -43,14 +43,6 @@ _DICT_ITEM = re.compile(
 )
 
 
-def remember_secret(secret: str | None) -> None:
-    """Kept for callers: masking no longer needs to know the passwords.
-
-    Masking by structure cannot miss a password it was not told about, and
-    never rewrites a host or a database name that happens to contain it.
-    """
-
-
 def _mask_quoted(value: str) -> str:
     if value[:2] == "b'":
         return f"b'{MASK}'"

@@ -11,7 +11,6 @@ code is the most urgent cell's (``errors.PRECEDENCE``).  Output names cells, nev
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from sqlalchemy.engine import URL
 
 from actionhost_backfill import db
 from actionhost_backfill.errors import ActionHostError, BadInput, ExitCode, most_urgent
-from actionhost_backfill.redact import mask_url, remember_secret, scrub
+from actionhost_backfill.redact import mask_url, scrub
 
 CELL0_UUID = "00000000-0000-0000-0000-000000000000"
 
@@ -134,8 +133,6 @@ def load_cells(
             url, problem = expand_template(connection, database_connection), None
         except BadInput as exc:  # this cell's row, never the whole run
             url, problem = connection, str(exc)
-        with contextlib.suppress(Exception):
-            remember_secret(sa.engine.make_url(url).password)
         cells.append(CellMapping(uuid, name, url, bool(disabled), problem))
     if not cells:
         raise BadInput(

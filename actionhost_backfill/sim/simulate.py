@@ -78,35 +78,58 @@ WRITTEN_TABLES = (
     "block_device_mapping",
 )
 
-# How often things happen.  Recording behaviour matters more than realistic
-# frequencies: these only make every behaviour show up in a few hundred instances.
-MEAN_GAP = 12 * DAY
-#: Shares of generic operations, resizes, cold migrations, live migrations and
-#: evacuations among an active instance's operations (shelves: the rest).
-OPERATION_MIX = (0.68, 0.07, 0.04, 0.15, 0.01)
-BOOT_FROM_VOLUME = 0.15
-BUILD_FIRST_SCHEDULING_FAILS = 0.004
-BUILD_RESCHEDULED = 0.06
-BUILD_FAILS = 0.01
-GENERIC_FAILS = 0.04
-RESIZE_RESCHEDULED = 0.05
-RESIZE_REVERTED = 0.12
-DELETED_WHILE_RESIZED = 0.15
-"""Share of the instances due for deletion that are deleted while RESIZED (if resized)."""
-AUTO_CONFIRM_HOSTS = 0.3
-AUTO_CONFIRM_WINDOW = 3600
-LIVE_MIGRATION_REJECTED = 0.10
-LIVE_MIGRATION_FORCED = 0.15
-LIVE_MIGRATION_NO_HOST = 0.02
-LIVE_MIGRATION_ROLLBACK = 0.10
-EVACUATION_NAMED_HOST = 0.3
-EVACUATION_NO_HOST = 0.08
-EVACUATION_FAILS = 0.05
-EVACUATED_SOURCE_RESTARTS = 0.6
-OFFLOAD_LATER_HOSTS = 0.25
-SHELVED_OFFLOAD_TIME = DAY
-UNSHELVE_NO_HOST = 0.02
-UNSHELVE_FAILS = 0.03
+
+@dataclass(frozen=True)
+class Rates:
+    """How often things happen (``SimulationOptions.rates``).
+
+    Recording behaviour matters more than realistic frequencies: the defaults
+    only make every behaviour show up in a few hundred instances.  Tests raise
+    some of them so rare recording paths become common.
+    """
+
+    mean_gap: int = 12 * DAY
+    """Mean seconds between two operations of an instance."""
+    operation_mix: tuple[float, ...] = (0.68, 0.07, 0.04, 0.15, 0.01)
+    """Shares of generic operations, resizes, cold migrations, live migrations and
+    evacuations among an active instance's operations (shelves: the rest)."""
+    boot_from_volume: float = 0.15
+    build_first_scheduling_fails: float = 0.004
+    build_rescheduled: float = 0.06
+    build_fails: float = 0.01
+    generic_fails: float = 0.04
+    resize_rescheduled: float = 0.05
+    resize_reverted: float = 0.12
+    deleted_while_resized: float = 0.15
+    """Share of the instances due for deletion that are deleted while RESIZED (if resized)."""
+    auto_confirm_hosts: float = 0.3
+    auto_confirm_window: int = 3600
+    live_migration_rejected: float = 0.10
+    live_migration_forced: float = 0.15
+    live_migration_no_host: float = 0.02
+    live_migration_rollback: float = 0.10
+    evacuation_named_host: float = 0.3
+    evacuation_no_host: float = 0.08
+    evacuation_fails: float = 0.05
+    evacuated_source_restarts: float = 0.6
+    offload_later_hosts: float = 0.25
+    shelved_offload_time: int = DAY
+    unshelve_no_host: float = 0.02
+    unshelve_fails: float = 0.03
+
+    def validate(self) -> None:
+        for name, value in asdict(self).items():
+            if name in ("mean_gap", "auto_confirm_window", "shelved_offload_time"):
+                if value < 1:
+                    raise BadInput(f"rates.{name} must be at least 1 second (got {value})")
+            elif name == "operation_mix":
+                if len(value) != 5 or any(v < 0 for v in value) or sum(value) > 1.0 + 1e-9:
+                    raise BadInput(
+                        f"rates.operation_mix must be five shares summing to at most 1 (got {value})"
+                    )
+            elif not 0.0 <= value <= 1.0:
+                raise BadInput(f"rates.{name} must be between 0 and 1 (got {value})")
+
 
 BUILD = "compute__do_build_and_run_instance"
 PREP_RESIZE = "compute_prep_resize"
@@ -252,8 +275,11 @@ class SimulationOptions:
     """Share of operations replaced by operator DB surgery (host moved by hand); opt-in."""
     contradiction_rate: float = 0.0
     """Share of actions whose finishes go to their attempt's own row (patched Nova); opt-in."""
+    rates: Rates = field(default_factory=Rates)
+    """How often each operation and each of its outcomes happens."""
 
     def validate(self) -> None:
+        self.rates.validate()
         if self.events is not None and self.events < 1:
             raise BadInput(f"--events must be at least 1 (got {self.events})")
         if self.instances is not None and self.instances < 1:
@@ -602,6 +628,7 @@ class _Life:
         "offloaded",
         "project",
         "r",
+        "rates",
         "resized",
         "rng",
         "shelve_keys",
@@ -625,6 +652,7 @@ class _Life:
         deletes_resized: bool = False,
     ):
         self.sim = sim
+        self.rates = sim.rates
         self.deletes_resized = deletes_resized
         self.b = sim.builder
         rng = sim.rng
@@ -647,7 +675,7 @@ class _Life:
         self.dead = False
         self.deleted_at: int | None = None
         self.flavor = 1 + int(self.r() * 6)
-        self.bfv = self.r() < BOOT_FROM_VOLUME
+        self.bfv = self.r() < self.rates.boot_from_volume
         self.volumes: list[_Volume] = []
         self.shelve_keys: list[tuple[int, str, str, int]] | None = None
         self.shelved_at: int | None = None
@@ -824,7 +852,7 @@ class _Life:
             if self.dead:
                 t_next = self.end
             else:
-                t_next = self.t + max(60, int(self.rng.expovariate(1 / MEAN_GAP)))
+                t_next = self.t + max(60, int(self.rng.expovariate(1 / self.rates.mean_gap)))
             while self.deferred and self.deferred[0][0] <= min(t_next, self.end):
                 when, _, task = heapq.heappop(self.deferred)
                 when = max(when, self.t)
@@ -946,11 +974,11 @@ class _Life:
         t0 = self.t
         s = self.step_for(t0)
         beh = s.beh
-        first_fails = r() < BUILD_FIRST_SCHEDULING_FAILS
+        first_fails = r() < self.rates.build_first_scheduling_fails
         if first_fails and beh.buries_unschedulable_builds_in_cell0:
             return False  # schedule_and_build_instances -> _bury_in_cell0: nothing in this cell
-        rejected = 0 if r() >= BUILD_RESCHEDULED else (1 if r() < 0.7 else 2)
-        fails = r() < BUILD_FAILS
+        rejected = 0 if r() >= self.rates.build_rescheduled else (1 if r() < 0.7 else 2)
+        fails = r() < self.rates.build_fails
         no_host_left = fails and rejected > 0 and r() < 0.5  # a reschedule found none
         if (first_fails or fails) and not self.fate_deleted and r() < 0.7:
             self.fate_deleted = True  # most failed builds get deleted soon (die())
@@ -1077,7 +1105,7 @@ class _Life:
         if name == "createBackup" and self.bfv:
             name = "createImage"  # backups are image-backed only
         recorded = name not in _QUEENS_RECORDED or beh.records_volume_interface_image_lock_actions
-        fails = r() < GENERIC_FAILS
+        fails = r() < self.rates.generic_fails
         if name in ("lock", "unlock"):
             if recorded:  # Queens api_lock/api_unlock run in nova-api
                 a = s.action(name, t0)
@@ -1158,7 +1186,7 @@ class _Life:
         cs = cast + self.between(0, 2)
         s.start(cs, a, "compute_rebuild_instance", host)
         self.refresh_volumes(host, cs + 2, s.beh)
-        if self.r() < GENERIC_FAILS:
+        if self.r() < self.rates.generic_fails:
             self.fail(s, a, "compute_rebuild_instance", host, cs + self.between(5, 60))
             self.vm_state = "error"
         else:
@@ -1183,7 +1211,7 @@ class _Life:
         # Icehouse records a migrate as ``resize`` (no MIGRATE before 2014.2).
         a = s.action("resize" if resize or not beh.records_migrate_action else "migrate", t0)
         roll = r()
-        rejected = 0 if r() >= RESIZE_RESCHEDULED else (1 if r() < 0.8 else 2)
+        rejected = 0 if r() >= self.rates.resize_rescheduled else (1 if r() < 0.8 else 2)
         if roll < 0.01:
             attempts = ["no-host"]
         else:
@@ -1389,10 +1417,10 @@ class _Life:
         """A RESIZED instance waits for confirm, revert, auto-confirm or delete."""
         m, _ = self.resized
         r = self.r
-        revert = r() < RESIZE_REVERTED
+        revert = r() < self.rates.resize_reverted
         auto = not revert and self.sim.auto_confirm[m.dest] and r() < 0.5
         if auto:  # the dest's _poll_unconfirmed_resizes after resize_confirm_window
-            when = finished + AUTO_CONFIRM_WINDOW + self.between(0, 60)
+            when = finished + self.rates.auto_confirm_window + self.between(0, 60)
         else:
             when = finished + self.between(120, 6 * 3600)
         if self.deletes_resized:  # its owner deletes it instead of confirming
@@ -1488,7 +1516,7 @@ class _Life:
         src_beh = sim.compute_behaviour(source, t0, beh)
         rec_src = src_beh.live_migration_recorded
         rows_move = sim.computes_at_least(t0, "liberty")
-        forced = not drain and r() < LIVE_MIGRATION_FORCED
+        forced = not drain and r() < self.rates.live_migration_forced
         forced_host = self.pick(source) if forced else None
         ctl = self.ctl()
         t = t0 + self.between(1, 2)
@@ -1509,8 +1537,10 @@ class _Life:
                 t + self.between(0, 1),
                 (self.flavor, self.flavor),
             )
-        rejected = 0 if forced or r() >= LIVE_MIGRATION_REJECTED else (1 if r() < 0.7 else 2)
-        no_host = r() < LIVE_MIGRATION_NO_HOST
+        rejected = (
+            0 if forced or r() >= self.rates.live_migration_rejected else (1 if r() < 0.7 else 2)
+        )
+        no_host = r() < self.rates.live_migration_no_host
         tried: list[str | None] = [source]
         t += self.between(1, 2)
         dest = None
@@ -1575,7 +1605,7 @@ class _Life:
         failed_status = src_beh.live_migration_failed_status
         m_moves = m if rows_move else None  # else no compute sees the row: first status
         roll = r()
-        if roll < LIVE_MIGRATION_ROLLBACK * 0.3:  # pre_live_migration raised
+        if roll < self.rates.live_migration_rollback * 0.3:  # pre_live_migration raised
             tf = ps + self.between(1, 10)
             s.fault(tf, dest, FAILED)
             if not rec_src:  # Kilo's synchronous live_migration is wrapped too
@@ -1594,7 +1624,7 @@ class _Life:
             s.finish(pe, a, "compute_pre_live_migration")
         running = pe + self.between(0, 1)
         duration = self.between(20, 600)
-        if roll < LIVE_MIGRATION_ROLLBACK:
+        if roll < self.rates.live_migration_rollback:
             if beh.live_migration_abort and r() < 0.4:  # the user's abort: JOB_CANCELLED
                 ct = running + self.between(5, max(6, duration - 1))
                 ca = s.action("live_migration_cancel", ct)
@@ -1708,7 +1738,9 @@ class _Life:
         a = s.action("evacuate", t0)
         conductor = beh.rebuild_through_conductor
         # Icehouse's API requires the host and casts to it (2014.1 CA evacuate ~3023).
-        named = self.pick(source) if not conductor or r() < EVACUATION_NAMED_HOST else None
+        named = (
+            self.pick(source) if not conductor or r() < self.rates.evacuation_named_host else None
+        )
         # Liberty/Mitaka force a named host; Newton+ only with force=True.
         forced = named is not None and (not beh.conductor_prefixed_events or r() < 0.5)
         m = None
@@ -1731,7 +1763,7 @@ class _Life:
         # The conductor's .first() on status 'accepted', no ORDER BY: the oldest row.
         looked = next((e for e in self.evacuations if e.status == "accepted"), None)
         dest = named or self.pick(source)
-        if dest is None or (conductor and not forced and r() < EVACUATION_NO_HOST):
+        if dest is None or (conductor and not forced and r() < self.rates.evacuation_no_host):
             tf = rs + self.between(1, 2)
             for _ in range(beh.evacuation_no_valid_host_faults):
                 s.fault(tf, ctl, NO_VALID_HOST)
@@ -1748,7 +1780,7 @@ class _Life:
             s.finish(cast, a, "rebuild_server")
         cs = cast + self.between(0, 2)
         s.start(cs, a, "compute_rebuild_instance", dest)
-        fails = r() < EVACUATION_FAILS
+        fails = r() < self.rates.evacuation_fails
         # Rolling windows: the destination's release rebuilds, and while any
         # compute runs Kilo the RPC drops the row (12.0.0 ComputeAPI.rebuild_instance
         # below 4.5): nobody claims or completes it.
@@ -1801,7 +1833,7 @@ class _Life:
 
     def maybe_restart(self, source: str, t: int) -> None:
         """The old source's nova-compute comes back days later (init_host)."""
-        if self.r() < EVACUATED_SOURCE_RESTARTS:
+        if self.r() < self.rates.evacuated_source_restarts:
             self.defer(
                 t + self.between(DAY // 2, 10 * DAY),
                 lambda when: self.source_restarted(source, when),
@@ -1847,7 +1879,7 @@ class _Life:
             self.offload()
             return
         s.start(ss, a, "compute_shelve_instance", host)
-        if self.r() < GENERIC_FAILS:  # the snapshot failed
+        if self.r() < self.rates.generic_fails:  # the snapshot failed
             self.fail(s, a, "compute_shelve_instance", host, ss + self.between(5, 60))
             s.commit()
             return
@@ -1868,7 +1900,7 @@ class _Life:
             s.commit()
             self.vm_state = "shelved"
             self.shelved_at = snap
-            due = snap + SHELVED_OFFLOAD_TIME + self.between(0, 3600)
+            due = snap + self.rates.shelved_offload_time + self.between(0, 3600)
             self.defer(due, lambda when: self.periodic_offload(when, snap))
             return
         end = snap + self.between(5, 20)  # offloaded inside the same event
@@ -1937,7 +1969,7 @@ class _Life:
             s.finish(t + self.between(0, 1), a, "get_image_info")
             t += self.between(1, 2)
         s.start(t, a, "schedule_instances", ctl)
-        if r() < UNSHELVE_NO_HOST:  # Error, no fault, still offloaded
+        if r() < self.rates.unshelve_no_host:  # Error, no fault, still offloaded
             s.finish(t + self.between(1, 3), a, "schedule_instances", error=True)
             s.commit()
             return
@@ -1952,7 +1984,7 @@ class _Life:
         self.move_to(new)  # instance_claim: host, node and launched_on
         self.launched_on = new
         self.refresh_volumes(new, us + 2, beh)
-        if r() < UNSHELVE_FAILS:
+        if r() < self.rates.unshelve_fails:
             self.fail(s, a, "compute_unshelve_instance", new, us + self.between(5, 60))
             if self.sim.compute_behaviour(new, us, beh).unshelve_claim_abort_nulls_host:
                 self.move_to(None)
@@ -2066,6 +2098,7 @@ class _Life:
 class _Simulation:
     def __init__(self, options: SimulationOptions, builder: HistoryBuilder, rng: random.Random):
         self.options = options
+        self.rates = options.rates
         self.builder = builder
         self.rng = rng
         self.hosts = [f"cmp-{n:04d}" for n in range(1, options.hosts + 1)]
@@ -2080,14 +2113,14 @@ class _Simulation:
         self.behaviours = [BEHAVIOURS[e.release] for e in self.eras]
         self.rocky = next((e for e in self.eras if e.release == ROCKY), None)
         # Per-compute configuration, fixed for the whole history.
-        self.offload_later = {h: rng.random() < OFFLOAD_LATER_HOSTS for h in self.hosts}
-        self.auto_confirm = {h: rng.random() < AUTO_CONFIRM_HOSTS for h in self.hosts}
+        self.offload_later = {h: rng.random() < self.rates.offload_later_hosts for h in self.hosts}
+        self.auto_confirm = {h: rng.random() < self.rates.auto_confirm_hosts for h in self.hosts}
         # Kilo-Mitaka cannot archive deleted instances that have actions (releases.py,
         # archives_instances_with_actions):
         # archiving needs a Newton+ release at some time after the delete.
         self.can_archive = bool(self.eras) and self.behaviours[-1].archives_instances_with_actions
         acc, self.mix = 0.0, []
-        for weight in OPERATION_MIX:
+        for weight in self.rates.operation_mix:
             acc += weight
             self.mix.append(acc)
         self.truth: list[tuple] = []
@@ -2211,7 +2244,7 @@ class _Simulation:
         if r() < self.options.deleted:
             end = min(self.end - 1, born + int(self.rng.expovariate(1 / (90 * DAY))) + 3600)
             archived = self.can_archive and r() < self.options.archived
-            return _Life(self, born, True, archived, end, r() < DELETED_WHILE_RESIZED)
+            return _Life(self, born, True, archived, end, r() < self.rates.deleted_while_resized)
         return _Life(self, born, False, False, self.end)
 
     def flush(self) -> None:
@@ -2495,4 +2528,6 @@ def _analyze(conn: sa.Connection) -> None:
 def _options_dict(options: SimulationOptions) -> dict:
     data = asdict(options)
     data["start"] = options.start.isoformat()
+    if options.rates == Rates():
+        del data["rates"]  # the defaults go unsaid, as in --json and simulation_meta
     return data

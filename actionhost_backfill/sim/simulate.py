@@ -51,10 +51,12 @@ from actionhost_backfill.errors import BadInput
 from actionhost_backfill.nova import models
 from actionhost_backfill.nova.tables import EVENTS, SHADOW_EVENTS, nova
 from actionhost_backfill.redact import mask_url
+from actionhost_backfill.sim.batches import Batch
 from actionhost_backfill.sim.clock import EPOCH, db_time
 from actionhost_backfill.sim.cloud import Simulation
+from actionhost_backfill.sim.columns import WRITTEN_TABLES
 from actionhost_backfill.sim.eras import Era, plan_eras
-from actionhost_backfill.sim.history import Batch, HistoryBuilder
+from actionhost_backfill.sim.history import HistoryBuilder
 from actionhost_backfill.sim.options import Rates, SimulationOptions
 from actionhost_backfill.state.location import (
     StateLocation,
@@ -79,18 +81,6 @@ __all__ = [
 
 TRUTH_TABLE = "simulation_truth"
 META_TABLE = "simulation_meta"
-#: Tables the simulator writes (the shadow copies too, for archived instances).
-WRITTEN_TABLES = (
-    "services",
-    "compute_nodes",
-    "instances",
-    "instance_actions",
-    "instance_actions_events",
-    "migrations",
-    "instance_faults",
-    "instance_system_metadata",
-    "block_device_mapping",
-)
 
 
 @dataclass

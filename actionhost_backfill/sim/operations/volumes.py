@@ -6,7 +6,7 @@ import uuid as uuidlib
 
 from actionhost_backfill.nova.releases import Behaviour
 from actionhost_backfill.sim.clock import db_time
-from actionhost_backfill.sim.history import attachment_connection_info
+from actionhost_backfill.sim.connection_info import attachment_connection_info
 from actionhost_backfill.sim.records import Volume
 
 

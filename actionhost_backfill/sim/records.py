@@ -1,4 +1,4 @@
-"""What one operation writes: its actions, event and fault writes in time order, migrations and volumes."""
+"""What one operation writes: actions, event and fault writes in time order, migrations, volumes."""
 
 from __future__ import annotations
 

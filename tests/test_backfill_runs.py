@@ -17,9 +17,9 @@ import sqlalchemy as sa
 from actionhost_backfill.db import create_engine, parse_url
 from actionhost_backfill.engine import planner as planner_module
 from actionhost_backfill.engine.backfill import BackfillOptions, run_backfill
+from actionhost_backfill.engine.evidence import EvidenceSnapshot
 from actionhost_backfill.engine.fill import PlanFill
 from actionhost_backfill.errors import RunnerBusy
-from actionhost_backfill.inference.evidence import EvidenceSnapshot
 from actionhost_backfill.sim.history import HistoryBuilder
 from actionhost_backfill.state.lease import RunnerLock
 from tests import scenarios

@@ -28,6 +28,7 @@ from sqlalchemy.engine import URL
 from actionhost_backfill import db, dialects, preflight
 from actionhost_backfill.dialects import Dialect
 from actionhost_backfill.engine.applier import Applier, WriteOptions, prepare_session
+from actionhost_backfill.engine.evidence import EvidenceSnapshot, SnapshotStats
 from actionhost_backfill.engine.fill import PlanFill
 from actionhost_backfill.engine.planner import Planner
 from actionhost_backfill.engine.progress import Progress, show_reason, silent
@@ -47,7 +48,6 @@ from actionhost_backfill.errors import (
     StateMismatch,
 )
 from actionhost_backfill.inference.eras import parse_releases
-from actionhost_backfill.inference.evidence import EvidenceSnapshot, SnapshotStats
 from actionhost_backfill.nova import catalog
 from actionhost_backfill.nova.tables import EVENTS, SHADOW_EVENTS, nova
 from actionhost_backfill.redact import mask_url

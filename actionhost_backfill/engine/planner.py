@@ -2,7 +2,7 @@
 
 Planning only reads.  It copies the range's NULL-host events (with their
 instance) into a temporary table, then, a chunk of whole instances at a time,
-loads their evidence once (:class:`~actionhost_backfill.inference.evidence.EvidenceSnapshot`),
+loads their evidence once (:class:`~actionhost_backfill.engine.evidence.EvidenceSnapshot`),
 runs the rules (:func:`~actionhost_backfill.inference.infer`) and bulk-loads
 the decisions into the plan (``ah_plan``) on the same connection.  A dry run
 counts the decisions instead of keeping them.
@@ -20,11 +20,11 @@ from sqlalchemy.engine import URL
 
 from actionhost_backfill import db
 from actionhost_backfill.dialects import bulk
+from actionhost_backfill.engine.evidence import EvidenceSnapshot
 from actionhost_backfill.engine.progress import Progress, silent
 from actionhost_backfill.engine.settled import Settled, Settling, drop_settled
 from actionhost_backfill.errors import DatabaseUnavailable
 from actionhost_backfill.inference import Decision, EventRow, infer
-from actionhost_backfill.inference.evidence import EvidenceSnapshot
 from actionhost_backfill.nova.tables import nova
 from actionhost_backfill.redact import mask_url
 from actionhost_backfill.state.lease import RunnerLock

@@ -17,10 +17,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from actionhost_backfill import db, preflight
+from actionhost_backfill.engine.evidence import EvidenceSnapshot
 from actionhost_backfill.errors import BadInput
 from actionhost_backfill.inference import EventRow, Timeline, decide, exclude
 from actionhost_backfill.inference.eras import Eras, parse_releases
-from actionhost_backfill.inference.evidence import EvidenceSnapshot
 from actionhost_backfill.inference.rules import RELIES_ON
 from actionhost_backfill.inference.steps import BEHAVIOURS
 from actionhost_backfill.nova import catalog

@@ -29,10 +29,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from actionhost_backfill import db, preflight
+from actionhost_backfill.engine.evidence import EvidenceSnapshot
 from actionhost_backfill.errors import BadInput, ExitCode, SchemaNotReady
 from actionhost_backfill.inference import InstanceHistory, infer, roles
 from actionhost_backfill.inference.eras import Eras, parse_releases
-from actionhost_backfill.inference.evidence import EvidenceSnapshot
 from actionhost_backfill.nova import catalog
 from actionhost_backfill.redact import mask_url
 from actionhost_backfill.schema import revisions

@@ -52,6 +52,7 @@ from actionhost_backfill.nova import catalog
 from actionhost_backfill.nova.tables import EVENTS, SHADOW_EVENTS, nova
 from actionhost_backfill.redact import mask_url
 from actionhost_backfill.schema import revisions
+from actionhost_backfill.schema.ready import state_ready
 from actionhost_backfill.state import audit, runs
 from actionhost_backfill.state.lease import RunnerLock
 from actionhost_backfill.state.location import (
@@ -241,10 +242,7 @@ def _preflight(
             conn, url, location, tables=options.tables(), throttle=options.throttle
         )
         preflight.require(conn, url, request, "backfill")
-    ready = (
-        state_schema_exists(conn, location)
-        and revisions.current_revision(conn, location) == revisions.head_revision()
-    )
+    ready = state_ready(conn, location)
     if not options.dry_run and not ready:
         current = (
             revisions.current_revision(conn, location)

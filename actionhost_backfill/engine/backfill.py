@@ -495,6 +495,7 @@ class _Runner:
             finally:
                 self.result.plan_seconds = planner.seconds
                 self.result.already_decided = planner.settled.events
+                planner.drop()
                 snapshot.drop()
             if (
                 self.result.outcome == "complete"
@@ -716,6 +717,7 @@ class _Runner:
             for table in checkpoints:
                 runs.mark_table(conn, self.st, run.id, table, done=True)
             runs.finish(conn, self.st, run.id, runs.COMPLETE, None)
+        planner.drop()
         snapshot.drop()
 
     def _run_table(

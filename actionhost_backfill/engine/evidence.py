@@ -38,6 +38,7 @@ from actionhost_backfill import db, dialects
 from actionhost_backfill.clock import utcnow
 from actionhost_backfill.dialects import bulk
 from actionhost_backfill.dialects.bulk import chunks
+from actionhost_backfill.engine import clocks
 from actionhost_backfill.inference import (
     ActionRow,
     EventRow,
@@ -359,7 +360,7 @@ class EvidenceSnapshot:
                 ["instance_uuid"],
             )
         self.eras = eras_mod.eras_for(self._era_proofs(), self.releases)
-        self.skew_report = skew.measure(conn, self.present, self.t_mig)
+        self.skew_report = clocks.measure(conn, self.present, self.t_mig)
         self.hosts = replace(
             self._known_hosts(), untracked=self.eras.untracked, skew=self.skew_report.skew
         )

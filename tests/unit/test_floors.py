@@ -119,3 +119,25 @@ def test_a_module_importing_upward_is_caught(tmp_path):
         "inference.rules (floor 7) imports engine.evidence",
         "state.audit (floor 5) imports schema.revisions",
     ]
+
+
+def test_inference_is_pure():
+    """inference/ opens no engine and reads no table: it imports neither SQLAlchemy
+    nor anything of the toolkit but itself, the errors and Nova's release facts."""
+    allowed = ("inference", "errors", "nova.releases")
+    for path in sorted((PACKAGE / "inference").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        third_party = {
+            alias.name.split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        } | {
+            node.module.split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module
+        }
+        assert "sqlalchemy" not in third_party, path.name
+        for imported in imports_of(path):
+            assert floor_of(imported) <= floor_of("inference"), (path.name, imported)
+            assert imported.startswith(allowed), (path.name, imported)

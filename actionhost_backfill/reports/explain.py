@@ -260,7 +260,7 @@ def _explain(
         event.id, event.action_id, event.name, event.start, event.finish, event.result
     )
     report.event_segment = timeline.locate(action, event.start)
-    decision = decide(as_null, action, history, timeline, snapshot.hosts)
+    decision = decide(as_null, action, history, timeline)
     report.decision = {"host": decision.host, "rule": decision.rule}
     report.relies_on = RELIES_ON.get(decision.rule)
     contradicted = timeline.contradiction_of(as_null)

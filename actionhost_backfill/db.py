@@ -27,7 +27,7 @@ from actionhost_backfill.errors import (
     PrivilegeError,
 )
 from actionhost_backfill.redact import mask_url, scrub
-from actionhost_backfill.state.location import StateLocation, backend_of
+from actionhost_backfill.state.location import StateLocation, backend_of, resolve_state_location
 
 CONNECT_TIMEOUT = 10
 _DRIVERS = {
@@ -177,6 +177,19 @@ def connect(engine: sa.Engine) -> Iterator[sa.Connection]:
     finally:
         with contextlib.suppress(Exception):
             conn.close()
+
+
+def open_engine(
+    url: URL, state_schema: str | None, *, writes: bool = False
+) -> tuple[StateLocation, sa.Engine]:
+    """The state schema's location for ``url`` and an engine for a command that reads
+    run state (``writes``: one that also writes it, taking SQLite's lock up front).
+    A SQLite state file is attached only if it exists."""
+    location = resolve_state_location(url, state_schema)
+    engine = create_engine(
+        url, location, attach="if-exists", sqlite_begin="IMMEDIATE" if writes else "DEFERRED"
+    )
+    return location, engine
 
 
 def translate_error(exc: BaseException, url: URL | None = None) -> ActionHostError:

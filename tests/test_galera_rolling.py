@@ -175,7 +175,7 @@ def test_a_node_not_synced_at_the_start_is_refused_and_nothing_is_built(cluster,
     assert refused.exit_code == ExitCode.INTERVENE, refused.output
     line = refused.stderr.strip()
     assert "\n" not in line
-    assert line.startswith("refused before the first node: node3 (127.0.0.1:")
+    assert line.startswith("error: refused before the first node: node3 (127.0.0.1:")
     assert "is Donor/Desynced, not Synced" in line
     _wait_synced(nodes[2])
     assert not any(_index_on(node, database) for node in nodes)

@@ -188,19 +188,21 @@ def discover(url: URL, given: list[str]) -> list[URL]:
                     "run schema upgrade without --galera-rolling"
                 )
             status = galera.node_status(conn)
+            size = int(status.get("wsrep_cluster_size", "0") or 0)
             found = galera.addresses(status.get("wsrep_incoming_addresses", ""))
-            if not found:
-                found = galera.addresses(galera.cluster_address(conn))
+            if len(found) < size:  # AUTO: the hosts of the cluster address, this port
+                found = [(h, None) for h, _ in galera.addresses(galera.cluster_address(conn))]
     except sa.exc.DBAPIError as exc:
         raise db.translate_error(exc, url) from None
     finally:
         engine.dispose()
-    if not found:
+    urls = [url.set(host=host, port=port or url.port) for host, port in found]
+    if not urls or len({(u.host, u.port) for u in urls}) < len(urls):
         raise BadInput(
-            f"cannot tell the nodes of the cluster behind {mask_url(url)} (no "
-            "wsrep_incoming_addresses): name each with --node URL"
+            f"cannot tell the nodes of the cluster behind {mask_url(url)} apart "
+            "(wsrep_incoming_addresses says AUTO): name each with --node URL"
         )
-    return [url.set(host=host, port=port or url.port) for host, port in found]
+    return urls
 
 
 def configured_size(url: URL) -> int | None:

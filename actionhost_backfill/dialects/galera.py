@@ -110,10 +110,8 @@ def build_on_this_node(conn: sa.Connection, lock_wait_timeout: int) -> None:
     """
     conn.exec_driver_sql(f"SET SESSION lock_wait_timeout = {lock_wait_timeout}")
     conn.exec_driver_sql("SET SESSION wsrep_OSU_method = 'RSU'")
-    try:
-        conn.exec_driver_sql(ADD_INDEX)
-    finally:
-        conn.exec_driver_sql("SET SESSION wsrep_OSU_method = 'TOI'")
+    conn.exec_driver_sql(ADD_INDEX)  # failing, the caller closes the session (RSU with it)
+    conn.exec_driver_sql("SET SESSION wsrep_OSU_method = 'TOI'")
 
 
 def table_rows(conn: sa.Connection) -> int:

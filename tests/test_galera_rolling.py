@@ -79,7 +79,8 @@ def _fill(url: str, rows: int) -> None:
 
 
 def _index_on(node, database: str) -> bool:
-    found = node.sql(
+    found = node.sql(  # causal: after the node applied all the cluster committed
+        "SET SESSION wsrep_sync_wait = 1; "
         "SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema = "
         f"'{database}' AND table_name = 'instance_actions_events' AND index_name = '{HOST_INDEX}'"
     )
@@ -346,3 +347,42 @@ def test_a_node_killed_mid_build_stops_the_run_and_a_rerun_completes(
     assert all(_index_on(node, database) for node in nodes)
     assert _versions(nodes[1], database) == [head_revision()]
     _identical(nodes, database)
+
+
+@pytest.mark.backends("mysql")
+def test_the_printed_procedure_builds_the_index_on_every_node(cluster, backend):
+    nodes = cluster
+    database = "nova_by_hand"
+    nodes[0].sql(f"CREATE DATABASE {database}")
+    url1 = _url(nodes[0], database)
+    _fill(url1, 5000)
+    printed = cli("schema", "sql", "--galera-rolling", "--db", url1)
+    assert printed.exit_code == 0, printed.output
+    for node in nodes:  # as a DBA would, one node after the other
+        _wait_synced(node)
+        node.sql(printed.stdout)
+        assert _index_on(node, database)
+    nodes[0].sql(printed.stdout)  # run twice: the guard skips the ALTER
+    recorded = cli("schema", "upgrade", "--db", url1)
+    assert recorded.exit_code == 0, recorded.output
+    assert "already present: nothing to do" in recorded.stdout
+    assert _versions(nodes[2], database) == [head_revision()]
+    status = cli("schema", "status", "--db", url1)
+    assert status.exit_code == 0, status.output
+
+    # One node loses the index (dropped there alone): status says so, exit 4; the
+    # rolling upgrade builds it on that node only.
+    nodes[2].sql(
+        f"SET SESSION wsrep_OSU_method = 'RSU'; "
+        f"ALTER TABLE {database}.instance_actions_events DROP INDEX {HOST_INDEX}"
+    )
+    _wait_synced(nodes[2])
+    drift = cli("schema", "status", "--db", url1)
+    assert drift.exit_code == ExitCode.DRIFT, drift.output
+    assert f"node3 (127.0.0.1:{nodes[2].port}) Synced, Primary; index MISSING" in drift.stdout
+    rebuilt = cli("schema", "upgrade", "--galera-rolling", "--db", url1, "--json")
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert [b["node"] for b in json.loads(rebuilt.stdout)["built"]] == [
+        f"node3 (127.0.0.1:{nodes[2].port})"
+    ]
+    assert all(_index_on(node, database) for node in nodes)

@@ -139,7 +139,7 @@ def procedure(database: str, lock_wait_timeout: int) -> str:
 --   SHOW GLOBAL STATUS LIKE 'wsrep_local_state_comment';   -- Synced on every node
 --   SHOW GLOBAL STATUS LIKE 'wsrep_cluster_status';        -- Primary
 --   SHOW GLOBAL STATUS LIKE 'wsrep_cluster_size';          -- the size you expect
---   SHOW GLOBAL STATUS LIKE 'wsrep_local_recv_queue';      -- 0 (the previous node caught up)
+--   SHOW GLOBAL STATUS LIKE 'wsrep_local_recv_queue';      -- near 0 (the previous node caught up)
 -- Never start a node while another one is Donor/Desynced or Joining.
 -- gcache.size (wsrep_provider_options) must hold the write sets of one build:
 --   bytes/s of wsrep_replicated_bytes + wsrep_received_bytes, times the build time.
@@ -154,7 +154,7 @@ EXECUTE ahb_stmt;
 DEALLOCATE PREPARE ahb_stmt;
 SET SESSION wsrep_OSU_method = 'TOI';
 -- While it builds this node shows Donor/Desynced; wait until it is Synced again and
--- wsrep_local_recv_queue is 0 before the next node.
+-- wsrep_local_recv_queue is near 0 before the next node.
 -- A node that restarts mid-build comes back without the index (InnoDB drops the
 -- unfinished one): run this block on it again.  A node that later joins by SST gets
 -- the donor's copy of the table, index included; by IST it keeps its own.

@@ -48,7 +48,12 @@ def galera_cluster(base: Path, nodes: int = 3) -> list[MariaDB]:
         # nodes on 127.0.0.1 only the port tells them apart.
         node.extra.append(f"--wsrep-node-incoming-address=127.0.0.1:{node.port}")
         node.base.mkdir(parents=True)
-        node.install()
-        node.start()
         servers.append(node)
+        try:
+            node.install()
+            node.start()
+        except BaseException:  # no node left running when the cluster cannot form
+            for started in reversed(servers):
+                started.remove()
+            raise
     return servers

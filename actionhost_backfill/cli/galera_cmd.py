@@ -65,6 +65,15 @@ SyncTimeoutOption = Annotated[
         help="--galera-rolling: how long a node may take to be Synced again after its build.",
     ),
 ]
+DrainTimeoutOption = Annotated[
+    float,
+    typer.Option(
+        "--drain-timeout",
+        metavar="SECONDS",
+        help="--galera-rolling: how long to wait for a node's clients to move away before "
+        "its build (RSU pauses its commits); nodes that take no writes are built first.",
+    ),
+]
 SampleSecondsOption = Annotated[
     float,
     typer.Option(

@@ -195,6 +195,7 @@ def upgrade_command(
     sync_timeout: galera_cmd.SyncTimeoutOption = 600.0,
     gcache_check: galera_cmd.GcacheCheckOption = "refuse",
     sample_seconds: galera_cmd.SampleSecondsOption = 2.0,
+    drain_timeout: galera_cmd.DrainTimeoutOption = 600.0,
 ) -> None:
     """Apply the revisions: ensure events.host (and its shadow copy) and its index.
 
@@ -231,6 +232,7 @@ def upgrade_command(
                 sync_timeout=sync_timeout,
                 gcache=gcache_check,
                 sample_seconds=sample_seconds,
+                drain_timeout=drain_timeout,
                 lock_timeout=timeout,
             ),
             json_output=json_output,

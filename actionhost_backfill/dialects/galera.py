@@ -23,6 +23,7 @@ STATUS = (
     "wsrep_ready",
     "wsrep_local_recv_queue",
     "wsrep_incoming_addresses",
+    "wsrep_replicated",
     "wsrep_replicated_bytes",
     "wsrep_received_bytes",
 )
@@ -104,9 +105,10 @@ def addresses(text: str) -> list[tuple[str, int | None]]:
 def build_on_this_node(conn: sa.Connection, lock_wait_timeout: int) -> None:
     """Build the index on this node only (RSU, this session only), then back to TOI.
 
-    While the statement runs the node is desynced (``Donor/Desynced``): it
-    sends no flow control, so the other nodes commit on; write sets for it
-    queue and it applies them after.
+    While the statement runs the node is desynced (``Donor/Desynced``) and its
+    replication paused: it sends no flow control, so the other nodes commit on;
+    its own clients' commits wait, write sets for it queue and it applies them
+    after.
     """
     conn.exec_driver_sql(f"SET SESSION lock_wait_timeout = {lock_wait_timeout}")
     conn.exec_driver_sql("SET SESSION wsrep_OSU_method = 'RSU'")
@@ -141,6 +143,9 @@ def procedure(database: str, lock_wait_timeout: int) -> str:
 --   SHOW GLOBAL STATUS LIKE 'wsrep_cluster_size';          -- the size you expect
 --   SHOW GLOBAL STATUS LIKE 'wsrep_local_recv_queue';      -- near 0 (the previous node caught up)
 -- Never start a node while another one is Donor/Desynced or Joining.
+-- Move this node's clients away first (HAProxy: drain it, or make another node the
+-- active one): RSU pauses its commits for the whole build, and a client commit waiting
+-- there holds the table's metadata lock the ALTER needs (it then fails with 1205).
 -- gcache.size (wsrep_provider_options) must hold the write sets of one build:
 --   bytes/s of wsrep_replicated_bytes + wsrep_received_bytes, times the build time.
 

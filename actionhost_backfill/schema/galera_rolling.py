@@ -82,6 +82,8 @@ class RollingOptions:
     """Seconds a node may take to be Synced again, its receive queue drained."""
     gcache: str = "refuse"
     """``refuse`` or ``warn`` when one build's write sets may not fit in gcache.size."""
+    drain_timeout: float = 600.0
+    """Seconds a node's clients have to move away before its build (RSU pauses its commits)."""
     sample_seconds: float = 2.0
     """How long the cluster's write rate is sampled before the first node."""
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
@@ -317,6 +319,48 @@ def _gcache_verdict(
         say(line)
 
 
+def _local_commits(url: URL) -> int:
+    """Write sets this node replicated (its own clients' commits) since it started."""
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(galera.node_status(conn).get("wsrep_replicated", 0))
+    finally:
+        engine.dispose()
+
+
+def _wait_drained(target: NodeView, timeout: float, say) -> None:
+    """Wait until ``target``'s clients commit nothing for a second.
+
+    RSU pauses the node's replication for the whole build: a client committing
+    there waits, holding the table's metadata lock, which the ALTER itself needs;
+    the ALTER then gives up (error 1205).  Its clients must move first (the
+    proxy's backup node, HAProxy's drain).
+    """
+    deadline = time.monotonic() + timeout
+    told = False
+    while True:
+        before = _local_commits(target.url)
+        time.sleep(1.0)  # a measurement window: the node's own commits
+        committed = _local_commits(target.url) - before
+        if not committed:
+            return
+        if not told:
+            say(
+                f"waiting until {target.describe()} takes no writes ({committed} commits in "
+                "the last second): move its clients to another node (in HAProxy set it to "
+                "drain or make another node the active one); RSU pauses its commits while "
+                "it builds"
+            )
+            told = True
+        if time.monotonic() > deadline:
+            raise GaleraUnsafe(
+                f"refused before {target.describe()}: its clients still commit there "
+                f"({committed} in the last second) after {timeout:g} s (--drain-timeout): "
+                "move them to another node and run the same command again"
+            )
+
+
 def _wait_synced(url: URL, timeout: float, what: str) -> NodeView:
     deadline = time.monotonic() + timeout
     while True:
@@ -379,9 +423,13 @@ def rolling_upgrade(
         finally:
             engine.dispose()
         start = _write_set_bytes(urls[0])
+        commits = {v.address: _local_commits(v.url) for v in missing}
         t0 = time.monotonic()
         time.sleep(options.sample_seconds)  # a measurement window: the cluster's write rate
         rate = (_write_set_bytes(urls[0]) - start) / (time.monotonic() - t0)
+        # Nodes that take no writes first: the one(s) Nova writes through last.
+        taking = {v.address: _local_commits(v.url) - commits[v.address] for v in missing}
+        missing.sort(key=lambda v: taking[v.address] > 0)
         build = rows / 1e6 * TOI_SECONDS_PER_MILLION
         expected = rate * build
         gcache_info["estimated_bytes"] = round(expected)
@@ -401,6 +449,7 @@ def rolling_upgrade(
                 already.append(now.describe())
                 continue
             observer = next(v.url for v in views if v.url != target.url)
+            _wait_drained(target, options.drain_timeout, say)
             say(f"building on {target.describe()} (wsrep_OSU_method=RSU): {galera.ADD_INDEX}")
             done = [b["node"] for b in built]
             bytes0 = _write_set_bytes(observer)

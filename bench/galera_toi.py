@@ -4,7 +4,9 @@ Brings up a throwaway 3-node MariaDB Galera cluster (tests/topology), fills
 ``instance_actions_events`` with ``--rows`` events through node 1, then runs
 ``actionhost-backfill schema upgrade`` (the host index) through node 1 while a
 writer inserts events through node 2, one per transaction, and reports the
-longest insert (the stall) and how long the upgrade took.  ``--method toi``
+longest insert (the stall) and how long the upgrade took.  When the rolling
+build reaches node 2 it asks for node 2's clients to move: the writer then
+writes through node 1, as a proxy's failover would send it.  ``--method toi``
 builds under Total Order Isolation (``--galera-toi``), ``--method rolling``
 node by node (``--galera-rolling``, RSU); ``both`` (the default) builds under
 TOI, downgrades, then builds node by node, on the same table.
@@ -30,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from actionhost_backfill.nova.models import create_cell_schema  # noqa: E402
+from actionhost_backfill.schema import galera_rolling  # noqa: E402
 from tests.topology.galera import galera_cluster  # noqa: E402
 
 
@@ -86,21 +89,30 @@ def main() -> int:
         print(f"filled {args.rows:,} rows in {time.monotonic() - started:.1f}s", file=sys.stderr)
         latencies: list[tuple[float, float]] = []
 
+        target = {"url": url2}  # where the proxy sends the writer
+
         def writer() -> None:
-            engine = sa.create_engine(url2, isolation_level="AUTOCOMMIT")
-            with engine.connect() as conn:
-                conn.exec_driver_sql("SET SESSION foreign_key_checks = 0")
-                next_id = args.rows + 1
-                while not stop.is_set():
-                    t0 = time.monotonic()
-                    conn.exec_driver_sql(
-                        "INSERT INTO instance_actions_events (id, event, action_id, start_time, "
-                        f"host, deleted) VALUES ({next_id}, 'compute_reboot_instance', 1, "
-                        "'2026-01-01', 'cmp-new', 0)"
-                    )
-                    latencies.append((t0, time.monotonic() - t0))
-                    next_id += 1
-            engine.dispose()
+            next_id = args.rows + 1
+            while not stop.is_set():
+                url = target["url"]
+                engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+                with engine.connect() as conn:
+                    conn.exec_driver_sql("SET SESSION foreign_key_checks = 0")
+                    while not stop.is_set() and target["url"] == url:
+                        t0 = time.monotonic()
+                        conn.exec_driver_sql(
+                            "INSERT INTO instance_actions_events (id, event, action_id, "
+                            f"start_time, host, deleted) VALUES ({next_id}, "
+                            "'compute_reboot_instance', 1, '2026-01-01', 'cmp-new', 0)"
+                        )
+                        latencies.append((t0, time.monotonic() - t0))
+                        next_id += 1
+                engine.dispose()
+
+        def say(line: str) -> None:
+            print(line, file=sys.stderr)
+            if "takes no writes" in line:  # the operator moves the writer (HAProxy)
+                target["url"] = url1
 
         thread = threading.Thread(target=writer, daemon=True)
         thread.start()
@@ -112,7 +124,10 @@ def main() -> int:
                 cli("schema", "downgrade", "base", "--db", url1)
                 time.sleep(2.0)
             t0 = time.monotonic()
-            cli("schema", "upgrade", f"--galera-{method}", "--db", url1)
+            if method == "toi":
+                cli("schema", "upgrade", "--galera-toi", "--db", url1)
+            else:  # in process: the writer moves off node 2 when told to
+                galera_rolling.rolling_upgrade(sa.engine.make_url(url1), say=say)
             upgrade = time.monotonic() - t0
             time.sleep(2.0)
             before = [lat for t, lat in latencies if t0 - 2.0 <= t < t0]

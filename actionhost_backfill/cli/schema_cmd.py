@@ -103,7 +103,7 @@ def status_command(
         _print_status(result)
         galera_cmd.print_nodes(nodes)
     code = _status_code(result)
-    if code == ExitCode.OK and any(not n["index"] for n in nodes):
+    if code == ExitCode.OK and any(not n["index"] and not n["error"] for n in nodes):
         code = ExitCode.DRIFT  # recorded, yet a node lacks the index
     raise typer.Exit(code)
 

@@ -410,3 +410,25 @@ def test_the_printed_procedure_builds_the_index_on_every_node(cluster, backend):
         f"node3 (127.0.0.1:{nodes[2].port})"
     ]
     assert all(_index_on(node, database) for node in nodes)
+
+    # A user with a password, the nodes named with --node: the password is never printed.
+    secret = "Rsu-S3cret-pw"
+    nodes[0].sql(
+        f"CREATE USER 'dba'@'127.0.0.1' IDENTIFIED BY '{secret}'; "
+        "GRANT ALL PRIVILEGES ON *.* TO 'dba'@'127.0.0.1'"
+    )
+    urls = [
+        sa.engine.make_url(_url(node, database))
+        .set(username="dba", password=secret)
+        .render_as_string(hide_password=False)
+        for node in nodes
+    ]
+    named = [arg for url in urls for arg in ("--node", url)]
+    again = cli("schema", "upgrade", "--galera-rolling", "--db", urls[0], *named)
+    assert again.exit_code == 0, again.output
+    shown = cli("schema", "status", "--db", urls[0], *named, "--json")
+    assert shown.exit_code == 0, shown.output
+    assert len(json.loads(shown.stdout)["galera_nodes"]) == 3
+    for output in (again.output, again.stderr, shown.output):
+        assert secret not in output
+    assert "dba:***@127.0.0.1" in again.stdout

@@ -442,6 +442,7 @@ def rolling_upgrade(
             say,
         )
         for position, target in enumerate(missing):
+            _wait_drained(target, options.drain_timeout, say)
             views = [look(u) for u in urls]
             check_cluster(views, size, f"refused before {target.describe()}")
             now = next(v for v in views if v.url == target.url)
@@ -449,7 +450,6 @@ def rolling_upgrade(
                 already.append(now.describe())
                 continue
             observer = next(v.url for v in views if v.url != target.url)
-            _wait_drained(target, options.drain_timeout, say)
             say(f"building on {target.describe()} (wsrep_OSU_method=RSU): {galera.ADD_INDEX}")
             done = [b["node"] for b in built]
             bytes0 = _write_set_bytes(observer)
@@ -460,6 +460,11 @@ def rolling_upgrade(
                     galera.build_on_this_node(conn, max(1, round(options.lock_timeout)))
             except sa.exc.DBAPIError as exc:
                 error = db.translate_error(exc, target.url)
+                if getattr(exc.orig, "args", (None,))[:1] == (1205,):
+                    error = (
+                        f"{error} (a transaction on that node held the table past "
+                        "--lock-timeout: move its clients away, or end the long transaction)"
+                    )
                 left = [v.describe() for v in missing[position + 1 :]]
                 raise GaleraNodeFailed(
                     f"{target.describe()} failed while building the index: {error}; "

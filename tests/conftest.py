@@ -62,6 +62,7 @@ CLUSTER_FIXTURES = frozenset({"cluster", "topology_dir"})
 CLUSTER_FILES = frozenset(
     {
         "tests/test_galera_cluster.py",
+        "tests/test_galera_rolling.py",
         "tests/test_topology.py",
         "tests/reliability/test_restart.py",
     }

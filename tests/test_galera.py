@@ -51,3 +51,39 @@ def test_batch_size_fixes_the_size():
     for _ in range(5):
         sizer.observe(250, 0.001)
     assert sizer.size == 250
+
+
+def test_node_addresses_from_incoming_or_cluster_address():
+    from actionhost_backfill.dialects.galera import addresses
+
+    assert addresses("10.0.0.1:3306,10.0.0.2:3307,AUTO") == [
+        ("10.0.0.1", 3306),
+        ("10.0.0.2", 3307),
+    ]
+    assert addresses("gcomm://db1:4567,db2,[fd00::3]:4567?pc.wait_prim=no") == [
+        ("db1", 4567),
+        ("db2", None),
+        ("fd00::3", 4567),
+    ]
+    assert addresses("AUTO,AUTO") == [] == addresses("gcomm://")
+
+
+def test_gcache_size_as_galera_writes_it():
+    from actionhost_backfill.dialects.galera import parse_size
+
+    assert parse_size("128M") == 128 << 20
+    assert parse_size("1G") == 1 << 30
+    assert parse_size("134217728") == 134217728
+    assert parse_size("") is None
+
+
+def test_schema_sql_prints_the_per_node_procedure():
+    from tests.harness import cli
+
+    done = cli("schema", "sql", "--galera-rolling", "--dialect", "mariadb")
+    assert done.exit_code == 0, done.output
+    assert "SET SESSION wsrep_OSU_method = 'RSU';" in done.stdout
+    assert done.stdout.index("'RSU'") < done.stdout.index("EXECUTE ahb_stmt")
+    assert done.stdout.index("EXECUTE ahb_stmt") < done.stdout.index("'TOI'")
+    refused = cli("schema", "sql", "--galera-rolling", "--dialect", "postgresql")
+    assert refused.exit_code == 127

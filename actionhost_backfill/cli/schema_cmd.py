@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from actionhost_backfill.cli import galera_cmd
 from actionhost_backfill.cli.allcells import CellsRequest, run_all_cells
 from actionhost_backfill.cli.app import app
 from actionhost_backfill.cli.common import (
@@ -23,8 +24,9 @@ from actionhost_backfill.cli.common import (
     emit_json,
     resolve_db,
 )
-from actionhost_backfill.errors import EXIT_CODE_HELP, ExitCode
-from actionhost_backfill.schema import revisions
+from actionhost_backfill.dialects import galera as galera_dialect
+from actionhost_backfill.errors import EXIT_CODE_HELP, BadInput, ExitCode
+from actionhost_backfill.schema import galera_rolling, revisions
 from actionhost_backfill.schema.settings import DEFAULT_LOCK_TIMEOUT, parse_lock_timeout
 
 schema_app = typer.Typer(
@@ -54,6 +56,7 @@ def status_command(
     include_disabled: IncludeDisabledOption = False,
     workers: WorkersOption = 1,
     json_output: JsonOption = False,
+    node: galera_cmd.NodeOption = None,
 ) -> None:
     """Show what the database holds and what `schema upgrade` would do; changes nothing.
 
@@ -63,6 +66,10 @@ def status_command(
     re-ensures), 127 when this is not a usable Nova cell database, or when the
     user lacks a privilege the pending upgrade needs or cannot read the state
     schema (each missing privilege is listed with its GRANT).
+
+    On a Galera node it also shows every node (or each --node URL): its state
+    and whether it has the index; exit 4 when the revision is recorded but a
+    node lacks the index, 1 while a rolling build is unfinished.
 
     Example: actionhost-backfill schema status --db mysql+pymysql://nova:PASS@db/nova
     """
@@ -87,12 +94,18 @@ def status_command(
             task,
             CellsRequest(db, nova_conf, api_db, include_disabled, workers, json_output),
         )
-    result = revisions.status(resolve_db(db, nova_conf), state_schema=state_schema)
+    url = resolve_db(db, nova_conf)
+    result = revisions.status(url, state_schema=state_schema)
+    nodes = galera_cmd.status_nodes(url, node) if result.is_nova else []
     if json_output:
-        emit_json(result.to_dict())
+        emit_json({**result.to_dict(), **({"galera_nodes": nodes} if nodes else {})})
     else:
         _print_status(result)
-    raise typer.Exit(_status_code(result))
+        galera_cmd.print_nodes(nodes)
+    code = _status_code(result)
+    if code == ExitCode.OK and any(not n["index"] and not n["error"] for n in nodes):
+        code = ExitCode.DRIFT  # recorded, yet a node lacks the index
+    raise typer.Exit(code)
 
 
 def _status_code(result: revisions.SchemaStatus) -> ExitCode:
@@ -174,6 +187,15 @@ def upgrade_command(
     include_disabled: IncludeDisabledOption = False,
     workers: WorkersOption = 1,
     json_output: JsonOption = False,
+    galera_rolling_build: galera_cmd.GaleraRollingOption = False,
+    galera_toi: galera_cmd.GaleraToiOption = False,
+    galera_max_toi_stall: galera_cmd.GaleraMaxToiStallOption = galera_rolling.DEFAULT_MAX_TOI_STALL,
+    node: galera_cmd.NodeOption = None,
+    cluster_size: galera_cmd.ClusterSizeOption = None,
+    sync_timeout: galera_cmd.SyncTimeoutOption = 600.0,
+    gcache_check: galera_cmd.GcacheCheckOption = "refuse",
+    sample_seconds: galera_cmd.SampleSecondsOption = 2.0,
+    drain_timeout: galera_cmd.DrainTimeoutOption = 600.0,
 ) -> None:
     """Apply the revisions: ensure events.host (and its shadow copy) and its index.
 
@@ -186,12 +208,41 @@ def upgrade_command(
     shadow_instance_actions_events (column only if missing), and creates the
     state schema with the version table and ledger.
 
+    On Galera the index is built under TOI and the whole cluster stops committing
+    meanwhile (about 1.8 s per million events): above --galera-max-toi-stall the
+    upgrade refuses (exit 127) and asks for --galera-rolling (node by node, RSU;
+    runbook 05) or --galera-toi.
+
     Example: actionhost-backfill schema upgrade --db postgresql://nova@db/nova
     """
     timeout = parse_lock_timeout(lock_timeout)
+    if galera_rolling_build and galera_toi:
+        raise BadInput("--galera-rolling and --galera-toi exclude each other: choose one")
+    if gcache_check not in ("refuse", "warn"):
+        raise BadInput(f"--gcache-check must be refuse or warn (got {gcache_check!r})")
+    if galera_rolling_build:
+        if all_cells or to != "head":
+            raise BadInput("--galera-rolling upgrades one cell to head: drop --all-cells / --to")
+        galera_cmd.run_rolling(
+            resolve_db(db, nova_conf),
+            state_schema=state_schema,
+            options=galera_rolling.RollingOptions(
+                nodes=list(node or []),
+                expect_size=cluster_size,
+                sync_timeout=sync_timeout,
+                gcache=gcache_check,
+                sample_seconds=sample_seconds,
+                drain_timeout=drain_timeout,
+                lock_timeout=timeout,
+            ),
+            json_output=json_output,
+        )
+        return
     if all_cells:
 
         def task(url):
+            if not galera_toi:
+                galera_rolling.refuse_long_toi(url, galera_max_toi_stall)
             result = revisions.upgrade(
                 url, state_schema=state_schema, target=to, lock_timeout=timeout
             )
@@ -210,9 +261,10 @@ def upgrade_command(
             task,
             CellsRequest(db, nova_conf, api_db, include_disabled, workers, json_output),
         )
-    result = revisions.upgrade(
-        resolve_db(db, nova_conf), state_schema=state_schema, target=to, lock_timeout=timeout
-    )
+    url = resolve_db(db, nova_conf)
+    if not galera_toi:
+        galera_rolling.refuse_long_toi(url, galera_max_toi_stall)
+    result = revisions.upgrade(url, state_schema=state_schema, target=to, lock_timeout=timeout)
     _print_result(result, json_output, "upgrade")
 
 
@@ -297,6 +349,14 @@ def sql_command(
             "not reverted (it still stops while a runner is alive).",
         ),
     ] = False,
+    galera_rolling_sql: Annotated[
+        bool,
+        typer.Option(
+            "--galera-rolling",
+            help="Print the per-node procedure (wsrep_OSU_method=RSU) that builds the index on "
+            "a Galera cluster one node at a time, for a DBA who runs it by hand.",
+        ),
+    ] = False,
 ) -> None:
     """Print the SQL the revisions would run, for review; never connects.
 
@@ -321,6 +381,11 @@ def sql_command(
         url = revisions.offline_url(dialect.value, like)
     else:
         url = resolve_db(db, nova_conf)
+    if galera_rolling_sql:
+        if url.get_backend_name() not in ("mysql", "mariadb"):
+            raise BadInput("--galera-rolling renders for mysql or mariadb: pass --dialect mariadb")
+        echo(galera_dialect.procedure(url.database, max(1, round(timeout))).rstrip("\n"))
+        return
     text = revisions.offline_sql(
         url,
         state_schema=state_schema,

@@ -343,7 +343,7 @@ def _mysql_notes(conn: sa.Connection) -> list[str]:
             "Galera cluster (wsrep_on=ON): DDL runs as Total Order Isolation, on every node at "
             "once, and the whole cluster stops committing while the index builds (measured on a "
             "3-node cluster: writes on another node stalled 1.7-1.9 s at 1M events, 0.4 s at "
-            "300k; see runbook 05): apply the schema upgrade inside the maintenance window"
+            "300k; see runbook 05): use schema upgrade --galera-rolling (node by node, RSU) for a large table"
         )
     return notes
 

@@ -44,8 +44,16 @@ def galera_cluster(base: Path, nodes: int = 3) -> list[MariaDB]:
             # mysql too and may write the datadir (as root it drops to "nobody").
             user="mysql",
         )
+        # The client address each node announces (wsrep_incoming_addresses): with all
+        # nodes on 127.0.0.1 only the port tells them apart.
+        node.extra.append(f"--wsrep-node-incoming-address=127.0.0.1:{node.port}")
         node.base.mkdir(parents=True)
-        node.install()
-        node.start()
         servers.append(node)
+        try:
+            node.install()
+            node.start()
+        except BaseException:  # no node left running when the cluster cannot form
+            for started in reversed(servers):
+                started.remove()
+            raise
     return servers

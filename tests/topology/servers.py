@@ -105,11 +105,21 @@ class MariaDB:
             stderr=subprocess.STDOUT,
         )
         _wait(self._answers_on_socket, f"mariadbd on {self.socket}")
-        # root@127.0.0.1 does not exist after install: make it, over the socket.
-        self.sql(
-            "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY ''; "
-            "GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;"
-        )
+        # root@127.0.0.1 does not exist after install: make it, over the socket
+        # (a Galera joiner answers ping before its state transfer ends: error 1047).
+        _wait(self._root_over_tcp, f"mariadbd on {self.socket} accepting statements")
+
+    def _root_over_tcp(self) -> bool:
+        try:
+            self.sql(
+                "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY ''; "
+                "GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;"
+            )
+        except RuntimeError as exc:
+            if "ERROR 1047" in str(exc):
+                return False
+            raise
+        return True
 
     def _answers_on_socket(self) -> bool:
         if self.process is not None and self.process.poll() is not None:

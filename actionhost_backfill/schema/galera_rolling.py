@@ -1,0 +1,603 @@
+"""The host index on a Galera cluster, built node by node (RSU) instead of under TOI.
+
+Under Total Order Isolation (Galera's default for DDL) every node builds the
+index at the same point of the replication stream and the whole cluster stops
+committing meanwhile: about 1.8 s per million events (runbook 05).  Under
+``wsrep_OSU_method=RSU`` (set here for one session only) a node builds it
+alone: it desyncs (``Donor/Desynced``), sends no flow control, the others
+commit on, and it catches up after.  RSU DDL is not replicated, so every node
+builds its own, one at a time, each over a direct connection.
+
+:func:`rolling_upgrade` checks before the first node and again before each
+next one, and refuses (:class:`GaleraUnsafe`, exit 2) when
+
+- a node is unreachable, not ``Synced``, not in the primary component, or in
+  another cluster, or the cluster size is not the one expected;
+- a node is still desynced or has a receive queue (never two at once);
+- the write sets expected during one node's build would not fit in
+  ``gcache.size`` (estimated from the table size before the first node, then
+  measured during it): a node that falls out of the gcache needs a full SST.
+
+A node failing mid-build stops the run with what to do; the same command run
+again builds only on the nodes still missing the index.  The toolkit's version
+table records the revision once, after every node has the index.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+from sqlalchemy.pool import NullPool
+
+from actionhost_backfill import db
+from actionhost_backfill.dialects import galera
+from actionhost_backfill.engine.throttling import GALERA_RECV_QUEUE
+from actionhost_backfill.errors import ActionHostError, BadInput, ExitCode
+from actionhost_backfill.nova import catalog
+from actionhost_backfill.redact import mask_url
+from actionhost_backfill.schema import revisions
+from actionhost_backfill.schema.settings import DEFAULT_LOCK_TIMEOUT
+from actionhost_backfill.state.location import backend_of, resolve_state_location
+from actionhost_backfill.state.tables import state
+
+#: Seconds of cluster-wide write stall per million events for a TOI index build,
+#: measured with bench/galera_toi.py (runbook 05: 1,736 / 1,851 ms at 1 M).
+TOI_SECONDS_PER_MILLION = 1.8
+#: ``schema upgrade`` on Galera refuses a TOI build estimated to stall longer.
+DEFAULT_MAX_TOI_STALL = 5.0
+#: A node's receive queue counts as drained at or below this many write sets (under
+#: steady writes it is rarely 0): the backfill's Galera throttle uses the same figure.
+RECV_QUEUE_DRAINED = GALERA_RECV_QUEUE
+#: Warn when one build's write sets would fill more than this share of gcache.size.
+GCACHE_WARN_SHARE = 0.5
+
+
+class GaleraUnsafe(ActionHostError):
+    """The cluster is not in a state where the next node may build (nothing more was built)."""
+
+    exit_code = ExitCode.INTERVENE
+
+
+class GaleraNodeFailed(ActionHostError):
+    """A node failed while it built the index; the message says what to do."""
+
+    exit_code = ExitCode.INTERVENE
+
+
+class TOIStallRefused(BadInput):
+    """``schema upgrade`` on Galera would stall the cluster too long under TOI."""
+
+
+@dataclass
+class RollingOptions:
+    nodes: list[str] = field(default_factory=list)
+    """``--node URL``: the nodes to build on (default: discovered from the cluster)."""
+    expect_size: int | None = None
+    """``--cluster-size N``: refuse unless the cluster has N nodes (default: all found)."""
+    sync_timeout: float = 600.0
+    """Seconds a node may take to be Synced again, its receive queue drained."""
+    gcache: str = "refuse"
+    """``refuse`` or ``warn`` when one build's write sets may not fit in gcache.size."""
+    drain_timeout: float = 600.0
+    """Seconds a node's clients have to move away before its build (RSU pauses its commits)."""
+    sample_seconds: float = 2.0
+    """How long the cluster's write rate is sampled before the first node."""
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+
+
+@dataclass
+class NodeView:
+    """One node as seen over a direct connection."""
+
+    url: URL
+    name: str = ""
+    state: str = "unreachable"
+    cluster_status: str = ""
+    cluster_size: int = 0
+    cluster_uuid: str = ""
+    recv_queue: int = 0
+    index: str | None = None
+    """The name of the index led by host on this node (None: none)."""
+    error: str | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.url.host}:{self.url.port or 3306}"
+
+    def describe(self) -> str:
+        return f"{self.name or '?'} ({self.address})"
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "address": self.address,
+            "state": self.state,
+            "cluster_status": self.cluster_status,
+            "cluster_size": self.cluster_size,
+            "recv_queue": self.recv_queue,
+            "index": self.index,
+            "valid": self.index is not None,
+            "error": self.error,
+        }
+
+
+@dataclass
+class RollingResult:
+    database: str
+    state_location: str
+    nodes: list[dict]
+    built: list[dict]
+    """Nodes built by this run, in order, with seconds and the cluster's write-set bytes meanwhile."""
+    already: list[str]
+    """Nodes that had the index before this run."""
+    gcache: dict
+    warnings: list[str]
+    before: str | None
+    after: str | None
+    actions: list[str]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _engine(url: URL) -> sa.Engine:
+    return sa.create_engine(
+        url,
+        poolclass=NullPool,
+        isolation_level="AUTOCOMMIT",
+        connect_args={"connect_timeout": db.CONNECT_TIMEOUT, "charset": "utf8mb4"},
+    )
+
+
+def look(url: URL) -> NodeView:
+    """A node's wsrep state and whether it has an index led by host; never raises."""
+    view = NodeView(url)
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            status = galera.node_status(conn)
+            view.name = status.get("wsrep_node_name", "")
+            view.state = status.get("wsrep_local_state_comment", "not Galera")
+            view.cluster_status = status.get("wsrep_cluster_status", "")
+            view.cluster_size = int(status.get("wsrep_cluster_size", "0") or 0)
+            view.cluster_uuid = status.get("wsrep_cluster_state_uuid", "")
+            view.recv_queue = int(status.get("wsrep_local_recv_queue", "0") or 0)
+            if catalog.EVENTS in catalog.list_tables(conn):
+                found = [ix for ix in catalog.host_indexes(conn) if ix.valid]
+                ours = [ix for ix in found if ix.ours]
+                view.index = (ours or found)[0].name if found else None
+    except sa.exc.DBAPIError as exc:
+        view.state = "unreachable"
+        view.error = str(db.translate_error(exc, url))
+    finally:
+        engine.dispose()
+    return view
+
+
+def discover(url: URL, given: list[str]) -> list[URL]:
+    """The node URLs: ``given`` (``--node``), else the cluster's incoming addresses
+    (else its ``wsrep_cluster_address`` with the client port of ``url``), each with
+    the credentials and database of ``url``."""
+    if given:
+        urls = [db.parse_url(u, option="--node", need_database=False) for u in given]
+        return [u if u.database else u.set(database=url.database) for u in urls]
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            if not galera.is_galera(conn):
+                raise BadInput(
+                    f"{mask_url(url)} is not a Galera node (wsrep_on is not ON): "
+                    "run schema upgrade without --galera-rolling"
+                )
+            status = galera.node_status(conn)
+            size = int(status.get("wsrep_cluster_size", "0") or 0)
+            found = galera.addresses(status.get("wsrep_incoming_addresses", ""))
+            if len(found) < size:  # AUTO: the hosts of the cluster address, this port
+                found = [(h, None) for h, _ in galera.addresses(galera.cluster_address(conn))]
+    except sa.exc.DBAPIError as exc:
+        raise db.translate_error(exc, url) from None
+    finally:
+        engine.dispose()
+    urls = [url.set(host=host, port=port or url.port) for host, port in found]
+    if not urls or len({(u.host, u.port) for u in urls}) < len(urls):
+        raise BadInput(
+            f"cannot tell the nodes of the cluster behind {mask_url(url)} apart "
+            "(wsrep_incoming_addresses says AUTO): name each with --node URL"
+        )
+    return urls
+
+
+def configured_size(url: URL) -> int | None:
+    """How many nodes ``wsrep_cluster_address`` lists (None: none, as on a bootstrap
+    node's ``gcomm://``).  A node that is down is missing from the incoming
+    addresses, never from this list: it is the size a rolling build expects."""
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            listed = galera.addresses(galera.cluster_address(conn))
+    except sa.exc.DBAPIError as exc:
+        raise db.translate_error(exc, url) from None
+    finally:
+        engine.dispose()
+    return len(listed) or None
+
+
+def check_cluster(views: list[NodeView], size: int, what: str) -> None:
+    """Refuse (one line) unless every node is reachable, Synced, primary, in one cluster
+    of ``size`` nodes, with nothing queued."""
+    if len(views) != size:
+        raise GaleraUnsafe(
+            f"{what}: {len(views)} nodes found ({', '.join(v.address for v in views)}), "
+            f"{size} expected (wsrep_cluster_address or --cluster-size): bring the missing "
+            "node back and wait until it is Synced, or name the nodes with --node and "
+            "--cluster-size"
+        )
+    for view in views:
+        if view.error:
+            raise GaleraUnsafe(f"{what}: node {view.address} unreachable: {view.error}")
+    problems = []
+    for view in views:
+        if view.cluster_status != "Primary":
+            problems.append(
+                f"{view.describe()} is not in the primary component ({view.cluster_status or 'no wsrep status'})"
+            )
+        elif view.state != "Synced":
+            problems.append(f"{view.describe()} is {view.state}, not Synced")
+        elif view.cluster_size != size:
+            problems.append(f"{view.describe()} sees {view.cluster_size} nodes, {size} expected")
+        elif view.recv_queue > RECV_QUEUE_DRAINED:
+            problems.append(
+                f"{view.describe()} has {view.recv_queue} write sets queued "
+                f"(over {RECV_QUEUE_DRAINED})"
+            )
+    if len({v.cluster_uuid for v in views}) > 1:
+        problems.append("the nodes belong to different clusters (wsrep_cluster_state_uuid differs)")
+    if problems:
+        raise GaleraUnsafe(
+            f"{what}: {'; '.join(problems)}: wait until every node is Synced "
+            "(SHOW GLOBAL STATUS LIKE 'wsrep_local_state_comment') and run the same command again"
+        )
+
+
+def _write_set_bytes(url: URL) -> int:
+    """Bytes of write sets this node has replicated and received since it started."""
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            status = galera.node_status(conn)
+    finally:
+        engine.dispose()
+    return int(status.get("wsrep_replicated_bytes", 0)) + int(status.get("wsrep_received_bytes", 0))
+
+
+def _gcache_smallest(urls: list[URL]) -> int | None:
+    sizes = []
+    for url in urls:
+        engine = _engine(url)
+        try:
+            with engine.connect() as conn:
+                size = galera.gcache_size(conn)
+        finally:
+            engine.dispose()
+        if size:
+            sizes.append(size)
+    return min(sizes) if sizes else None
+
+
+def _mib(n: float) -> str:
+    return f"{n / (1 << 20):,.1f} MiB"
+
+
+def _gcache_verdict(
+    expected: float, gcache: int | None, how: str, mode: str, warnings, say
+) -> None:
+    if not gcache:
+        return
+    line = (
+        f"gcache: about {_mib(expected)} of write sets during one node's build ({how}), "
+        f"gcache.size {_mib(gcache)}"
+    )
+    if expected > gcache:
+        text = (
+            f"{line}: a node that restarted mid-build could not catch up by IST and would "
+            "need a full SST; raise gcache.size, build at a quieter time, or pass "
+            "--gcache-check warn"
+        )
+        if mode == "refuse":
+            raise GaleraUnsafe(text)
+        warnings.append(text)
+        say(f"warning: {text}")
+    elif expected > GCACHE_WARN_SHARE * gcache:
+        text = f"{line}: more than half of it"
+        warnings.append(text)
+        say(f"warning: {text}")
+    else:
+        say(line)
+
+
+def _local_commits(url: URL) -> int:
+    """Write sets this node replicated (its own clients' commits) since it started."""
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(galera.node_status(conn).get("wsrep_replicated", 0))
+    finally:
+        engine.dispose()
+
+
+def _wait_drained(target: NodeView, timeout: float, say) -> None:
+    """Wait until ``target``'s clients commit nothing for a second.
+
+    RSU pauses the node's replication for the whole build: a client committing
+    there waits, holding the table's metadata lock, which the ALTER itself needs;
+    the ALTER then gives up (error 1205).  Its clients must move first (the
+    proxy's backup node, HAProxy's drain).
+    """
+    deadline = time.monotonic() + timeout
+    told = False
+    while True:
+        before = _local_commits(target.url)
+        time.sleep(1.0)  # a measurement window: the node's own commits
+        committed = _local_commits(target.url) - before
+        if not committed:
+            return
+        if not told:
+            say(
+                f"waiting until {target.describe()} takes no writes ({committed} commits in "
+                "the last second): move its clients to another node (in HAProxy set it to "
+                "drain or make another node the active one); RSU pauses its commits while "
+                "it builds"
+            )
+            told = True
+        if time.monotonic() > deadline:
+            raise GaleraUnsafe(
+                f"refused before {target.describe()}: its clients still commit there "
+                f"({committed} in the last second) after {timeout:g} s (--drain-timeout): "
+                "move them to another node and run the same command again"
+            )
+
+
+def _wait_synced(url: URL, timeout: float, what: str) -> NodeView:
+    deadline = time.monotonic() + timeout
+    while True:
+        view = look(url)
+        if not view.error and view.state == "Synced" and view.recv_queue <= RECV_QUEUE_DRAINED:
+            return view
+        if time.monotonic() > deadline:
+            raise GaleraUnsafe(
+                f"{what} is {view.error or view.state} with {view.recv_queue} write sets "
+                f"queued {timeout:g} s after its build: the next node is not started; "
+                "when it is Synced run the same command again"
+            )
+        time.sleep(0.2)  # the interval between two looks at the node's own status
+
+
+def rolling_upgrade(
+    url: URL,
+    *,
+    state_schema: str | None = None,
+    options: RollingOptions | None = None,
+    say: Callable[[str], None] = lambda _line: None,
+) -> RollingResult:
+    """Apply the revisions with the host index built node by node under RSU.
+
+    ``say`` receives one line per step (the CLI prints them on stderr).
+    """
+    options = options or RollingOptions()
+    if backend_of(url) != "mysql":
+        raise BadInput(f"--galera-rolling needs a MariaDB/MySQL Galera node, not {mask_url(url)}")
+    location = resolve_state_location(url, state_schema)
+    urls = discover(url, options.nodes)
+    size = options.expect_size or configured_size(url) or len(urls)
+    views = [look(u) for u in urls]
+    check_cluster(views, size, "refused before the first node")
+    say(
+        "nodes: "
+        + ", ".join(f"{v.describe()} {v.state}, index {v.index or 'missing'}" for v in views)
+    )
+    seed = revisions.status(url, state_schema=state_schema)
+    before = seed.current_revision
+    if before is None:  # the host column (INSTANT, metadata only) and the ledger first
+        revisions.upgrade(
+            url,
+            state_schema=state_schema,
+            target="0001_host_column",
+            lock_timeout=options.lock_timeout,
+        )
+    already = [v.describe() for v in views if v.index]
+    missing = [v for v in views if not v.index]
+    built: list[dict] = []
+    warnings: list[str] = []
+    gcache_info: dict = {"size_bytes": None, "estimated_bytes": None, "measured_bytes": None}
+    if missing:
+        gcache = _gcache_smallest(urls)
+        gcache_info["size_bytes"] = gcache
+        engine = _engine(url)
+        try:
+            with engine.connect() as conn:
+                rows = galera.table_rows(conn)
+        finally:
+            engine.dispose()
+        start = _write_set_bytes(urls[0])
+        commits = {v.address: _local_commits(v.url) for v in missing}
+        t0 = time.monotonic()
+        time.sleep(options.sample_seconds)  # a measurement window: the cluster's write rate
+        rate = (_write_set_bytes(urls[0]) - start) / (time.monotonic() - t0)
+        # Nodes that take no writes first: the one(s) Nova writes through last.
+        taking = {v.address: _local_commits(v.url) - commits[v.address] for v in missing}
+        missing.sort(key=lambda v: taking[v.address] > 0)
+        build = rows / 1e6 * TOI_SECONDS_PER_MILLION
+        expected = rate * build
+        gcache_info["estimated_bytes"] = round(expected)
+        _gcache_verdict(
+            expected,
+            gcache,
+            f"{_mib(rate)}/s for an estimated {build:.1f} s build of ~{rows:,} events",
+            options.gcache,
+            warnings,
+            say,
+        )
+        for position, target in enumerate(missing):
+            _wait_drained(target, options.drain_timeout, say)
+            views = [look(u) for u in urls]
+            check_cluster(views, size, f"refused before {target.describe()}")
+            now = next(v for v in views if v.url == target.url)
+            if now.index:  # built meanwhile (by hand, or by SST from a donor)
+                already.append(now.describe())
+                continue
+            observer = next(v.url for v in views if v.url != target.url)
+            say(f"building on {target.describe()} (wsrep_OSU_method=RSU): {galera.ADD_INDEX}")
+            done = [b["node"] for b in built]
+            bytes0 = _write_set_bytes(observer)
+            t0 = time.monotonic()
+            engine = _engine(target.url)
+            try:
+                with engine.connect() as conn:
+                    galera.build_on_this_node(conn, max(1, round(options.lock_timeout)))
+            except sa.exc.DBAPIError as exc:
+                error = db.translate_error(exc, target.url)
+                if getattr(exc.orig, "args", (None,))[:1] == (1205,):
+                    error = (
+                        f"{error} (a transaction on that node held the table past "
+                        "--lock-timeout: move its clients away, or end the long transaction)"
+                    )
+                left = [v.describe() for v in missing[position + 1 :]]
+                raise GaleraNodeFailed(
+                    f"{target.describe()} failed while building the index: {error}; "
+                    f"built on {', '.join(already + done) or 'no node'}, not started on "
+                    f"{', '.join(left) or 'no other node'}, revision not recorded: check "
+                    f"{target.describe()} (if it restarted it lost the unfinished index), wait "
+                    "until every node is Synced, then run the same command again: it builds "
+                    "on the nodes still missing the index"
+                ) from None
+            finally:
+                engine.dispose()
+            seconds = time.monotonic() - t0
+            during = _write_set_bytes(observer) - bytes0
+            say(f"built on {target.describe()} in {seconds:.1f} s; waiting until it is Synced")
+            _wait_synced(target.url, options.sync_timeout, target.describe())
+            built.append(
+                {"node": target.describe(), "seconds": round(seconds, 3), "write_set_bytes": during}
+            )
+            if position == 0:
+                gcache_info["measured_bytes"] = during
+                if len(missing) > 1:
+                    _gcache_verdict(
+                        during,
+                        gcache,
+                        f"measured during {target.describe()}'s {seconds:.1f} s build",
+                        options.gcache,
+                        warnings,
+                        say,
+                    )
+    views = [look(u) for u in urls]
+    lacking = [v.describe() for v in views if not v.index]
+    if lacking:
+        raise GaleraUnsafe(
+            f"{', '.join(lacking)} still without the index after the build: revision not "
+            "recorded; run the same command again"
+        )
+    schema = revisions.upgrade(url, state_schema=state_schema, lock_timeout=options.lock_timeout)
+    actions = list(schema.actions)
+    if built:
+        _record_in_ledger(url, location, [b["node"] for b in built])
+        actions.append(
+            f"recorded in the ledger: {catalog.HOST_INDEX} built node by node (RSU) on "
+            + ", ".join(b["node"] for b in built)
+        )
+    return RollingResult(
+        database=mask_url(url),
+        state_location=location.describe(),
+        nodes=[v.to_dict() for v in views],
+        built=built,
+        already=already,
+        gcache=gcache_info,
+        warnings=warnings,
+        before=before,
+        after=schema.after,
+        actions=actions,
+    )
+
+
+def _record_in_ledger(url: URL, location, nodes: list[str]) -> None:
+    """The ledger row a TOI build writes (downgrade drops the index it names), once."""
+    ledger = state(location.schema).ledger
+    detail = f"ALGORITHM=INPLACE, LOCK=NONE, wsrep_OSU_method=RSU on {', '.join(nodes)}"
+    engine = db.create_engine(url, location, attach="if-exists")
+    try:
+        with db.connect(engine) as conn, conn.begin():
+            exists = conn.execute(
+                sa.select(sa.func.count()).where(
+                    ledger.c.kind == "index", ledger.c.object_name == catalog.HOST_INDEX
+                )
+            ).scalar()
+            if not exists:
+                conn.execute(
+                    ledger.insert().values(
+                        revision="0002_host_index",
+                        kind="index",
+                        table_name=catalog.EVENTS,
+                        object_name=catalog.HOST_INDEX,
+                        detail=detail[:255],
+                    )
+                )
+    finally:
+        engine.dispose()
+
+
+# --------------------------------------------------------------------------- without the flag
+
+
+def toi_stall(url: URL) -> tuple[float, int] | None:
+    """On a Galera node whose events lack an index led by host: the estimated
+    cluster-wide stall of a TOI build (seconds) and the rows it is estimated from.
+    None elsewhere (not Galera, the index already there, not a Nova database)."""
+    if backend_of(url) != "mysql":
+        return None
+    engine = db.create_engine(url, attach="never")
+    try:
+        with db.connect(engine) as conn:
+            if conn.dialect.name != "mysql" or not galera.is_galera(conn):
+                return None
+            if catalog.EVENTS not in catalog.list_tables(conn):
+                return None
+            if any(ix.valid for ix in catalog.host_indexes(conn)):
+                return None
+            rows = galera.table_rows(conn)
+    except sa.exc.DBAPIError as exc:
+        raise db.translate_error(exc, url) from None
+    finally:
+        engine.dispose()
+    return rows / 1e6 * TOI_SECONDS_PER_MILLION, rows
+
+
+def refuse_long_toi(url: URL, max_stall: float) -> None:
+    """Refuse a TOI index build estimated to stall the cluster longer than ``max_stall``."""
+    found = toi_stall(url)
+    if found is None:
+        return
+    stall, rows = found
+    if stall > max_stall:
+        raise TOIStallRefused(
+            f"Galera cluster: building the index under TOI would stop every node's commits "
+            f"for about {stall:.0f} s (~{rows:,} events x {TOI_SECONDS_PER_MILLION} s per "
+            f"million, runbook 05), over --galera-max-toi-stall {max_stall:g} s: pass "
+            "--galera-rolling to build it node by node (RSU), or --galera-toi to accept the stall"
+        )
+
+
+# --------------------------------------------------------------------------- status
+
+
+def node_report(url: URL, given: list[str] | None = None) -> list[dict]:
+    """Per node: wsrep state and whether the index is there (``schema status``); [] when
+    ``url`` is not a Galera node."""
+    try:
+        urls = discover(url, given or [])
+    except BadInput:
+        return []
+    return [look(u).to_dict() for u in urls]

@@ -193,11 +193,11 @@ def test_no_backfill_can_start_between_the_check_and_the_drop(cell, backend, mon
     seen = []
     original = ddl.drop_backfill_state
 
-    def drop_while_a_backfill_tries_to_start() -> None:
+    def drop_while_a_backfill_tries_to_start(tables: dict) -> None:
         with pytest.raises(RunnerBusy):
             run_backfill(parse_url(cell.url), BackfillOptions())
         seen.append("refused")
-        original()
+        original(tables)
 
     monkeypatch.setattr(ddl, "drop_backfill_state", drop_while_a_backfill_tries_to_start)
     result = cli("schema", "downgrade", "base", "--db", cell.url)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
+
 from actionhost_backfill.schema import ddl
 
 revision: str = "0001_host_column"
@@ -24,8 +26,26 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+def ledger_columns() -> list[sa.Column]:
+    """The ledger as this revision creates it: frozen, whatever ``state/tables.py`` becomes.
+
+    Offline downgrades (0002's too) recreate it from here when a previous run dropped it.
+    """
+    return [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("revision", sa.String(32), nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("table_name", sa.String(64), nullable=False),
+        sa.Column("object_name", sa.String(64), nullable=False),
+        sa.Column("detail", sa.String(255)),
+        sa.Column(
+            "created_at", sa.DateTime, nullable=False, server_default=sa.func.current_timestamp()
+        ),
+    ]
+
+
 def upgrade() -> None:
-    ddl.create_ledger()
+    ddl.create_ledger(ledger_columns())
     ddl.ensure_host_column(revision)
 
 

@@ -53,7 +53,7 @@ from actionhost_backfill.inference import (
     skew,
 )
 from actionhost_backfill.inference import eras as eras_mod
-from actionhost_backfill.nova.tables import EVIDENCE_BASES, nova
+from actionhost_backfill.nova.tables import EVENTS, EVIDENCE_BASES, columns_of, nova
 from actionhost_backfill.state.location import StateLocation, backend_of
 from actionhost_backfill.state.tables import FILLED, state
 
@@ -156,76 +156,80 @@ class EvidenceSnapshot:
         self.hosts = KnownHosts()
         self.skew_report = skew.SkewReport()
         meta = sa.MetaData()
+        # Temporary copies of Nova's tables: the columns named here, Nova's types.
         self.t_mig = sa.Table(
             "ah_mig",
             meta,
-            sa.Column("id", sa.Integer),
-            sa.Column("instance_uuid", sa.String(36)),
-            sa.Column("source_compute", sa.String(255)),
-            sa.Column("dest_compute", sa.String(255)),
-            sa.Column("source_node", sa.String(255)),
-            sa.Column("dest_node", sa.String(255)),
-            sa.Column("status", sa.String(255)),
-            sa.Column("migration_type", sa.String(32)),
-            sa.Column("old_instance_type_id", sa.Integer),
-            sa.Column("new_instance_type_id", sa.Integer),
-            sa.Column("created_at", sa.DateTime),
-            sa.Column("updated_at", sa.DateTime),
+            *columns_of(
+                "migrations",
+                "id",
+                "instance_uuid",
+                "source_compute",
+                "dest_compute",
+                "source_node",
+                "dest_node",
+                "status",
+                "migration_type",
+                "old_instance_type_id",
+                "new_instance_type_id",
+                "created_at",
+                "updated_at",
+            ),
         )
         self.t_ev = sa.Table(
             "ah_ev",
             meta,
-            sa.Column("instance_uuid", sa.String(36)),
-            sa.Column("action_id", sa.Integer),
-            sa.Column("id", sa.BigInteger),
-            sa.Column("event", sa.String(255)),
-            sa.Column("start_time", sa.DateTime),
-            sa.Column("finish_time", sa.DateTime),
-            sa.Column("result", sa.String(255)),
-            sa.Column("host", sa.String(255)),
+            *columns_of("instance_actions", "instance_uuid"),
+            *columns_of(
+                EVENTS,
+                "action_id",
+                "id",
+                "event",
+                "start_time",
+                "finish_time",
+                "result",
+                "host",
+            ),
         )
         self.t_meta = sa.Table(
             "ah_meta",
             meta,
-            sa.Column("instance_uuid", sa.String(36)),
-            sa.Column("key", sa.String(255)),
-            sa.Column("value", sa.String(255)),
+            *columns_of("instance_system_metadata", "instance_uuid", "key", "value"),
         )
         self.t_vol = sa.Table(
             "ah_vol",
             meta,
-            sa.Column("instance_uuid", sa.String(36)),
-            sa.Column("connection_info", sa.Text),
-            sa.Column("created_at", sa.DateTime),
-            sa.Column("deleted_at", sa.DateTime),
-            sa.Column("deleted", sa.Integer),
+            *columns_of(
+                "block_device_mapping",
+                "instance_uuid",
+                "connection_info",
+                "created_at",
+                "deleted_at",
+                "deleted",
+            ),
         )
         self.t_sact = sa.Table(
             "ah_sact",
             meta,
-            sa.Column("id", sa.Integer),
-            sa.Column("instance_uuid", sa.String(36)),
-            sa.Column("action", sa.String(255)),
-            sa.Column("start_time", sa.DateTime),
-            sa.Column("request_id", sa.String(255)),
-            sa.Column("project_id", sa.String(255)),
+            *columns_of(
+                "instance_actions",
+                "id",
+                "instance_uuid",
+                "action",
+                "start_time",
+                "request_id",
+                "project_id",
+            ),
         )
         self.t_sinst = sa.Table(
             "ah_sinst",
             meta,
-            sa.Column("uuid", sa.String(36)),
-            sa.Column("host", sa.String(255)),
-            sa.Column("project_id", sa.String(255)),
-            sa.Column("launched_on", sa.Text),
-            sa.Column("launched_at", sa.DateTime),
+            *columns_of("instances", "uuid", "host", "project_id", "launched_on", "launched_at"),
         )
         self.t_sfault = sa.Table(
             "ah_sfault",
             meta,
-            sa.Column("instance_uuid", sa.String(36)),
-            sa.Column("host", sa.String(255)),
-            sa.Column("created_at", sa.DateTime),
-            sa.Column("message", sa.String(255)),
+            *columns_of("instance_faults", "instance_uuid", "host", "created_at", "message"),
         )
 
     # ------------------------------------------------------------------ snapshot

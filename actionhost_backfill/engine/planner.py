@@ -27,7 +27,7 @@ from actionhost_backfill.engine.progress import Progress, silent
 from actionhost_backfill.engine.settled import Settled, Settling, drop_settled
 from actionhost_backfill.errors import DatabaseUnavailable
 from actionhost_backfill.inference import Decision, EventRow, infer
-from actionhost_backfill.nova.tables import nova
+from actionhost_backfill.nova.tables import EVENTS, columns_of, nova
 from actionhost_backfill.redact import mask_url
 from actionhost_backfill.state.lease import RunnerLock
 from actionhost_backfill.state.tables import FILLED, LEFT_NULL
@@ -41,13 +41,9 @@ _PLAN_TABLES = sa.MetaData()
 NULL_EVENTS = sa.Table(
     "ah_null",
     _PLAN_TABLES,
-    sa.Column("id", sa.BigInteger),
-    sa.Column("action_id", sa.Integer),
-    sa.Column("instance_uuid", sa.String(36)),
-    sa.Column("event", sa.String(255)),
-    sa.Column("start_time", sa.DateTime),
-    sa.Column("finish_time", sa.DateTime),
-    sa.Column("result", sa.String(255)),
+    *columns_of(EVENTS, "id", "action_id"),
+    *columns_of("instance_actions", "instance_uuid"),
+    *columns_of(EVENTS, "event", "start_time", "finish_time", "result"),
 )
 #: The plan: one decision per event, applied in id order (``engine/fill.py``).
 PLAN = sa.Table(

@@ -10,11 +10,10 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from actionhost_backfill.errors import IncompatibleSchema, NotANovaDatabase
+from actionhost_backfill.nova.tables import EVENTS, SHADOW_EVENTS
 from actionhost_backfill.redact import mask_url
 from actionhost_backfill.state.location import backend_of
 
-EVENTS = "instance_actions_events"
-SHADOW_EVENTS = "shadow_instance_actions_events"
 ACTIONS = "instance_actions"
 MIGRATIONS = "migrations"
 INSTANCES = "instances"

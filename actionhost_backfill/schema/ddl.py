@@ -8,6 +8,10 @@ statement prepared from ``information_schema``, since MySQL 8 has no
 ``ADD COLUMN IF NOT EXISTS``; SQLite ``IF [NOT] EXISTS`` where it has them, and
 a probe that stops the script where it has not).  What the toolkit creates is written to its ledger
 (``<state>.schema_changes``) so a downgrade removes only that.
+
+No table's columns are declared here: each revision script carries its own
+frozen declaration and passes it in, so editing this module never changes what
+an applied revision created (``state/tables.py`` is the runtime declaration).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from actionhost_backfill.state.location import VERSION_TABLE
 log = logging.getLogger(__name__)
 
 LEDGER = "schema_changes"
+#: The revision that creates the ledger and declares its columns.
+LEDGER_REVISION = "0001_host_column"
 _HOST_TYPE = f"VARCHAR({HOST_LENGTH})"
 # MySQL/MariaDB errors meaning "this ALTER algorithm is not possible here".
 _ALGORITHM_UNSUPPORTED = (1064, 1800, 1845, 1846, 4092)
@@ -46,22 +52,17 @@ def _missing(settings: SchemaSettings, names: tuple[str, ...]) -> list[str]:
     return [name for name in names if not inspector.has_table(name, schema=schema)]
 
 
-def create_ledger() -> None:
-    """The ledger of what the toolkit created (read by downgrades)."""
+def create_ledger(columns: list[sa.Column]) -> None:
+    """The ledger of what the toolkit created (read by downgrades).
+
+    ``columns``: the ledger as revision 0001 declares it (``ledger_columns()`` there).
+    """
     settings = current_settings()
     if not _missing(settings, (LEDGER,)):
         return
     op.create_table(
         LEDGER,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("revision", sa.String(32), nullable=False),
-        sa.Column("kind", sa.String(16), nullable=False),
-        sa.Column("table_name", sa.String(64), nullable=False),
-        sa.Column("object_name", sa.String(64), nullable=False),
-        sa.Column("detail", sa.String(255)),
-        sa.Column(
-            "created_at", sa.DateTime, nullable=False, server_default=sa.func.current_timestamp()
-        ),
+        *columns,
         schema=settings.location.schema,
         mysql_engine="InnoDB",
         if_not_exists=True,
@@ -77,7 +78,17 @@ def _offline_ensure_ledger(settings: SchemaSettings) -> None:
     of the script it may be gone already, so make sure it exists (a no-op the first
     time; the last step drops it again)."""
     _comment("The next statements read the ledger: create it if a previous run dropped it.")
-    create_ledger()
+    create_ledger(_revision_module(LEDGER_REVISION).ledger_columns())
+
+
+def _revision_module(revision: str):
+    """A revision script's module (a later revision reusing what an earlier one froze)."""
+    script = op.get_context().script
+    if script is None:
+        raise ActionHostError(
+            f"revision {revision} is needed here: run the revisions through env.py"
+        )
+    return script.get_revision(revision).module
 
 
 def _ledger(settings: SchemaSettings) -> sa.TableClause:
@@ -488,73 +499,29 @@ def drop_host_index_if_ours() -> None:
 BACKFILL_STATE_TABLES = ("audit", "run_counts", "checkpoints", "runs", "runner_lease")
 
 
-def create_backfill_state() -> None:
-    """Runs, checkpoints, audit, per-rule counts and the runner lease (those missing)."""
+def create_backfill_state(tables: dict[str, list]) -> None:
+    """Runs, checkpoints, audit, per-rule counts and the runner lease (those missing).
+
+    ``tables``: each table's columns and indexes as revision 0003 declares them,
+    in creation order.
+    """
     settings = current_settings()
+    schema = settings.location.schema
     missing = _missing(settings, BACKFILL_STATE_TABLES)
-    for table, create in _STATE_TABLES.items():
-        if table in missing:
-            create(settings.location.schema, {"mysql_engine": "InnoDB", "if_not_exists": True})
+    for table, items in tables.items():
+        if table not in missing:
+            continue
+        indexes = [item for item in items if isinstance(item, sa.Index)]
+        columns = [item for item in items if not isinstance(item, sa.Index)]
+        op.create_table(table, *columns, schema=schema, mysql_engine="InnoDB", if_not_exists=True)
+        for index in indexes:
+            _create_index_if_missing(index.name, schema, table, *index.expressions)
     if not missing:
         _say(settings, "state tables already present: nothing to do")
     elif len(missing) < len(BACKFILL_STATE_TABLES):
         _say(settings, f"created the missing state tables: {', '.join(missing)}")
     else:
         _say(settings, f"created the state tables: {', '.join(BACKFILL_STATE_TABLES)}")
-
-
-def _runs_table(schema: str, mysql: dict) -> None:
-    op.create_table(
-        "runs",
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("kind", sa.String(16), nullable=False),
-        sa.Column("state", sa.String(16), nullable=False),
-        sa.Column("target_run_id", sa.Integer),
-        sa.Column("options", sa.Text),
-        sa.Column("started_at", sa.DateTime, nullable=False),
-        sa.Column("updated_at", sa.DateTime, nullable=False),
-        sa.Column("finished_at", sa.DateTime),
-        sa.Column("runner", sa.String(255)),
-        sa.Column("toolkit_version", sa.String(32)),
-        sa.Column("message", sa.Text),
-        schema=schema,
-        **mysql,
-    )
-
-
-def _checkpoints_table(schema: str, mysql: dict) -> None:
-    op.create_table(
-        "checkpoints",
-        sa.Column("run_id", sa.Integer, primary_key=True),
-        sa.Column("event_table", sa.String(64), primary_key=True),
-        sa.Column("last_id", sa.BigInteger, nullable=False),
-        sa.Column("horizon", sa.BigInteger, nullable=False),
-        sa.Column("done", sa.Boolean, nullable=False),
-        sa.Column("batches", sa.Integer, nullable=False),
-        sa.Column("examined", sa.BigInteger, nullable=False),
-        sa.Column("retries", sa.Integer, nullable=False),
-        sa.Column("seconds", sa.Float, nullable=False),
-        sa.Column("updated_at", sa.DateTime, nullable=False),
-        schema=schema,
-        **mysql,
-    )
-
-
-def _audit_table(schema: str, mysql: dict) -> None:
-    op.create_table(
-        "audit",
-        sa.Column("run_id", sa.Integer, primary_key=True),
-        sa.Column("event_table", sa.String(64), primary_key=True),
-        sa.Column("event_id", sa.BigInteger, primary_key=True),
-        sa.Column("host", sa.String(255)),
-        sa.Column("rule", sa.String(32), nullable=False),
-        sa.Column("outcome", sa.String(16), nullable=False),
-        sa.Column("batch", sa.Integer, nullable=False),
-        sa.Column("reverted_by", sa.Integer),
-        schema=schema,
-        **mysql,
-    )
-    _create_index_if_missing("audit_event_idx", schema, "audit", "event_id")
 
 
 def _create_index_if_missing(name: str, schema: str, table: str, column: str) -> None:
@@ -571,54 +538,18 @@ def _create_index_if_missing(name: str, schema: str, table: str, column: str) ->
         op.create_index(name, table, [column], schema=schema, if_not_exists=True)
 
 
-def _run_counts_table(schema: str, mysql: dict) -> None:
-    op.create_table(
-        "run_counts",
-        sa.Column("run_id", sa.Integer, primary_key=True),
-        sa.Column("event_table", sa.String(64), primary_key=True),
-        sa.Column("outcome", sa.String(16), primary_key=True),
-        sa.Column("rule", sa.String(32), primary_key=True),
-        sa.Column("row_count", sa.BigInteger, nullable=False),
-        schema=schema,
-        **mysql,
-    )
-
-
-def _runner_lease_table(schema: str, mysql: dict) -> None:
-    op.create_table(
-        "runner_lease",
-        sa.Column("name", sa.String(32), primary_key=True),
-        sa.Column("run_id", sa.Integer),
-        sa.Column("holder", sa.String(255)),
-        sa.Column("hostname", sa.String(255)),
-        sa.Column("pid", sa.Integer),
-        sa.Column("token", sa.String(64)),
-        sa.Column("acquired_at", sa.DateTime),
-        sa.Column("heartbeat_at", sa.DateTime),
-        sa.Column("expires_at", sa.DateTime),
-        schema=schema,
-        **mysql,
-    )
-
-
-_STATE_TABLES = {
-    "runs": _runs_table,
-    "checkpoints": _checkpoints_table,
-    "audit": _audit_table,
-    "run_counts": _run_counts_table,
-    "runner_lease": _runner_lease_table,
-}
-
-
-def drop_backfill_state() -> None:
+def drop_backfill_state(tables: dict[str, list]) -> None:
     """Drop the runs and their audit; the caller made sure that may be done.
+
+    ``tables``: as for :func:`create_backfill_state` (offline SQLite creates them
+    empty first, so that a second run of the script finds them).
 
     Online, ``migrations/env.py`` holds the runner lock and checks first
     (``state/guard.py``).  Offline, the script checks for itself before it drops.
     """
     settings = current_settings()
     if context.is_offline_mode():
-        _offline_state_guard(settings)
+        _offline_state_guard(settings, tables)
     for table in BACKFILL_STATE_TABLES:
         op.drop_table(table, schema=settings.location.schema, if_exists=True)
 
@@ -628,7 +559,7 @@ def drop_backfill_state() -> None:
 _UNREVERTED = "a.outcome = 'filled' AND a.reverted_by IS NULL AND r.state <> 'reverted'"
 
 
-def _offline_state_guard(settings: SchemaSettings) -> None:
+def _offline_state_guard(settings: SchemaSettings, tables: dict[str, list]) -> None:
     """The downgrade script refuses, before it drops the state, what the CLI refuses."""
     schema = settings.location.schema
     backend = settings.backend
@@ -701,7 +632,7 @@ END $$"""
     # SQLite: no conditional statements; make sure the tables exist (a second run finds
     # them dropped: they are created empty and dropped again), then let a CHECK
     # constraint stop the script (sqlite3 -bail, or Python's executescript).
-    create_backfill_state()
+    create_backfill_state(tables)
     op.execute(
         "CREATE TEMP TABLE IF NOT EXISTS actionhost_guard ("
         "live_runners INTEGER CONSTRAINT refused_while_a_backfill_or_revert_runs "

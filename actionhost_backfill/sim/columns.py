@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-#: Tables the simulator writes, in foreign-key order (the shadow copies too, for
-#: archived instances).
-WRITTEN_TABLES = (
-    "services",
-    "compute_nodes",
-    "instances",
-    "instance_actions",
-    "instance_actions_events",
-    "migrations",
-    "instance_faults",
-    "instance_system_metadata",
-    "block_device_mapping",
-)
-#: Column order of the rows each table's buffer holds (a subset of Nova's columns).
+#: Column order of the rows each table's buffer holds (a subset of the columns
+#: ``nova/models.py`` declares, which gives their types), table by table in
+#: foreign-key order.
 COLUMNS: dict[str, tuple[str, ...]] = {
     "services": (
         "id",
@@ -146,5 +135,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "deleted",
     ),
 }
+#: Tables the simulator writes, in foreign-key order (the shadow copies too, for
+#: archived instances).
+WRITTEN_TABLES = tuple(COLUMNS)
 #: Per table, each column's index in a buffered row.
 POSITION = {base: {c: i for i, c in enumerate(cols)} for base, cols in COLUMNS.items()}

@@ -1,4 +1,4 @@
-"""The state schema's tables (revision 0003), built per schema name."""
+"""The state schema's tables, built per schema name: the one runtime declaration."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import sqlalchemy as sa
 class StateTables:
     """The state schema's tables for one schema name, as the revisions leave them.
 
-    The revisions (``schema/ddl.py``) declare them again, on purpose: a revision
-    describes the schema as it was at that revision and must not change when
-    these models do.  ``tests/test_state_models.py`` compares the two on every
-    backend (Alembic's ``compare_metadata``, as Nova's models/migrations sync test).
+    The revision scripts (``versions/0001_host_column.py`` for the ledger,
+    ``versions/0003_backfill_state.py`` for the rest) carry their own frozen
+    copies, on purpose: a revision describes the schema as it was at that
+    revision and must not change when these models do.
+    ``tests/test_state_models.py`` compares the two on every backend (Alembic's
+    ``compare_metadata``, as Nova's models/migrations sync test).
     """
 
     def __init__(self, schema: str):

@@ -5,16 +5,24 @@ from __future__ import annotations
 import re
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import URL
 
 from actionhost_backfill.dialects.base import (
     AUDIT_COLUMNS,
+    DEFAULT_STATE_SCHEMA,
+    VERSION_TABLE,
     Dialect,
     FillBatch,
     MissingPrivilege,
     PrivilegeRequest,
+    StateLocation,
     statement_privilege,
 )
-from actionhost_backfill.state.location import VERSION_TABLE, StateLocation
+from actionhost_backfill.errors import BadInput
+
+#: Seconds a connection attempt may take.
+CONNECT_TIMEOUT = 10
 
 
 def ident(name: str) -> str:
@@ -23,6 +31,7 @@ def ident(name: str) -> str:
 
 
 class PostgreSQL(Dialect):
+    __dialect__ = "postgresql"
     name = "postgresql"
 
     def configure_session(self, conn: sa.Connection, lock_timeout: float) -> int | None:
@@ -321,3 +330,148 @@ class PostgreSQL(Dialect):
             ),
             batch.params(**outcomes),
         )
+
+    # ------------------------------------------------------------------ sessions
+
+    def engine_options(self, url: URL, *, must_exist: bool, lock_timeout: float | None) -> dict:
+        return {
+            "connect_args": {
+                "connect_timeout": CONNECT_TIMEOUT,
+                "application_name": "actionhost-backfill",
+            }
+        }
+
+    def server_version(self, conn: sa.Connection) -> str:
+        return str(conn.exec_driver_sql("SHOW server_version").scalar())
+
+    def in_values(self, column: sa.ColumnElement, values: list) -> sa.ColumnElement[bool]:
+        """``column = ANY(:array)``: one array parameter instead of thousands of bound
+        values, so the statement compiles once and the server plans it once."""
+        element = sa.Integer() if isinstance(column.type, sa.Integer) else sa.String()
+        return column == sa.any_(sa.bindparam(None, list(values), type_=postgresql.ARRAY(element)))
+
+    def indexes(self, conn: sa.Connection, table: str) -> list[tuple[str, list[str], bool]]:
+        """With validity: a failed CREATE INDEX CONCURRENTLY leaves an INVALID index."""
+        rows = conn.execute(
+            sa.text(
+                """
+                SELECT ic.relname, i.indisvalid,
+                       array(SELECT a.attname
+                             FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+                             JOIN pg_attribute a
+                               ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                             ORDER BY k.ord) AS columns
+                FROM pg_index i
+                JOIN pg_class ic ON ic.oid = i.indexrelid
+                JOIN pg_class tc ON tc.oid = i.indrelid
+                JOIN pg_namespace n ON n.oid = tc.relnamespace
+                WHERE tc.relname = :table AND n.nspname = current_schema()
+                """
+            ),
+            {"table": table},
+        ).fetchall()
+        return [(r[0], list(r[2]), bool(r[1])) for r in rows]
+
+    # ------------------------------------------------------------------ state schema
+
+    def resolve_location(self, url: URL, state_schema: str | None) -> StateLocation:
+        name = state_schema or DEFAULT_STATE_SCHEMA
+        if name == "public":
+            raise BadInput(
+                "--state-schema public is the Nova cell schema: pick another name "
+                "(default: actionhost)"
+            )
+        return StateLocation(self.name, name)
+
+    def describe_location(self, location: StateLocation) -> str:
+        return f'PostgreSQL schema "{location.schema}"'
+
+    def state_schema_exists(self, conn: sa.Connection, location: StateLocation) -> bool:
+        return bool(
+            conn.execute(
+                sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :n"), {"n": location.schema}
+            ).first()
+        )
+
+    def create_state_schema_sql(self, location: StateLocation) -> str:
+        return f'CREATE SCHEMA IF NOT EXISTS "{location.schema}"'
+
+    def state_schema_denied(self, location: StateLocation, user: str, database: str) -> str:
+        return (
+            f'cannot create schema "{location.schema}" in database {database} '
+            f"(permission denied): run GRANT CREATE ON DATABASE {database} TO {user}; "
+            f'or CREATE SCHEMA "{location.schema}" AUTHORIZATION {user}; as the '
+            "database owner, or pass --state-schema naming a schema you own"
+        )
+
+    # ------------------------------------------------------------------ runner lock
+
+    advisory_locks = True
+
+    def try_advisory_lock(self, conn: sa.Connection, namespace: int, key: int) -> bool:
+        return bool(
+            conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({namespace}, {key})").scalar()
+        )
+
+    def advisory_unlock(self, conn: sa.Connection, namespace: int, key: int) -> None:
+        conn.exec_driver_sql(f"SELECT pg_advisory_unlock({namespace}, {key})")
+
+    def advisory_lock_held(self, conn: sa.Connection, namespace: int, key: int) -> bool:
+        """Whether any session holds it (``pg_locks``, readable by any user)."""
+        return bool(
+            conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                f"AND classid = {namespace} AND objid = {key} AND objsubid = 2"
+            ).scalar()
+        )
+
+    # ------------------------------------------------------------------ throttling
+
+    replication_source = "pg_stat_replication"
+    status_variables = ("threads_running",)
+
+    def has_standbys(self, conn: sa.Connection) -> bool:
+        return bool(
+            int(conn.exec_driver_sql("SELECT count(*) FROM pg_stat_replication").scalar() or 0)
+        )
+
+    def standby_positions(self, conn: sa.Connection) -> list[tuple]:
+        """The primary's WAL position, and each standby's name, address and replayed
+        position (one row of NULLs beside the position when none is connected)."""
+        return conn.exec_driver_sql(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, application_name, "
+            "client_addr::text, pg_wal_lsn_diff(replay_lsn, '0/0')::bigint "
+            "FROM pg_stat_replication RIGHT JOIN (SELECT 1) AS one ON true"
+        ).all()
+
+    def replica_lag(
+        self, conn: sa.Connection, where: str, max_lag: float
+    ) -> tuple[str | None, float | None]:
+        """On a streaming replica: 0 when it has replayed all it received, else the age
+        of the last transaction it replayed (``replay_lag`` on the primary lags behind)."""
+        lag = conn.exec_driver_sql(
+            "SELECT CASE WHEN NOT pg_is_in_recovery() THEN NULL "
+            "WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
+            "ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 'Infinity') END"
+        ).scalar()
+        if lag is None:
+            raise BadInput(f"--replica {where} is not a streaming replica: name a standby")
+        lag = float(lag)
+        if lag > max_lag:
+            return f"replica {where} is {lag:.1f}s behind", lag
+        return None, lag
+
+    def check_load_variables(self, names: list[str]) -> None:
+        for name in names:
+            if name.lower() != "threads_running":
+                raise BadInput(
+                    f"load variable {name!r} is not known on PostgreSQL: "
+                    "use Threads_running (active backends in pg_stat_activity)"
+                )
+
+    def load_status(self, conn: sa.Connection, names: list[str]) -> dict[str, float]:
+        active = conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+            "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        ).scalar()
+        return {"threads_running": float(active)}

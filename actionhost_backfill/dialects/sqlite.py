@@ -7,14 +7,18 @@ import os
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL
 
 from actionhost_backfill.dialects.base import (
+    DEFAULT_STATE_SCHEMA,
     Dialect,
     FillBatch,
     MissingPrivilege,
     PrivilegeRequest,
+    StateLocation,
 )
-from actionhost_backfill.state.location import StateLocation
+from actionhost_backfill.errors import BadInput
 
 
 def _file_problem(path: str, write: bool) -> MissingPrivilege | None:
@@ -41,6 +45,7 @@ def _file_problem(path: str, write: bool) -> MissingPrivilege | None:
 
 
 class SQLite(Dialect):
+    __dialect__ = "sqlite"
     name = "sqlite"
 
     def configure_session(self, conn: sa.Connection, lock_timeout: float) -> int | None:
@@ -93,3 +98,104 @@ class SQLite(Dialect):
             params,
         )
         self.audit_from_plan(conn, plan, batch, outcomes)
+
+    # ------------------------------------------------------------------ sessions
+
+    def engine_options(self, url: URL, *, must_exist: bool, lock_timeout: float | None) -> dict:
+        database = url.database or ""
+        if must_exist and not Path(database).is_file():
+            raise BadInput(
+                f"SQLite file {database} does not exist: check the path in --db "
+                "(the toolkit never creates a cell database)"
+            )
+        timeout = lock_timeout if lock_timeout is not None else 30.0
+        return {"connect_args": {"timeout": timeout}}
+
+    def configure_engine(
+        self, engine: sa.Engine, location: StateLocation | None, attach: str, begin_mode: str
+    ) -> None:
+        """Real transactions on pysqlite, and the state file attached on connect.
+
+        pysqlite's legacy transaction handling issues BEGIN only before DML, so a
+        batch's reads would sit outside its transaction; take control of BEGIN.
+        It is emitted from the dialect's ``do_begin`` rather than the usual
+        ``begin`` event: a BEGIN that fails (SQLITE_BUSY) inside that event leaves
+        the SQLAlchemy connection unable to begin again, silently autocommitting.
+        """
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn, _record):
+            dbapi_conn.isolation_level = None
+            if location is None or attach == "never":
+                return
+            path = location.sqlite_path
+            if attach == "if-exists" and not (path and os.path.exists(path)):
+                return
+            cursor = dbapi_conn.cursor()
+            try:
+                cursor.execute(f'ATTACH DATABASE ? AS "{location.schema}"', (path,))
+            finally:
+                cursor.close()
+
+        def _do_begin(dbapi_conn) -> None:
+            dbapi_conn.execute(f"BEGIN {begin_mode}")
+
+        engine.dialect.do_begin = _do_begin
+
+    def server_version(self, conn: sa.Connection) -> str:
+        return str(conn.exec_driver_sql("SELECT sqlite_version()").scalar())
+
+    def for_update(self, query: sa.Select) -> sa.Select:
+        return query  # the transaction's write lock (BEGIN IMMEDIATE) covers it
+
+    def query_plan(self, conn: sa.Connection, compiled: str) -> str:
+        rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}").all()
+        return "\n".join(" ".join(str(c) for c in r) for r in rows)
+
+    def database_files(self, url: URL, location: StateLocation) -> tuple[str | None, ...] | None:
+        return (url.database, location.sqlite_path)
+
+    # ------------------------------------------------------------------ state schema
+
+    def resolve_location(self, url: URL, state_schema: str | None) -> StateLocation:
+        database = url.database
+        if not database or database == ":memory:" or database.startswith("file::memory:"):
+            raise BadInput(
+                "in-memory SQLite databases cannot hold resumable state: use a file, "
+                "e.g. sqlite:///nova.sqlite"
+            )
+        name = state_schema or DEFAULT_STATE_SCHEMA
+        if name.lower() in ("main", "temp"):
+            raise BadInput(f"--state-schema {name} is reserved by SQLite: pick another name")
+        cell = Path(database)
+        path = cell.with_name(f"{cell.stem}.{name}.sqlite")
+        return StateLocation(self.name, name, str(path))
+
+    def describe_location(self, location: StateLocation) -> str:
+        return f"SQLite file {location.sqlite_path} (attached as {location.schema})"
+
+    def state_schema_exists(self, conn: sa.Connection, location: StateLocation) -> bool:
+        """Whether the state file is attached."""
+        rows = conn.exec_driver_sql("PRAGMA database_list").fetchall()
+        return any(row[1] == location.schema for row in rows)
+
+    def create_state_schema_sql(self, location: StateLocation) -> str:
+        return f"ATTACH DATABASE '{location.sqlite_path}' AS \"{location.schema}\""
+
+    def create_state_schema(self, conn: sa.Connection, location: StateLocation) -> None:
+        # The engine attaches the state file on connect (attach="create").
+        raise BadInput(
+            f"state file {location.sqlite_path} is not attached: internal error, "
+            "please report it with --debug output"
+        )
+
+    # ------------------------------------------------------------------ throttling
+
+    replication_source = "SQLite (no replication)"
+    has_server_status = False
+
+    def check_load_variables(self, names: list[str]) -> None:
+        raise BadInput(
+            "--max-load / --critical-load read a server's status: SQLite has none "
+            "(drop the options, or use --sleep and --pause-file)"
+        )

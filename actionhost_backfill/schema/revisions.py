@@ -23,7 +23,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
 
-from actionhost_backfill import db, preflight
+from actionhost_backfill import db, dialects, preflight
 from actionhost_backfill.errors import ActionHostError, BadInput
 from actionhost_backfill.nova import catalog
 from actionhost_backfill.redact import mask_url
@@ -36,7 +36,6 @@ from actionhost_backfill.schema.settings import (
 from actionhost_backfill.state.location import (
     VERSION_TABLE,
     StateLocation,
-    backend_of,
     resolve_state_location,
     state_schema_exists,
 )
@@ -216,8 +215,7 @@ def _status(conn: sa.Connection, url: URL, location: StateLocation) -> SchemaSta
         )
     result.drift = _drift(conn, result, columns, indexes, location)
     result.plan = _plan(conn, result, columns, indexes, location)
-    if location.backend == "mysql":
-        result.notes.extend(_mysql_notes(conn))
+    result.notes.extend(dialects.for_connection(conn).schema_notes(conn))
     return result
 
 
@@ -333,19 +331,6 @@ def _pending(current: str | None) -> list[str]:
     if current not in ids:
         return []
     return ids[ids.index(current) + 1 :]
-
-
-def _mysql_notes(conn: sa.Connection) -> list[str]:
-    notes = []
-    row = conn.exec_driver_sql("SHOW VARIABLES LIKE 'wsrep_on'").first()
-    if row and str(row[1]).upper() == "ON":
-        notes.append(
-            "Galera cluster (wsrep_on=ON): DDL runs as Total Order Isolation, on every node at "
-            "once, and the whole cluster stops committing while the index builds (measured on a "
-            "3-node cluster: writes on another node stalled 1.7-1.9 s at 1M events, 0.4 s at "
-            "300k; see runbook 05): apply the schema upgrade inside the maintenance window"
-        )
-    return notes
 
 
 # --------------------------------------------------------------------------- changes
@@ -547,6 +532,6 @@ def offline_url(dialect: str, like: URL | None = None) -> URL:
         raise BadInput(
             f"--dialect must be one of {', '.join(OFFLINE_URLS)} (got {dialect!r})"
         ) from None
-    if like is not None and like.database and backend_of(like) == backend_of(url):
+    if like is not None and like.database and dialects.family_of(like) == dialects.family_of(url):
         url = url.set(database=like.database)
     return url

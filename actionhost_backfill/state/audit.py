@@ -14,7 +14,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from actionhost_backfill import db
+from actionhost_backfill import db, dialects
 from actionhost_backfill.clock import utcnow
 from actionhost_backfill.dialects.bulk import chunks
 from actionhost_backfill.errors import BadInput, SchemaNotReady
@@ -490,7 +490,7 @@ def locked_hosts(
     found: dict[int, str | None] = {}
     for chunk in chunks(ids):
         query = sa.select(t.c.id, t.c.host).where(t.c.id.in_(chunk))
-        if lock and conn.dialect.name != "sqlite":
-            query = query.with_for_update()
+        if lock:
+            query = dialects.for_connection(conn).for_update(query)
         found.update((r[0], r[1]) for r in conn.execute(query))
     return found

@@ -89,15 +89,7 @@ def run_migrations_offline() -> None:
     )
     with context.begin_transaction():
         location = settings.location
-        if location.backend == "postgresql":
-            context.execute(f'CREATE SCHEMA IF NOT EXISTS "{location.schema}"')
-        elif location.backend == "mysql":
-            context.execute(
-                f"CREATE DATABASE IF NOT EXISTS `{location.schema}` "
-                "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
-            )
-        else:
-            context.execute(f"ATTACH DATABASE '{location.sqlite_path}' AS \"{location.schema}\"")
+        context.execute(location.dialect.create_state_schema_sql(location))
         context.run_migrations()
 
 

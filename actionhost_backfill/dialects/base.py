@@ -16,12 +16,14 @@ subclasses; :func:`dialect_class` looks one up by name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from actionhost_backfill.errors import BadInput
+from actionhost_backfill.errors import BadInput, DatabaseUnavailable
 
 DEFAULT_STATE_SCHEMA = "actionhost"
 VERSION_TABLE = "actionhost_version"
@@ -65,6 +67,55 @@ class StateLocation:
 
     def qualified(self, table: str) -> str:
         return f"{self.schema}.{table}"
+
+
+@dataclass(frozen=True)
+class SchemaChange:
+    """What a revision's schema change hands its dialect: Alembic's ``op`` (offline:
+    statements go to the script), the session online, the lock budget, and where
+    to say what was done."""
+
+    op: Any
+    """``alembic.op`` of the running migration."""
+    lock_timeout: float
+    say: Callable[[str], None]
+    """Report one line of what was done."""
+    comment: Callable[[str], None]
+    """A SQL comment in ``--sql`` output."""
+    conn: sa.Connection | None = None
+    """The migration's connection (None offline)."""
+
+    @property
+    def lock_ms(self) -> int:
+        return max(1, round(self.lock_timeout * 1000))
+
+    def guard_lock(self, statement: Callable[[], Any], table: str, *, leftover: str = ""):
+        """Run DDL; a lock timeout becomes a plain message saying what to do.
+
+        ``leftover``: the index a failed build may have left INVALID."""
+        try:
+            return statement()
+        except sa.exc.DBAPIError as exc:
+            orig = exc.orig
+            sqlstate = getattr(orig, "sqlstate", None)
+            errno = (
+                orig.args[0]
+                if getattr(orig, "args", None) and isinstance(orig.args[0], int)
+                else None
+            )
+            if sqlstate == "55P03" or errno == 1205:
+                extra = (
+                    f"; it may have left an INVALID index {leftover}, which the next upgrade "
+                    "drops and rebuilds"
+                    if leftover
+                    else ""
+                )
+                raise DatabaseUnavailable(
+                    f"gave up after {self.lock_timeout:g}s waiting for a lock on {table} "
+                    f"(a long transaction holds it){extra}: run the upgrade again at a quieter "
+                    "moment or pass a larger --lock-timeout"
+                ) from None
+            raise
 
 
 #: The audit columns every batch writes, in this order.
@@ -238,6 +289,93 @@ class Dialect:
     def schema_notes(self, conn: sa.Connection) -> list[str]:
         """What an operator should know before a schema upgrade on this server."""
         return []
+
+    # ------------------------------------------------------------------ schema changes
+    #
+    # Online: ``change.conn`` is inspected first by the caller, which asks only
+    # for what is missing.  Offline (``--sql``): every statement guarded, so a
+    # script applied twice succeeds twice and leaves the same schema.
+
+    add_column_plan = "ALTER TABLE ADD COLUMN"
+    """How :meth:`add_column` works here, for ``schema status``'s plan."""
+    create_index_plan = "CREATE INDEX"
+    """How :meth:`create_index` works here, for ``schema status``'s plan."""
+
+    def add_column(self, change: SchemaChange, table: str, column: str, type_sql: str) -> str:
+        """Add a nullable column; return how (for the ledger)."""
+        change.conn.exec_driver_sql(f'ALTER TABLE "{table}" ADD COLUMN {column} {type_sql}')
+        return "ALTER TABLE ADD COLUMN"
+
+    def drop_column(self, change: SchemaChange, table: str, column: str) -> None:
+        change.conn.exec_driver_sql(f'ALTER TABLE "{table}" DROP COLUMN {column}')
+
+    def create_index(
+        self, change: SchemaChange, table: str, index: str, column: str, *, rebuild_invalid: bool
+    ) -> str:
+        """Build ``index`` on ``table(column)`` without blocking writers where the
+        server can; return how.  ``rebuild_invalid``: an INVALID one is there."""
+        change.conn.exec_driver_sql(f'CREATE INDEX IF NOT EXISTS "{index}" ON "{table}" ({column})')
+        return "CREATE INDEX"
+
+    def drop_index(self, change: SchemaChange, table: str, index: str) -> None:
+        change.conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{index}"')
+
+    def offline_add_host_column(
+        self,
+        change: SchemaChange,
+        tables: tuple[str, str],
+        type_sql: str,
+        length: int,
+        revision: str,
+        ledger: str,
+        state_schema: str,
+    ) -> None:
+        """``host`` on the events table (``tables[0]``, required) and its shadow copy,
+        recording each addition in the ledger where the script can."""
+        raise NotImplementedError
+
+    def offline_drop_host_column(
+        self, change: SchemaChange, tables: tuple[str, ...], ledger: str, state_schema: str
+    ) -> None:
+        change.comment(
+            "Nova's host column is never dropped by offline SQL: the toolkit cannot prove\n"
+            f"here that it added it. Check {state_schema}.{ledger} (kind 'column'); only a\n"
+            "table listed there got its column from the toolkit."
+        )
+
+    def offline_create_index(
+        self, change: SchemaChange, table: str, index: str, column: str
+    ) -> None:
+        change.op.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {table} ({column})")
+
+    def offline_drop_index(self, change: SchemaChange, table: str, index: str) -> None:
+        change.op.execute(f"DROP INDEX IF EXISTS {index}")
+
+    def offline_create_index_if_missing(
+        self, change: SchemaChange, name: str, schema: str, table: str, column: str
+    ) -> None:
+        """An index on a state table a second run of the script may find there."""
+        change.op.create_index(name, table, [column], schema=schema, if_not_exists=True)
+
+    utc_now_sql = "datetime('now')"
+    """The current UTC time in SQL, comparable with stored DateTime values."""
+    select_constant_from = ""
+    """What a SELECT of constants needs after it (MySQL's ``FROM DUAL`` before WHERE)."""
+
+    def offline_state_guard(
+        self,
+        change: SchemaChange,
+        schema: str,
+        *,
+        live: str,
+        unreverted: str | None,
+        advisory: tuple[int, int],
+        create_state: Callable[[], None],
+    ) -> None:
+        """Stop the downgrade script, before it drops the state, while a runner is live
+        (``live``: ``FROM ... WHERE`` of live lease rows) or runs have hosts no
+        revert has undone (``unreverted``; None: not checked)."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ state schema
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -15,16 +16,19 @@ from actionhost_backfill.dialects.base import (
     FillBatch,
     MissingPrivilege,
     PrivilegeRequest,
+    SchemaChange,
     StateLocation,
     statement_privilege,
 )
-from actionhost_backfill.errors import BadInput
+from actionhost_backfill.errors import ActionHostError, BadInput
 from actionhost_backfill.redact import mask_url
 
 log = logging.getLogger(__name__)
 
 #: Seconds a connection attempt may take.
 CONNECT_TIMEOUT = 10
+#: Errors meaning "this ALTER algorithm is not possible here".
+_ALGORITHM_UNSUPPORTED = (1064, 1800, 1845, 1846, 4092)
 
 #: Rows a batch writes per event, at most: the event's host and its audit row.
 ROWS_PER_EVENT = 2
@@ -559,6 +563,178 @@ class MySQL(Dialect):
         quoted = ", ".join(f"'{name}'" for name in names)
         rows = conn.exec_driver_sql(f"SHOW GLOBAL STATUS WHERE Variable_name IN ({quoted})").all()
         return {name.lower(): float(value) for name, value in rows}
+
+    # ------------------------------------------------------------------ schema changes
+
+    add_column_plan = "ALGORITHM=INSTANT, else INPLACE with LOCK=NONE"
+    create_index_plan = "ALGORITHM=INPLACE, LOCK=NONE"
+
+    def add_column(self, change: SchemaChange, table: str, column: str, type_sql: str) -> str:
+        return self._alter(
+            change, table, f"ADD COLUMN {column} {type_sql} NULL", ("INSTANT", "INPLACE")
+        )
+
+    def drop_column(self, change: SchemaChange, table: str, column: str) -> None:
+        self._alter(change, table, f"DROP COLUMN {column}", ("INSTANT", "INPLACE"))
+
+    def create_index(
+        self, change: SchemaChange, table: str, index: str, column: str, *, rebuild_invalid: bool
+    ) -> str:
+        return self._alter(change, table, f"ADD INDEX `{index}` ({column})", ("INPLACE",))
+
+    def drop_index(self, change: SchemaChange, table: str, index: str) -> None:
+        self._alter(change, table, f"DROP INDEX `{index}`", ("INPLACE",))
+
+    def _alter(
+        self, change: SchemaChange, table: str, clause: str, algorithms: tuple[str, ...]
+    ) -> str:
+        """ALTER with the cheapest online algorithm the server accepts; never COPY."""
+        conn = change.conn
+        conn.exec_driver_sql(f"SET SESSION lock_wait_timeout = {math.ceil(change.lock_timeout)}")
+        rejected = []
+        for algorithm in algorithms:
+            lock = "" if algorithm == "INSTANT" else ", LOCK=NONE"
+            sql = f"ALTER TABLE `{table}` {clause}, ALGORITHM={algorithm}{lock}"
+            try:
+                change.guard_lock(lambda sql=sql: conn.exec_driver_sql(sql), table)
+            except sa.exc.DBAPIError as exc:
+                errno = exc.orig.args[0] if getattr(exc.orig, "args", None) else None
+                if errno in _ALGORITHM_UNSUPPORTED:
+                    rejected.append(
+                        f"{algorithm}: {exc.orig.args[1] if len(exc.orig.args) > 1 else exc.orig}"
+                    )
+                    continue
+                raise
+            return f"ALGORITHM={algorithm}{lock}"
+        raise ActionHostError(
+            f"the server cannot {clause.split(' (')[0].lower()} on {table} online "
+            f"({'; '.join(rejected)}): it would copy the table under a lock; apply it in a "
+            "maintenance window with pt-online-schema-change or gh-ost instead"
+        )
+
+    @staticmethod
+    def _prepared(change: SchemaChange, condition: str, statement: str) -> None:
+        """Run ``statement`` only when ``condition`` holds (offline SQL).
+
+        MySQL 8 has no IF [NOT] EXISTS for columns and indexes and no IF outside
+        stored programs; a prepared statement chosen by ``IF()`` works on MySQL
+        and MariaDB alike.
+        """
+        change.op.execute(f"SET @actionhost_ddl = IF({condition}, '{statement}', 'DO 0')")
+        change.op.execute("PREPARE actionhost_ddl FROM @actionhost_ddl")
+        change.op.execute("EXECUTE actionhost_ddl")
+        change.op.execute("DEALLOCATE PREPARE actionhost_ddl")
+
+    def offline_add_host_column(
+        self,
+        change: SchemaChange,
+        tables: tuple[str, str],
+        type_sql: str,
+        length: int,
+        revision: str,
+        ledger: str,
+        state_schema: str,
+    ) -> None:
+        change.comment(
+            "MySQL 8 has no ADD COLUMN IF NOT EXISTS and no IF outside stored programs: each\n"
+            "ALTER is prepared from information_schema, so it runs only where host is missing\n"
+            "(every Nova since Icehouse has it), and the ledger records what it added.\n"
+            "Works on MySQL and MariaDB. Offline mode cannot check an existing column's type."
+        )
+        change.op.execute(f"SET SESSION lock_wait_timeout = {math.ceil(change.lock_timeout)}")
+        for table in tables:
+            missing = (
+                f"(SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() "
+                f"AND table_name = '{table}') = 1 AND (SELECT COUNT(*) FROM "
+                "information_schema.columns WHERE table_schema = DATABASE() "
+                f"AND table_name = '{table}' AND column_name = 'host') = 0"
+            )
+            change.op.execute(f"SET @actionhost_missing = ({missing})")
+            self._prepared(
+                change,
+                "@actionhost_missing",
+                f"ALTER TABLE {table} ADD COLUMN host {type_sql} NULL, ALGORITHM=INSTANT",
+            )
+            change.op.execute(
+                f"INSERT INTO {state_schema}.{ledger} (revision, kind, table_name, object_name, "
+                f"detail) SELECT '{revision}', 'column', '{table}', 'host', 'offline SQL' FROM DUAL "
+                "WHERE @actionhost_missing = 1"
+            )
+        change.comment(
+            "If the server rejects ALGORITHM=INSTANT (MySQL before 8.0.12), use ALGORITHM=INPLACE, LOCK=NONE."
+        )
+
+    def offline_create_index(
+        self, change: SchemaChange, table: str, index: str, column: str
+    ) -> None:
+        change.comment(
+            f"Runs only where no index of {table} starts with host (Nova may add one some day;\n"
+            "MySQL 8 has no ADD INDEX IF NOT EXISTS): prepared from information_schema."
+        )
+        change.op.execute(f"SET SESSION lock_wait_timeout = {math.ceil(change.lock_timeout)}")
+        self._prepared(
+            change,
+            "(SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema = DATABASE() "
+            f"AND table_name = '{table}' AND column_name = '{column}' AND seq_in_index = 1) = 0",
+            f"ALTER TABLE {table} ADD INDEX {index} ({column}), ALGORITHM=INPLACE, LOCK=NONE",
+        )
+
+    def offline_drop_index(self, change: SchemaChange, table: str, index: str) -> None:
+        change.op.execute(f"SET SESSION lock_wait_timeout = {math.ceil(change.lock_timeout)}")
+        self._prepared(
+            change,
+            "(SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema = DATABASE() "
+            f"AND table_name = '{table}' AND index_name = '{index}') > 0",
+            f"ALTER TABLE {table} DROP INDEX {index}, ALGORITHM=INPLACE, LOCK=NONE",
+        )
+
+    def offline_create_index_if_missing(
+        self, change: SchemaChange, name: str, schema: str, table: str, column: str
+    ) -> None:
+        self._prepared(
+            change,
+            f"(SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema = '{schema}' "
+            f"AND table_name = '{table}' AND index_name = '{name}') = 0",
+            f"CREATE INDEX {name} ON {schema}.{table} ({column})",
+        )
+
+    utc_now_sql = "UTC_TIMESTAMP()"
+    select_constant_from = " FROM DUAL"
+
+    def offline_state_guard(
+        self,
+        change: SchemaChange,
+        schema: str,
+        *,
+        live: str,
+        unreverted: str | None,
+        advisory: tuple[int, int],
+        create_state,
+    ) -> None:
+        change.op.execute("SET @actionhost_live = 0, @actionhost_unreverted = 0")
+        present = (
+            "(SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = "
+            f"'{schema}' AND table_name IN ('audit', 'runs', 'runner_lease')) = 3"
+        )
+        counts = [("@actionhost_live", live)]
+        if unreverted is not None:
+            counts.append(("@actionhost_unreverted", unreverted))
+        for variable, source in counts:
+            self._prepared(
+                change, present, f"SET {variable} = (SELECT COUNT(*) {source})".replace("'", "''")
+            )
+        # No IF outside stored programs: a statement naming an unknown column stops the
+        # client with that name as the message.
+        self._prepared(
+            change,
+            "@actionhost_live > 0",
+            "SELECT refused_to_drop_the_state_while_a_backfill_or_revert_runs",
+        )
+        self._prepared(
+            change,
+            "@actionhost_unreverted > 0",
+            "SELECT refused_to_drop_the_audit_of_runs_not_reverted",
+        )
 
 
 class MariaDB(MySQL):

@@ -16,6 +16,7 @@ from actionhost_backfill.dialects.base import (
     FillBatch,
     MissingPrivilege,
     PrivilegeRequest,
+    SchemaChange,
     StateLocation,
     statement_privilege,
 )
@@ -475,3 +476,194 @@ class PostgreSQL(Dialect):
             "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
         ).scalar()
         return {"threads_running": float(active)}
+
+    # ------------------------------------------------------------------ schema changes
+
+    add_column_plan = "catalog-only ALTER TABLE under lock_timeout"
+    create_index_plan = "CREATE INDEX CONCURRENTLY under lock_timeout"
+
+    def add_column(self, change: SchemaChange, table: str, column: str, type_sql: str) -> str:
+        # Adding a nullable column without default only touches the catalog, but
+        # it needs a brief ACCESS EXCLUSIVE lock: never queue behind a long
+        # transaction (and block everyone behind us) for longer than lock_timeout.
+        conn = change.conn
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{change.lock_ms}ms'")
+        change.guard_lock(
+            lambda: conn.exec_driver_sql(f'ALTER TABLE "{table}" ADD COLUMN {column} {type_sql}'),
+            table,
+        )
+        return "catalog-only ALTER TABLE"
+
+    def drop_column(self, change: SchemaChange, table: str, column: str) -> None:
+        change.conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{change.lock_ms}ms'")
+        change.conn.exec_driver_sql(f'ALTER TABLE "{table}" DROP COLUMN {column}')
+
+    def create_index(
+        self, change: SchemaChange, table: str, index: str, column: str, *, rebuild_invalid: bool
+    ) -> str:
+        conn = change.conn
+        with change.op.get_context().autocommit_block():
+            conn.exec_driver_sql(f"SET lock_timeout = '{change.lock_ms}ms'")
+            try:
+                if rebuild_invalid:
+                    # A failed CREATE INDEX CONCURRENTLY leaves an INVALID index that
+                    # IF NOT EXISTS would silently keep: drop it and build again.
+                    change.guard_lock(
+                        lambda: conn.exec_driver_sql(
+                            f'DROP INDEX CONCURRENTLY IF EXISTS "{index}"'
+                        ),
+                        table,
+                    )
+                    change.say(f"dropped INVALID index {index} left by an earlier failed build")
+                change.guard_lock(
+                    lambda: conn.exec_driver_sql(
+                        f'CREATE INDEX CONCURRENTLY "{index}" ON "{table}" ({column})'
+                    ),
+                    table,
+                    leftover=index,
+                )
+            finally:
+                conn.exec_driver_sql("RESET lock_timeout")
+        return "CREATE INDEX CONCURRENTLY" + (
+            ", after dropping an INVALID leftover" if rebuild_invalid else ""
+        )
+
+    def drop_index(self, change: SchemaChange, table: str, index: str) -> None:
+        conn = change.conn
+        with change.op.get_context().autocommit_block():
+            conn.exec_driver_sql(f"SET lock_timeout = '{change.lock_ms}ms'")
+            try:
+                change.guard_lock(
+                    lambda: conn.exec_driver_sql(f'DROP INDEX CONCURRENTLY IF EXISTS "{index}"'),
+                    table,
+                )
+            finally:
+                conn.exec_driver_sql("RESET lock_timeout")
+
+    def offline_add_host_column(
+        self,
+        change: SchemaChange,
+        tables: tuple[str, str],
+        type_sql: str,
+        length: int,
+        revision: str,
+        ledger: str,
+        state_schema: str,
+    ) -> None:
+        change.comment(
+            "Guarded: checks the column's type, adds it only when missing, and records\n"
+            "the addition in the ledger so that a downgrade drops only what it added."
+        )
+        change.op.execute(f"SET lock_timeout = '{change.lock_ms}ms'")
+        events = tables[0]
+        for table in tables:
+            if table == events:
+                missing = (
+                    f"RAISE EXCEPTION 'table {events} not found: is this a Nova cell database?';"
+                )
+            else:
+                missing = "RETURN;  -- no shadow table: nothing to do"
+            change.op.execute(f"""DO $$
+BEGIN
+    IF to_regclass('{table}') IS NULL THEN
+        {missing}
+    END IF;
+    IF EXISTS (
+        SELECT 1 FROM information_schema.columns
+        WHERE table_schema = current_schema() AND table_name = '{table}' AND column_name = 'host'
+          AND (data_type NOT IN ('character varying', 'text')
+               OR COALESCE(character_maximum_length, {length}) < {length}
+               OR is_nullable = 'NO')
+    ) THEN
+        RAISE EXCEPTION '{table}.host exists with an incompatible type: the toolkit needs {type_sql} NULL as Nova defines it';
+    END IF;
+    IF NOT EXISTS (
+        SELECT 1 FROM information_schema.columns
+        WHERE table_schema = current_schema() AND table_name = '{table}' AND column_name = 'host'
+    ) THEN
+        ALTER TABLE {table} ADD COLUMN host {type_sql};
+        INSERT INTO "{state_schema}".{ledger} (revision, kind, table_name, object_name, detail)
+        VALUES ('{revision}', 'column', '{table}', 'host', 'offline SQL');
+    END IF;
+END $$""")
+
+    def offline_drop_host_column(
+        self, change: SchemaChange, tables: tuple[str, ...], ledger: str, state_schema: str
+    ) -> None:
+        change.comment("Drops host only where the ledger records that the toolkit added it.")
+        for table in tables:
+            change.op.execute(
+                f"""DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM "{state_schema}".{ledger} WHERE kind = 'column' AND table_name = '{table}') THEN
+        ALTER TABLE {table} DROP COLUMN host;
+        DELETE FROM "{state_schema}".{ledger} WHERE kind = 'column' AND table_name = '{table}';
+    END IF;
+END $$"""
+            )
+
+    def offline_create_index(
+        self, change: SchemaChange, table: str, index: str, column: str
+    ) -> None:
+        change.comment(
+            f"Skip the CREATE INDEX below if \\d {table} already shows an index led by host.\n"
+            "CREATE INDEX CONCURRENTLY cannot run in a transaction block; a failed build leaves an\n"
+            "INVALID index that IF NOT EXISTS would keep, so the guard stops on one:"
+        )
+        change.op.execute(
+            f"""DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+               WHERE c.relname = '{index}' AND NOT i.indisvalid) THEN
+        RAISE EXCEPTION 'INVALID index {index} left by a failed build: run DROP INDEX CONCURRENTLY {index}; then run this script again';
+    END IF;
+END $$"""
+        )
+        with change.op.get_context().autocommit_block():
+            change.op.execute(f"SET lock_timeout = '{change.lock_ms}ms'")
+            change.op.execute(
+                f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {table} ({column})"
+            )
+            change.op.execute("RESET lock_timeout")
+
+    def offline_drop_index(self, change: SchemaChange, table: str, index: str) -> None:
+        with change.op.get_context().autocommit_block():
+            change.op.execute(f"SET lock_timeout = '{change.lock_ms}ms'")
+            change.op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {index}")
+            change.op.execute("RESET lock_timeout")
+
+    def offline_state_guard(
+        self,
+        change: SchemaChange,
+        schema: str,
+        *,
+        live: str,
+        unreverted: str | None,
+        advisory: tuple[int, int],
+        create_state,
+    ) -> None:
+        namespace, key = advisory
+        audit_check = ""
+        if unreverted is not None:
+            audit_check = f"""
+    IF to_regclass('"{schema}".audit') IS NULL OR to_regclass('"{schema}".runs') IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT string_agg(format('run %s (%s hosts)', run_id, hosts), ', ' ORDER BY run_id)
+      INTO found
+      FROM (SELECT a.run_id, count(*) AS hosts {unreverted.replace(f"{schema}.", f'"{schema}".')}
+            GROUP BY a.run_id) AS runs;
+    IF found IS NOT NULL THEN
+        RAISE EXCEPTION 'refused to drop the backfill state: % wrote hosts that are not reverted: revert each run first, or render this script with --discard-audit', found;
+    END IF;"""
+        change.op.execute(
+            f"""DO $$
+DECLARE
+    found text;
+BEGIN
+    -- The runner lock, held by this session until it ends: no backfill starts meanwhile.
+    IF NOT pg_try_advisory_lock({namespace}, {key}) THEN
+        RAISE EXCEPTION 'refused to drop the backfill state: a backfill or revert is running on this database; wait for it to finish';
+    END IF;{audit_check}
+END $$"""
+        )

@@ -4,6 +4,7 @@ can change between marking the plan and writing from it."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -16,6 +17,7 @@ from actionhost_backfill.dialects.base import (
     FillBatch,
     MissingPrivilege,
     PrivilegeRequest,
+    SchemaChange,
     StateLocation,
 )
 from actionhost_backfill.errors import BadInput
@@ -199,3 +201,52 @@ class SQLite(Dialect):
             "--max-load / --critical-load read a server's status: SQLite has none "
             "(drop the options, or use --sleep and --pause-file)"
         )
+
+    # ------------------------------------------------------------------ schema changes
+
+    def offline_add_host_column(
+        self,
+        change: SchemaChange,
+        tables: tuple[str, str],
+        type_sql: str,
+        length: int,
+        revision: str,
+        ledger: str,
+        state_schema: str,
+    ) -> None:
+        events, shadow = tables
+        change.comment(
+            "SQLite has no ADD COLUMN IF NOT EXISTS and no conditional statements: every Nova\n"
+            "since Icehouse has host, so this script only checks that it is there (these\n"
+            "SELECTs fail with 'no such column: host' where it is missing). Then add it with\n"
+            f"ALTER TABLE <table> ADD COLUMN host {type_sql}, or use `schema upgrade`."
+        )
+        change.op.execute(f"SELECT host FROM {events} LIMIT 0")
+        change.op.execute(f"SELECT host FROM {shadow} LIMIT 0")
+
+    def offline_state_guard(
+        self,
+        change: SchemaChange,
+        schema: str,
+        *,
+        live: str,
+        unreverted: str | None,
+        advisory: tuple[int, int],
+        create_state: Callable[[], None],
+    ) -> None:
+        # SQLite: no conditional statements; make sure the tables exist (a second run finds
+        # them dropped: they are created empty and dropped again), then let a CHECK
+        # constraint stop the script (sqlite3 -bail, or Python's executescript).
+        create_state()
+        change.op.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS actionhost_guard ("
+            "live_runners INTEGER CONSTRAINT refused_while_a_backfill_or_revert_runs "
+            "CHECK (live_runners = 0), "
+            "unreverted_runs INTEGER CONSTRAINT refused_runs_not_reverted_use_discard_audit "
+            "CHECK (unreverted_runs = 0))"
+        )
+        audit_count = f"(SELECT COUNT(*) {unreverted})" if unreverted is not None else "0"
+        change.op.execute(
+            f"INSERT INTO temp.actionhost_guard SELECT (SELECT COUNT(*) {live}), {audit_count}"
+        )
+        change.op.execute("DROP TABLE temp.actionhost_guard")

@@ -241,27 +241,19 @@ def _plan(conn, result: SchemaStatus, columns, indexes, location: StateLocation)
         if not result.drift:
             plan.append(f"nothing: already at head ({result.head_revision})")
         return plan
-    backend = location.backend
+    dialect = location.dialect
     if "0001_host_column" in pending:
         plan.append(f"create the ledger {location.qualified('schema_changes')}")
         for column in columns:
             if column.present:
                 plan.append(f"keep {column.table}.host ({column.type_text}): already present")
             else:
-                how = {
-                    "mysql": "ALGORITHM=INSTANT, else INPLACE with LOCK=NONE",
-                    "postgresql": "catalog-only ALTER TABLE under lock_timeout",
-                    "sqlite": "ALTER TABLE ADD COLUMN",
-                }[backend]
+                how = dialect.add_column_plan
                 plan.append(f"add {column.table}.host VARCHAR(255) NULL ({how})")
     if "0002_host_index" in pending:
         ours = next((ix for ix in indexes if ix.ours), None)
         others = [ix for ix in indexes if ix.valid and not ix.ours]
-        how = {
-            "mysql": "ALGORITHM=INPLACE, LOCK=NONE",
-            "postgresql": "CREATE INDEX CONCURRENTLY under lock_timeout",
-            "sqlite": "CREATE INDEX",
-        }[backend]
+        how = dialect.create_index_plan
         if ours is not None and ours.valid:
             plan.append(f"keep index {catalog.HOST_INDEX}: already present")
         elif ours is not None:

@@ -290,6 +290,10 @@ class Dialect:
         """What an operator should know before a schema upgrade on this server."""
         return []
 
+    def analyze_database(self, conn: sa.Connection) -> None:
+        """Fresh planner statistics for every table (bulk loads leave none)."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ schema changes
     #
     # Online: ``change.conn`` is inspected first by the caller, which asks only

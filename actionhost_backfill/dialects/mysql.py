@@ -448,6 +448,11 @@ class MySQL(Dialect):
         # lock every row it reads.
         return "READ-COMMITTED" not in isolation(conn)
 
+    def analyze_database(self, conn: sa.Connection) -> None:
+        names = sorted(n for n in sa.inspect(conn).get_table_names() if n != "alembic_version")
+        tables = ", ".join(f"`{n}`" for n in names)
+        conn.exec_driver_sql(f"ANALYZE TABLE {tables}").fetchall()
+
     # ------------------------------------------------------------------ state schema
 
     def resolve_location(self, url: URL, state_schema: str | None) -> StateLocation:

@@ -373,6 +373,9 @@ class PostgreSQL(Dialect):
         ).fetchall()
         return [(r[0], list(r[2]), bool(r[1])) for r in rows]
 
+    def analyze_database(self, conn: sa.Connection) -> None:
+        conn.exec_driver_sql("ANALYZE")
+
     # ------------------------------------------------------------------ state schema
 
     def resolve_location(self, url: URL, state_schema: str | None) -> StateLocation:

@@ -157,6 +157,9 @@ class SQLite(Dialect):
     def database_files(self, url: URL, location: StateLocation) -> tuple[str | None, ...] | None:
         return (url.database, location.sqlite_path)
 
+    def analyze_database(self, conn: sa.Connection) -> None:
+        conn.exec_driver_sql("ANALYZE main")
+
     # ------------------------------------------------------------------ state schema
 
     def resolve_location(self, url: URL, state_schema: str | None) -> StateLocation:

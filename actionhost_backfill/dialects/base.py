@@ -25,6 +25,8 @@ from sqlalchemy.engine import URL
 
 from actionhost_backfill.errors import BadInput, DatabaseUnavailable
 
+#: Seconds a connection attempt to a server may take.
+CONNECT_TIMEOUT = 10
 DEFAULT_STATE_SCHEMA = "actionhost"
 VERSION_TABLE = "actionhost_version"
 

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from actionhost_backfill.dialects.base import (
+    CONNECT_TIMEOUT,
     DEFAULT_STATE_SCHEMA,
     Dialect,
     FillBatch,
@@ -25,8 +26,6 @@ from actionhost_backfill.redact import mask_url
 
 log = logging.getLogger(__name__)
 
-#: Seconds a connection attempt may take.
-CONNECT_TIMEOUT = 10
 #: Errors meaning "this ALTER algorithm is not possible here".
 _ALGORITHM_UNSUPPORTED = (1064, 1800, 1845, 1846, 4092)
 

@@ -10,6 +10,7 @@ from sqlalchemy.engine import URL
 
 from actionhost_backfill.dialects.base import (
     AUDIT_COLUMNS,
+    CONNECT_TIMEOUT,
     DEFAULT_STATE_SCHEMA,
     VERSION_TABLE,
     Dialect,
@@ -21,9 +22,6 @@ from actionhost_backfill.dialects.base import (
     statement_privilege,
 )
 from actionhost_backfill.errors import BadInput
-
-#: Seconds a connection attempt may take.
-CONNECT_TIMEOUT = 10
 
 
 def ident(name: str) -> str:

@@ -25,7 +25,6 @@ from sqlalchemy.engine import URL
 
 from actionhost_backfill import dialects
 from actionhost_backfill.dialects import DEFAULT_STATE_SCHEMA, VERSION_TABLE, StateLocation
-from actionhost_backfill.dialects import family_of as backend_of
 from actionhost_backfill.errors import BadInput, PrivilegeError
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -34,7 +33,6 @@ __all__ = [
     "DEFAULT_STATE_SCHEMA",
     "VERSION_TABLE",
     "StateLocation",
-    "backend_of",
     "ensure_state_schema",
     "resolve_state_location",
     "state_schema_exists",

@@ -16,7 +16,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
 from actionhost_backfill import dialects
-from actionhost_backfill.dialects import StateLocation
+from actionhost_backfill.dialects import StateLocation, resolve_state_location
 from actionhost_backfill.errors import (
     ActionHostError,
     BadInput,
@@ -123,6 +123,19 @@ def connect(engine: sa.Engine) -> Iterator[sa.Connection]:
     finally:
         with contextlib.suppress(Exception):
             conn.close()
+
+
+def open_engine(
+    url: URL, state_schema: str | None, *, writes: bool = False
+) -> tuple[StateLocation, sa.Engine]:
+    """The state schema's location for ``url`` and an engine for a command that reads
+    run state (``writes``: one that also writes it, taking SQLite's lock up front).
+    A SQLite state file is attached only if it exists."""
+    location = resolve_state_location(url, state_schema)
+    engine = create_engine(
+        url, location, attach="if-exists", sqlite_begin="IMMEDIATE" if writes else "DEFERRED"
+    )
+    return location, engine
 
 
 def translate_error(exc: BaseException, url: URL | None = None) -> ActionHostError:

@@ -56,7 +56,7 @@ def layer(filename: str, function: str) -> str:
         return "driver"
     if "/sqlalchemy/" in path:
         return "sqlalchemy"
-    if "/actionhost_backfill/inference/" in path and not path.endswith("evidence.py"):
+    if "/actionhost_backfill/inference/" in path:
         return "inference"
     if "/actionhost_backfill/" in path:
         return "toolkit"

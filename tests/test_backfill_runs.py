@@ -17,9 +17,9 @@ import sqlalchemy as sa
 from actionhost_backfill.db import create_engine, parse_url
 from actionhost_backfill.engine import planner as planner_module
 from actionhost_backfill.engine.backfill import BackfillOptions, run_backfill
+from actionhost_backfill.engine.evidence import EvidenceSnapshot
 from actionhost_backfill.engine.fill import PlanFill
 from actionhost_backfill.errors import RunnerBusy
-from actionhost_backfill.inference.evidence import EvidenceSnapshot
 from actionhost_backfill.sim.history import HistoryBuilder
 from actionhost_backfill.state.lease import RunnerLock
 from tests import scenarios
@@ -431,13 +431,14 @@ def test_mysql_statement_binlog_snapshot_copies_through_the_client(cell, backend
     copied = []
     original = EvidenceSnapshot._copy_through_client
 
-    def spy(self, name, select):
+    def spy(self, name, select, *args, **kwargs):
         copied.append(name)
-        return original(self, name, select)
+        return original(self, name, select, *args, **kwargs)
 
     monkeypatch.setattr(EvidenceSnapshot, "_copy_through_client", spy)
     result = run_backfill(parse_url(cell.url), BackfillOptions(include_shadow=True))
-    assert {"ah_mig", "ah_ev", "ah_meta", "ah_vol"} <= set(copied)
+    # The planner's copy of the NULL-host events too (its table, the snapshot's helper).
+    assert {"ah_mig", "ah_ev", "ah_meta", "ah_vol", "ah_null"} <= set(copied)
     audit = {
         r[0]: (r[1], r[2])
         for r in cell.rows(f"SELECT event_id, host, rule FROM {cell.location.schema}.audit")

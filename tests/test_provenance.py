@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from actionhost_backfill import views
 from actionhost_backfill.db import create_engine, parse_url
 from actionhost_backfill.engine.backfill import BackfillOptions, run_backfill
 from actionhost_backfill.errors import ExitCode
+from actionhost_backfill.reports import views
 from actionhost_backfill.schema import revisions
 from actionhost_backfill.sim.history import HistoryBuilder
 from tests import harness

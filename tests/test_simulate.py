@@ -9,6 +9,7 @@ get a history of their own with the simulator's rates raised.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import uuid
@@ -22,8 +23,7 @@ from actionhost_backfill.db import parse_url
 from actionhost_backfill.errors import ExitCode
 from actionhost_backfill.nova import models
 from actionhost_backfill.nova.releases import NAMES, SIMULATED, between
-from actionhost_backfill.sim import simulate as simulate_module
-from actionhost_backfill.sim.simulate import SimulationOptions, simulate, truth_tables
+from actionhost_backfill.sim.simulate import Rates, SimulationOptions, simulate, truth_tables
 from tests import harness
 
 #: All of Kilo ... Queens, then Rocky, over the default four years.
@@ -43,16 +43,16 @@ ANCIENT = SimulationOptions(
 )
 #: Rates that make rare recording paths (reschedules, failures, deletes of resized
 #: instances, evacuations without a host) show up in a few hundred instances.
-AMPLIFIED = {
-    "BUILD_FIRST_SCHEDULING_FAILS": 0.05,
-    "BUILD_RESCHEDULED": 0.4,
-    "BUILD_FAILS": 0.1,
-    "RESIZE_RESCHEDULED": 0.4,
-    "DELETED_WHILE_RESIZED": 0.6,
-    "LIVE_MIGRATION_REJECTED": 0.4,
-    "EVACUATION_NO_HOST": 0.4,
-    "OPERATION_MIX": (0.45, 0.15, 0.1, 0.15, 0.08),
-}
+AMPLIFIED = Rates(
+    build_first_scheduling_fails=0.05,
+    build_rescheduled=0.4,
+    build_fails=0.1,
+    resize_rescheduled=0.4,
+    deleted_while_resized=0.6,
+    live_migration_rejected=0.4,
+    evacuation_no_host=0.4,
+    operation_mix=(0.45, 0.15, 0.1, 0.15, 0.08),
+)
 CONDUCTOR_EVENTS = {"cold_migrate", "rebuild_server", "get_image_info", "schedule_instances"}
 QUEENS_ACTIONS = {
     "attach_volume",
@@ -180,10 +180,9 @@ def _history(key, options, backend, server_url, tmp_path_factory, made, rates=No
             def drop(name=name):
                 harness.drop_database(backend, name)
 
-        with pytest.MonkeyPatch.context() as patch:
-            for attribute, value in (rates or {}).items():
-                patch.setattr(simulate_module, attribute, value)
-            simulate(parse_url(url), options)
+        if rates is not None:
+            options = dataclasses.replace(options, rates=rates)
+        simulate(parse_url(url), options)
         cell = harness.Cell(url)
         made[(key, backend)] = (cell, drop, History(cell))
     return made[(key, backend)][2]

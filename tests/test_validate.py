@@ -10,7 +10,7 @@ from actionhost_backfill.db import parse_url
 from actionhost_backfill.engine.backfill import BackfillOptions, run_backfill
 from actionhost_backfill.errors import ExitCode
 from actionhost_backfill.inference import timeline as timeline_module
-from actionhost_backfill.inference.validate import ValidateOptions, lower_bound, run_validate
+from actionhost_backfill.reports.validate import ValidateOptions, lower_bound, run_validate
 from actionhost_backfill.schema import revisions
 from actionhost_backfill.sim.simulate import SimulationOptions, simulate
 from tests import harness

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actionhost_backfill import views
 from actionhost_backfill.db import create_engine, parse_url
 from actionhost_backfill.errors import ExitCode
+from actionhost_backfill.reports import views
 from actionhost_backfill.schema import revisions
 from actionhost_backfill.sim.history import HistoryBuilder
 from actionhost_backfill.sim.simulate import SimulationOptions, simulate

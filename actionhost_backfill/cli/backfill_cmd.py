@@ -50,8 +50,8 @@ from actionhost_backfill.engine.throttling import (
 )
 from actionhost_backfill.errors import EXIT_CODE_HELP, BadInput
 from actionhost_backfill.inference.rules import excluded_rules
+from actionhost_backfill.reports import status as run_status
 from actionhost_backfill.schema.settings import DEFAULT_LOCK_TIMEOUT
-from actionhost_backfill.state import audit
 
 NoProgressOption = Annotated[
     bool,
@@ -403,7 +403,7 @@ def status_command(
     if all_cells:
 
         def task(url):
-            report = audit.status(url, state_schema=state_schema, limit=limit)
+            report = run_status.status(url, state_schema=state_schema, limit=limit)
             left = sum(report.null_hosts.values())
             summary = f"{left:,} NULL-host events; {len(report.runs)} runs" + (
                 f"; run {report.live.run_id} running ({report.live.holder})"
@@ -417,7 +417,7 @@ def status_command(
             task,
             CellsRequest(db, nova_conf, api_db, include_disabled, workers, json_output),
         )
-    report = audit.status(resolve_db(db, nova_conf), state_schema=state_schema, limit=limit)
+    report = run_status.status(resolve_db(db, nova_conf), state_schema=state_schema, limit=limit)
     if json_output:
         emit_json(report.to_dict())
         raise typer.Exit(report.exit_code)
@@ -505,7 +505,7 @@ def verify_command(
     if all_cells:
 
         def task(url):
-            report = audit.verify(url, state_schema=state_schema, run_id=run)
+            report = run_status.verify(url, state_schema=state_schema, run_id=run)
             summary = (
                 f"checked {report.checked:,}: {report.matching:,} match, "
                 f"{report.drift:,} changed, {report.missing:,} purged"
@@ -517,7 +517,7 @@ def verify_command(
             task,
             CellsRequest(db, nova_conf, api_db, include_disabled, workers, json_output),
         )
-    report = audit.verify(resolve_db(db, nova_conf), state_schema=state_schema, run_id=run)
+    report = run_status.verify(resolve_db(db, nova_conf), state_schema=state_schema, run_id=run)
     if json_output:
         emit_json(report.to_dict())
         raise typer.Exit(report.exit_code)

@@ -23,16 +23,16 @@ from actionhost_backfill.cli.common import (
     resolve_db,
 )
 from actionhost_backfill.errors import EXIT_CODE_HELP
-from actionhost_backfill.inference.explain import Explanation, explain
 from actionhost_backfill.inference.model import RULES
 from actionhost_backfill.inference.rules import excluded_rules
-from actionhost_backfill.inference.validate import (
+from actionhost_backfill.nova.tables import EVENT_TABLES
+from actionhost_backfill.reports.explain import Explanation, explain
+from actionhost_backfill.reports.validate import (
     CONFIDENCE,
     ValidateOptions,
     ValidationReport,
     run_validate,
 )
-from actionhost_backfill.nova.tables import EVENT_TABLES
 
 ExcludeRuleOption = Annotated[
     list[str] | None,

@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 
-from actionhost_backfill import views
 from actionhost_backfill.cli.allcells import CellsRequest, run_all_cells
 from actionhost_backfill.cli.app import app
 from actionhost_backfill.cli.common import (
@@ -27,6 +26,7 @@ from actionhost_backfill.cli.common import (
 )
 from actionhost_backfill.clock import utcnow
 from actionhost_backfill.errors import EXIT_CODE_HELP, BadInput
+from actionhost_backfill.reports import views
 
 events_app = typer.Typer(
     help="Instance actions and their events as Nova's API shows them (microversion 2.62).",

@@ -9,6 +9,8 @@ driver offers.
 
 from __future__ import annotations
 
+import re
+
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
@@ -22,6 +24,9 @@ from actionhost_backfill.dialects.base import (
     dialect_class,
     family_of,
 )
+from actionhost_backfill.errors import BadInput
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
 def for_connection(conn: sa.Connection | sa.Engine) -> Dialect:
@@ -39,6 +44,16 @@ def for_url(url: URL) -> Dialect:
     return for_backend(url.get_backend_name())
 
 
+def resolve_state_location(url: URL, state_schema: str | None = None) -> StateLocation:
+    """Work out the state schema for ``url``; ``state_schema`` overrides the default."""
+    if state_schema is not None and not _IDENTIFIER.match(state_schema):
+        raise BadInput(
+            f"--state-schema must be a plain SQL identifier of at most 63 letters, digits "
+            f"or underscores, not starting with a digit (got {state_schema!r})"
+        )
+    return for_url(url).resolve_location(url, state_schema)
+
+
 __all__ = [
     "DEFAULT_STATE_SCHEMA",
     "VERSION_TABLE",
@@ -49,4 +64,5 @@ __all__ = [
     "for_backend",
     "for_connection",
     "for_url",
+    "resolve_state_location",
 ]

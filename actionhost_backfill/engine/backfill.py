@@ -28,6 +28,7 @@ from sqlalchemy.engine import URL
 from actionhost_backfill import db, dialects, preflight
 from actionhost_backfill.dialects import Dialect
 from actionhost_backfill.engine.applier import Applier, WriteOptions, prepare_session
+from actionhost_backfill.engine.evidence import EvidenceSnapshot, SnapshotStats
 from actionhost_backfill.engine.fill import PlanFill
 from actionhost_backfill.engine.planner import Planner
 from actionhost_backfill.engine.progress import Progress, show_reason, silent
@@ -47,11 +48,11 @@ from actionhost_backfill.errors import (
     StateMismatch,
 )
 from actionhost_backfill.inference.eras import parse_releases
-from actionhost_backfill.inference.evidence import EvidenceSnapshot, SnapshotStats
 from actionhost_backfill.nova import catalog
 from actionhost_backfill.nova.tables import EVENTS, SHADOW_EVENTS, nova
 from actionhost_backfill.redact import mask_url
 from actionhost_backfill.schema import revisions
+from actionhost_backfill.schema.ready import state_ready
 from actionhost_backfill.state import audit, runs
 from actionhost_backfill.state.lease import RunnerLock
 from actionhost_backfill.state.location import (
@@ -241,10 +242,7 @@ def _preflight(
             conn, url, location, tables=options.tables(), throttle=options.throttle
         )
         preflight.require(conn, url, request, "backfill")
-    ready = (
-        state_schema_exists(conn, location)
-        and revisions.current_revision(conn, location) == revisions.head_revision()
-    )
+    ready = state_ready(conn, location)
     if not options.dry_run and not ready:
         current = (
             revisions.current_revision(conn, location)
@@ -497,6 +495,7 @@ class _Runner:
             finally:
                 self.result.plan_seconds = planner.seconds
                 self.result.already_decided = planner.settled.events
+                planner.drop()
                 snapshot.drop()
             if (
                 self.result.outcome == "complete"
@@ -718,6 +717,7 @@ class _Runner:
             for table in checkpoints:
                 runs.mark_table(conn, self.st, run.id, table, done=True)
             runs.finish(conn, self.st, run.id, runs.COMPLETE, None)
+        planner.drop()
         snapshot.drop()
 
     def _run_table(

@@ -1,8 +1,9 @@
 """Planning: decide every NULL-host event of a range, instance by instance, into the plan.
 
 Planning only reads.  It copies the range's NULL-host events (with their
-instance) into a temporary table, then, a chunk of whole instances at a time,
-loads their evidence once (:class:`~actionhost_backfill.inference.evidence.EvidenceSnapshot`),
+instance) into a temporary table (``ah_null``; both it and the plan are declared
+here), then, a chunk of whole instances at a time,
+loads their evidence once (:class:`~actionhost_backfill.engine.evidence.EvidenceSnapshot`),
 runs the rules (:func:`~actionhost_backfill.inference.infer`) and bulk-loads
 the decisions into the plan (``ah_plan``) on the same connection.  A dry run
 counts the decisions instead of keeping them.
@@ -13,18 +14,19 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from actionhost_backfill import db
 from actionhost_backfill.dialects import bulk
+from actionhost_backfill.dialects.bulk import chunks
+from actionhost_backfill.engine.evidence import EvidenceSnapshot
 from actionhost_backfill.engine.progress import Progress, silent
 from actionhost_backfill.engine.settled import Settled, Settling, drop_settled
 from actionhost_backfill.errors import DatabaseUnavailable
 from actionhost_backfill.inference import Decision, EventRow, infer
-from actionhost_backfill.inference.evidence import EvidenceSnapshot
 from actionhost_backfill.nova.tables import nova
 from actionhost_backfill.redact import mask_url
 from actionhost_backfill.state.lease import RunnerLock
@@ -32,6 +34,31 @@ from actionhost_backfill.state.tables import FILLED, LEFT_NULL
 
 #: Instances whose events are decided together.
 PLAN_INSTANCES = 500
+
+_PLAN_TABLES = sa.MetaData()
+#: The range's NULL-host events with their instance, decided a chunk of
+#: instances at a time (temporary, on the planner's connection).
+NULL_EVENTS = sa.Table(
+    "ah_null",
+    _PLAN_TABLES,
+    sa.Column("id", sa.BigInteger),
+    sa.Column("action_id", sa.Integer),
+    sa.Column("instance_uuid", sa.String(36)),
+    sa.Column("event", sa.String(255)),
+    sa.Column("start_time", sa.DateTime),
+    sa.Column("finish_time", sa.DateTime),
+    sa.Column("result", sa.String(255)),
+)
+#: The plan: one decision per event, applied in id order (``engine/fill.py``).
+PLAN = sa.Table(
+    "ah_plan",
+    _PLAN_TABLES,
+    sa.Column("event_id", sa.BigInteger, primary_key=True),
+    sa.Column("host", sa.String(255)),
+    sa.Column("rule", sa.String(32)),
+    # Set by the dialect while applying a batch: 1 where the host was written.
+    sa.Column("applied", sa.SmallInteger),
+)
 
 
 def still_null(t: sa.Table) -> sa.ColumnElement[bool]:
@@ -73,7 +100,13 @@ class Planner:
 
     @property
     def plan(self) -> sa.Table:
-        return self.snapshot.t_plan
+        return PLAN
+
+    def drop(self) -> None:
+        """Drop the planner's temporary tables."""
+        for name in _PLAN_TABLES.tables:
+            self.snapshot.drop_temp(name)
+        self.conn.commit()
 
     def upper_bound(self, table: str, after: int, horizon: int, budget: int | None) -> int:
         """``horizon``, or with --max-rows the id of the budget-th NULL event: no more
@@ -103,14 +136,88 @@ class Planner:
         """The NULL-host events of ``(after, upper]`` to decide, those complete runs
         already decided left out: how many, and what was left out."""
         snapshot = self.snapshot
-        total = snapshot.prepare_plan(table, after, upper)
+        total = self._copy_null_events(table, after, upper)
         left_out = Settled()
         if total and self.settled_by is not None:
             left_out = drop_settled(
-                self.conn, snapshot.t_null, table, self.settled_by, snapshot.present
+                self.conn, NULL_EVENTS, table, self.settled_by, snapshot.present
             )
             total -= left_out.events
         return total, left_out
+
+    def _copy_null_events(self, events_table: str, after: int, upper: int) -> int:
+        """Copy the NULL-host events of ``(after, upper]`` with their instance; empty the plan.
+
+        Returns how many events there are to decide.
+        """
+        snapshot = self.snapshot
+        t = nova(events_table)
+        joined, owner = snapshot.with_owner(t)
+        select = (
+            sa.select(
+                t.c.id,
+                t.c.action_id,
+                owner.label("instance_uuid"),
+                t.c.event,
+                t.c.start_time,
+                t.c.finish_time,
+                t.c.result,
+            )
+            .select_from(joined)
+            .where(t.c.id > after, t.c.id <= upper, t.c.host.is_(None))
+        )
+        snapshot.create_temp(NULL_EVENTS.name, select, ["instance_uuid", "id"], columns=NULL_EVENTS)
+        snapshot.drop_temp(PLAN.name)
+        snapshot.create_empty(PLAN)
+        self.conn.commit()
+        count = self.conn.execute(sa.select(sa.func.count()).select_from(NULL_EVENTS)).scalar()
+        self.conn.commit()
+        return int(count or 0)
+
+    def _null_chunks(self, instances: int) -> Iterator[tuple[list[str], list[EventRow]]]:
+        """The NULL-host events, a chunk of whole instances at a time (uuid order),
+        then the events whose action is gone (id order, no instance)."""
+        n = NULL_EVENTS
+        columns = (n.c.id, n.c.action_id, n.c.event, n.c.start_time, n.c.finish_time, n.c.result)
+        # The instance list is read once (tens of bytes per instance): asking
+        # the server for "the next 500 after X" each time made MariaDB group
+        # the whole rest of the table per chunk.
+        everyone = [
+            r[0]
+            for r in self.conn.execute(
+                sa.select(n.c.instance_uuid)
+                .where(n.c.instance_uuid.is_not(None))
+                .distinct()
+                .order_by(n.c.instance_uuid)
+            )
+        ]
+        self.conn.commit()
+        for uuids in chunks(everyone, instances):
+            # Sorted here: "ORDER BY id" lets MariaDB walk the whole id index
+            # instead of looking the instances up.
+            rows = sorted(
+                self.conn.execute(
+                    sa.select(*columns).where(
+                        db.in_values(n.c.instance_uuid, uuids, self.snapshot.backend)
+                    )
+                ).all(),
+                key=lambda r: r[0],
+            )
+            self.conn.commit()
+            yield uuids, [EventRow(*r) for r in rows]
+        after = 0
+        while True:
+            rows = self.conn.execute(
+                sa.select(*columns)
+                .where(n.c.instance_uuid.is_(None), n.c.id > after)
+                .order_by(n.c.id)
+                .limit(instances * 20)
+            ).all()
+            self.conn.commit()
+            if not rows:
+                break
+            yield [], [EventRow(*r) for r in rows]
+            after = rows[-1][0]
 
     def plan_range(
         self,
@@ -133,7 +240,7 @@ class Planner:
             self.settled.add(left_out)
             bar = self.bar(total, f"plan {table}") if total else silent()
             try:
-                for uuids, events in snapshot.null_chunks(PLAN_INSTANCES):
+                for uuids, events in self._null_chunks(PLAN_INSTANCES):
                     if self.stop.is_set():
                         return None
                     if lease is not None:

@@ -39,14 +39,9 @@ from actionhost_backfill.errors import ActionHostError, BadInput
 from actionhost_backfill.nova import catalog
 from actionhost_backfill.nova.tables import EVENT_TABLES, nova
 from actionhost_backfill.redact import mask_url
+from actionhost_backfill.schema.ready import require_state
 from actionhost_backfill.state import runs
-from actionhost_backfill.state.audit import (
-    hosts_now,
-    open_engine,
-    other_table,
-    require_state,
-    written_by,
-)
+from actionhost_backfill.state.audit import hosts_now, other_table, written_by
 from actionhost_backfill.state.lease import RunnerLock
 from actionhost_backfill.state.tables import FILLED, StateTables, state
 
@@ -195,7 +190,7 @@ def revert(
     stop = stop or threading.Event()
     started = time.monotonic()
     options.throttle.validate(url.get_backend_name())
-    location, engine = open_engine(url, state_schema, writes=not options.dry_run)
+    location, engine = db.open_engine(url, state_schema, writes=not options.dry_run)
     result = RevertResult(mask_url(url), target_run_id, None, options.dry_run)
     st = state(location.schema)
     try:

@@ -1,6 +1,6 @@
 """How a host is inferred: what each action did (``steps``), the instance's
 host-constant segments and their evidence (``timeline``), and the decision
-for each event (``rules``), over rows read by ``evidence``.
+for each event (``rules``), over rows read by ``engine.evidence``.
 
 Everything here is pure: rows in, decisions out, no I/O.
 """

@@ -104,14 +104,7 @@ def _with_fault(event: EventRow, fault: str | None, host: str | None, rule: str)
 
 
 def _build_attempt(event: EventRow, action: ActionRow, timeline: Timeline) -> Decision:
-    attempts = sorted(
-        (
-            e
-            for e in timeline.history.events.get(action.id, ())
-            if e.name in roles.BUILD_EVENTS and e.start is not None
-        ),
-        key=lambda e: (e.start, e.id),
-    )
+    attempts = timeline.build_attempts(action)
     k = next((i for i, e in enumerate(attempts) if e.id == event.id), None)
     if k is None:
         return Decision(event.id, None, RESCHEDULED_CANDIDATE)
@@ -122,7 +115,7 @@ def _build_attempt(event: EventRow, action: ActionRow, timeline: Timeline) -> De
         if fault:
             return Decision(event.id, fault, FAULT_RECORD)
         return Decision(event.id, None, RESCHEDULED_CANDIDATE)
-    step = next((s for s in timeline.steps if s.action.id == action.id), None)
+    step = timeline.step_of(action)
     if step is None or not step.members_after:
         # The build failed for good: the instance's host says nothing of this attempt.
         return (
@@ -136,8 +129,9 @@ def _build_attempt(event: EventRow, action: ActionRow, timeline: Timeline) -> De
 
 def _move_event(event: EventRow, role: Role, action: ActionRow, timeline: Timeline) -> Decision:
     fault = timeline.fault_host(event)
-    if event.id in timeline.roles:
-        host, rule = timeline.roles[event.id]
+    moved = timeline.move_role(event)
+    if moved is not None:
+        host, rule = moved
         if host is None:
             return (
                 Decision(event.id, fault, FAULT_RECORD) if fault else Decision(event.id, None, rule)
@@ -161,7 +155,6 @@ def decide(
     action: ActionRow | None,
     history: InstanceHistory | None,
     timeline: Timeline | None,
-    hosts: KnownHosts,
 ) -> Decision:
     """The decision for one event, given its instance's history."""
     role = roles.role_of(event.name, action.name if action else None)
@@ -242,6 +235,6 @@ def infer(
             timeline = timelines.get(history.uuid)
             if timeline is None:
                 timeline = timelines[history.uuid] = Timeline(history, hosts)
-        decision = decide(event, action, history, timeline, hosts)
+        decision = decide(event, action, history, timeline)
         decisions.append(exclude(decision, excluded) if excluded else decision)
     return decisions

@@ -314,6 +314,27 @@ class Timeline:
         (host,) = recorders
         return None if host in self.hosts.control else host
 
+    def move_role(self, event: EventRow) -> tuple[str | None, str] | None:
+        """The host (or None) and rule the analysis of its move gave ``event``, or None
+        when no step's migration row speaks for it."""
+        return self.roles.get(event.id)
+
+    def step_of(self, action: ActionRow) -> Step | None:
+        """The step ``action`` made, if it made one."""
+        return next((s for s in self.steps if s.action.id == action.id), None)
+
+    def build_attempts(self, action: ActionRow) -> list[EventRow]:
+        """The build attempts of ``action`` that have a start, in (start, id) order
+        (a reschedule repeats the compute's build event)."""
+        return sorted(
+            (
+                e
+                for e in self.history.events.get(action.id, ())
+                if e.name in roles.BUILD_EVENTS and e.start is not None
+            ),
+            key=lambda e: (e.start, e.id),
+        )
+
     def attempt_fault(self, attempts: list[EventRow], k: int) -> str | None:
         """The single compute host that recorded a fault tied to build attempt ``k``.
 

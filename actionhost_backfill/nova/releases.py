@@ -1,6 +1,6 @@
 """Nova releases Icehouse ... Rocky, and how each one recorded an instance's history.
 
-The simulator (``simulate.py``) asks these switches how the release in
+The simulator (``sim/operations/``) asks these switches how the release in
 service behaved; nothing here touches a database.  Every switch names the
 ``docs/accuracy.md`` section that states the behaviour (§1 events, §2 builds,
 §3 cold moves, §4 live migrations, §5 evacuations, §6 shelve, §7 faults and

@@ -17,8 +17,8 @@ from sqlalchemy.engine import URL
 from actionhost_backfill import db
 from actionhost_backfill.errors import BadInput
 from actionhost_backfill.redact import mask_url
+from actionhost_backfill.schema.ready import require_state
 from actionhost_backfill.sim.simulate import TRUTH_TABLE, truth_tables
-from actionhost_backfill.state.audit import open_engine, require_state
 from actionhost_backfill.state.tables import FILLED, LEFT_NULL, state
 
 #: Eras in release order (``simulate`` names each event's era after the
@@ -121,7 +121,7 @@ class AccuracyReport:
 
 def accuracy(url: URL, *, state_schema: str | None = None, examples: int = 5) -> AccuracyReport:
     """Compare what the backfill wrote (and left NULL) with the simulation's truth."""
-    location, engine = open_engine(url, state_schema)
+    location, engine = db.open_engine(url, state_schema)
     report = AccuracyReport(database=mask_url(url))
     try:
         with db.connect(engine) as conn:

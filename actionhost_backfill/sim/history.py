@@ -23,163 +23,18 @@ docs/accuracy.md §1, ``DB:action_event_finish`` and the event-host row):
 from __future__ import annotations
 
 import itertools
-import json
 import uuid as uuidlib
-import zlib
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 
-from actionhost_backfill.dialects import bulk
-from actionhost_backfill.nova.models import build_metadata
+from actionhost_backfill.sim.batches import BatchWriting
+from actionhost_backfill.sim.columns import POSITION
+from actionhost_backfill.sim.connection_info import connection_info
 
-_ORDER = (
-    "services",
-    "compute_nodes",
-    "instances",
-    "instance_actions",
-    "instance_actions_events",
-    "migrations",
-    "instance_faults",
-    "instance_system_metadata",
-    "block_device_mapping",
-)
-#: Column order of the rows each table's buffer holds (a subset of Nova's columns).
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "services": (
-        "id",
-        "uuid",
-        "host",
-        "binary",
-        "topic",
-        "report_count",
-        "disabled",
-        "deleted",
-        "version",
-        "created_at",
-    ),
-    "compute_nodes": (
-        "id",
-        "service_id",
-        "host",
-        "uuid",
-        "hypervisor_hostname",
-        "hypervisor_type",
-        "deleted",
-        "created_at",
-    ),
-    "instances": (
-        "id",
-        "uuid",
-        "host",
-        "node",
-        "launched_on",
-        "launched_at",
-        "terminated_at",
-        "project_id",
-        "user_id",
-        "vm_state",
-        "created_at",
-        "updated_at",
-        "deleted_at",
-        "deleted",
-        "cleaned",
-        "hidden",
-    ),
-    "instance_actions": (
-        "id",
-        "action",
-        "instance_uuid",
-        "request_id",
-        "user_id",
-        "project_id",
-        "start_time",
-        "finish_time",
-        "message",
-        "created_at",
-        "updated_at",
-        "deleted",
-    ),
-    "instance_actions_events": (
-        "id",
-        "event",
-        "action_id",
-        "start_time",
-        "finish_time",
-        "result",
-        "traceback",
-        "host",
-        "details",
-        "created_at",
-        "updated_at",
-        "deleted",
-    ),
-    "migrations": (
-        "id",
-        "uuid",
-        "instance_uuid",
-        "source_compute",
-        "dest_compute",
-        "source_node",
-        "dest_node",
-        "dest_host",
-        "status",
-        "migration_type",
-        "old_instance_type_id",
-        "new_instance_type_id",
-        "hidden",
-        "cross_cell_move",
-        "created_at",
-        "updated_at",
-        "deleted",
-        "deleted_at",
-        "user_id",
-        "project_id",
-    ),
-    "instance_faults": (
-        "id",
-        "instance_uuid",
-        "code",
-        "message",
-        "details",
-        "host",
-        "created_at",
-        "deleted_at",
-        "deleted",
-    ),
-    "instance_system_metadata": (
-        "id",
-        "instance_uuid",
-        "key",
-        "value",
-        "created_at",
-        "updated_at",
-        "deleted_at",
-        "deleted",
-    ),
-    "block_device_mapping": (
-        "id",
-        "instance_uuid",
-        "uuid",
-        "source_type",
-        "destination_type",
-        "device_name",
-        "boot_index",
-        "delete_on_termination",
-        "volume_id",
-        "connection_info",
-        "attachment_id",
-        "created_at",
-        "updated_at",
-        "deleted_at",
-        "deleted",
-    ),
-}
-_POSITION = {base: {c: i for i, c in enumerate(cols)} for base, cols in COLUMNS.items()}
-_EVENT = _POSITION["instance_actions_events"]
+_EVENT = POSITION["instance_actions_events"]
 _E_FINISH, _E_RESULT, _E_TRACEBACK, _E_UPDATED = (
     _EVENT["finish_time"],
     _EVENT["result"],
@@ -196,72 +51,7 @@ def whole(moment: datetime | None) -> datetime | None:
     return moment.replace(microsecond=0)
 
 
-def connection_info(connector_host: str | None, volume_id: str) -> str:
-    """A legacy (cinder v2) attachment's ``connection_info`` as Nova saved it.
-
-    From Mitaka (and Liberty 12.0.3) ``cinder.API.initialize_connection``
-    stores the connector the compute sent, whose ``host`` is that compute's
-    ``CONF.host`` on libvirt; before, there is no ``connector`` key.
-    """
-    info: dict = {
-        "driver_volume_type": "iscsi",
-        "data": {
-            "target_iqn": f"iqn.2010-10.org.openstack:volume-{volume_id}",
-            "target_portal": "192.0.2.10:3260",
-            "target_lun": 1,
-            "volume_id": volume_id,
-            "access_mode": "rw",
-        },
-        "serial": volume_id,
-    }
-    if connector_host is not None:
-        info["connector"] = {
-            "platform": "x86_64",
-            "os_type": "linux2",
-            "ip": "192.0.2.20",
-            "host": connector_host,
-            "multipath": False,
-            "initiator": f"iqn.1993-08.org.debian:01:{zlib.crc32(connector_host.encode()):010d}",
-        }
-    return json.dumps(info)
-
-
-def attachment_connection_info(volume_id: str, attachment_id: str, instance_uuid: str) -> str:
-    """A Queens new-style (Cinder v3 attachment) ``connection_info``: no connector.
-
-    ``nova.volume.cinder._translate_attachment_ref`` keeps the attachment's
-    keys (17.0.0 ``nova/volume/cinder.py:_translate_attachment_ref``); the
-    connector lives only in Cinder (docs/accuracy.md §7, connector row).
-    """
-    return json.dumps(
-        {
-            "driver_volume_type": "iscsi",
-            "data": {
-                "target_iqn": f"iqn.2010-10.org.openstack:volume-{volume_id}",
-                "target_portal": "192.0.2.10:3260",
-                "target_lun": 1,
-                "volume_id": volume_id,
-                "access_mode": "rw",
-            },
-            "status": "attaching",
-            "instance": instance_uuid,
-            "attach_mode": "rw",
-            "attachment_id": attachment_id,
-            "serial": volume_id,
-        }
-    )
-
-
-@dataclass
-class Batch:
-    """What :meth:`HistoryBuilder.take` hands over: rows to insert, then changes."""
-
-    rows: dict[str, list[list]]
-    updates: dict[str, dict[int, dict[str, object]]]
-    soft_deletes: list[tuple[str, str, datetime | None]]
-
-
-class HistoryBuilder:
+class HistoryBuilder(BatchWriting):
     """Accumulates rows; :meth:`write` inserts them and clears the buffer.
 
     Rows stay changeable after they were written: the change is kept and
@@ -310,7 +100,7 @@ class HistoryBuilder:
         base = table.removeprefix("shadow_")
         row = self._buffered.get((table, row_id)) or self._held_rows.get((table, row_id))
         if row is not None:
-            position = _POSITION[base]
+            position = POSITION[base]
             for key, value in values.items():
                 row[position[key]] = whole(value) if isinstance(value, datetime) else value
             return
@@ -387,7 +177,7 @@ class HistoryBuilder:
             values["vm_state"] = "deleted"
         row = self._buffered_instances.get(uuid)
         if row is not None:
-            position = _POSITION["instances"]
+            position = POSITION["instances"]
             for key, value in values.items():
                 row[position[key]] = whole(value) if isinstance(value, datetime) else value
             return
@@ -723,7 +513,7 @@ class HistoryBuilder:
         at = whole(at)
         held = self._held.get(instance_uuid)
         if held is not None:  # still in memory: no UPDATE needed
-            position = _POSITION[base]
+            position = POSITION[base]
             deleted, deleted_at = position["deleted"], position.get("deleted_at")
             for row in held.get(table, ()):
                 if not row[deleted]:
@@ -795,116 +585,3 @@ class HistoryBuilder:
             ]
         )
         return node_id
-
-    # ------------------------------------------------------------------ writing
-
-    def discard(self) -> None:
-        """Drop everything buffered or pending, as if written (a dry run)."""
-        self.take()
-
-    def pending(self) -> int:
-        return sum(len(v) for v in self.rows.values())
-
-    def _layout(self, name: str, base: str) -> tuple[tuple[str, ...], list[int] | None]:
-        """The columns to insert into ``name`` and, if some are missing there, which to keep."""
-        layout = self._layouts.get(name)
-        if layout is None:
-            assert self._meta is not None
-            present = set(self._meta.tables[name].c.keys())
-            columns = COLUMNS[base]
-            keep = [i for i, c in enumerate(columns) if c in present]
-            if len(keep) == len(columns):
-                layout = (columns, None)
-            else:
-                layout = (tuple(columns[i] for i in keep), keep)
-            self._layouts[name] = layout
-        return layout
-
-    def write(self, conn: sa.Connection, *, chunk: int = 5000) -> dict[str, int]:
-        """Insert everything buffered (foreign-key order), then apply pending changes."""
-        return self.write_batch(conn, self.take(), chunk=chunk)
-
-    def take(self) -> Batch:
-        """Hand over everything buffered or pending; later changes to it become UPDATEs.
-
-        The batch can be written (:meth:`write_batch`) on another thread while
-        this builder goes on buffering, as long as batches are written in order.
-        """
-        batch = Batch(self.rows, self._updates, self._soft_deletes)
-        self.rows = defaultdict(list)
-        self._updates = defaultdict(dict)
-        self._soft_deletes = []
-        self._buffered.clear()
-        self._buffered_instances.clear()
-        for open_events in (self._open_events, self._latest_events):
-            for names in open_events.values():
-                for entry in names.values():
-                    if isinstance(entry[0], list):
-                        entry[0] = entry[0][0]
-        return batch
-
-    def write_batch(
-        self, conn: sa.Connection, batch: Batch, *, chunk: int = 5000
-    ) -> dict[str, int]:
-        """Insert a batch's rows (foreign-key order), then apply its changes to written rows."""
-        if self._meta is None:
-            names = set(sa.inspect(conn).get_table_names())
-            self._meta = build_metadata(
-                with_host="host"
-                in {c["name"] for c in sa.inspect(conn).get_columns("instance_actions_events")},
-                with_shadow="shadow_instances" in names,
-            )
-            self._present = names
-        written: dict[str, int] = {}
-        for base in _ORDER:
-            for name in (base, f"shadow_{base}"):
-                rows = batch.rows.get(name)
-                if not rows:
-                    continue
-                if name not in self._present:
-                    raise KeyError(f"table {name} is missing from the cell schema")
-                columns, keep = self._layout(name, base)
-                if keep is not None:
-                    rows = [[row[i] for i in keep] for row in rows]
-                bulk.insert_rows(conn, name, columns, rows)
-                written[name] = len(rows)
-        self._apply_updates(conn, batch.updates, chunk)
-        self._apply_soft_deletes(conn, batch.soft_deletes, chunk)
-        return written
-
-    def _apply_updates(
-        self, conn: sa.Connection, updates: dict[str, dict[int, dict]], chunk: int
-    ) -> None:
-        assert self._meta is not None
-        for name, by_id in updates.items():
-            table = self._meta.tables[name]
-            shapes: dict[tuple[str, ...], list[dict]] = defaultdict(list)
-            for row_id, values in by_id.items():
-                params = {f"v_{key}": value for key, value in values.items() if key in table.c}
-                params["v_id"] = row_id
-                shapes[tuple(sorted(params))].append(params)
-            for shape, params in shapes.items():
-                statement = (
-                    table.update()
-                    .where(table.c.id == sa.bindparam("v_id"))
-                    .values({key[2:]: sa.bindparam(key) for key in shape if key != "v_id"})
-                )
-                for part in bulk.chunks(params, chunk):
-                    conn.execute(statement, part)
-
-    def _apply_soft_deletes(
-        self, conn: sa.Connection, soft_deletes: list[tuple[str, str, datetime | None]], chunk: int
-    ) -> None:
-        assert self._meta is not None
-        by_table: dict[str, list[dict]] = defaultdict(list)
-        for name, instance_uuid, at in soft_deletes:
-            by_table[name].append({"v_uuid": instance_uuid, "v_at": at})
-        for name, params in by_table.items():
-            table = self._meta.tables[name]
-            statement = (
-                table.update()
-                .where(table.c.instance_uuid == sa.bindparam("v_uuid"), table.c.deleted == 0)
-                .values(deleted=table.c.id, deleted_at=sa.bindparam("v_at"))
-            )
-            for part in bulk.chunks(params, chunk):
-                conn.execute(statement, part)

@@ -18,16 +18,15 @@ lives in a *state schema* beside the cell schema:
 
 from __future__ import annotations
 
-import re
-
 import sqlalchemy as sa
-from sqlalchemy.engine import URL
 
-from actionhost_backfill import dialects
-from actionhost_backfill.dialects import DEFAULT_STATE_SCHEMA, VERSION_TABLE, StateLocation
-from actionhost_backfill.errors import BadInput, PrivilegeError
-
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+from actionhost_backfill.dialects import (
+    DEFAULT_STATE_SCHEMA,
+    VERSION_TABLE,
+    StateLocation,
+    resolve_state_location,
+)
+from actionhost_backfill.errors import PrivilegeError
 
 __all__ = [
     "DEFAULT_STATE_SCHEMA",
@@ -37,16 +36,6 @@ __all__ = [
     "resolve_state_location",
     "state_schema_exists",
 ]
-
-
-def resolve_state_location(url: URL, state_schema: str | None = None) -> StateLocation:
-    """Work out the state schema for ``url``; ``state_schema`` overrides the default."""
-    if state_schema is not None and not _IDENTIFIER.match(state_schema):
-        raise BadInput(
-            f"--state-schema must be a plain SQL identifier of at most 63 letters, digits "
-            f"or underscores, not starting with a digit (got {state_schema!r})"
-        )
-    return dialects.for_url(url).resolve_location(url, state_schema)
 
 
 def state_schema_exists(conn: sa.Connection, location: StateLocation) -> bool:

@@ -6,7 +6,7 @@ rows keyed by Nova's column names (``instance_actions.action``,
 Nova's own quirks where they matter (a repeated step's finish and result go to
 the *first* row of that name, ``nova/db/sqlalchemy/api.py``
 ``action_event_finish``, Kilo ... Queens).  :meth:`Story.decide` turns those
-rows into the model rows ``inference.evidence`` builds from the same columns
+rows into the model rows ``engine.evidence`` builds from the same columns
 and runs :func:`actionhost_backfill.inference.infer` on the NULL-host events,
 exactly as a backfill batch does.
 
@@ -20,6 +20,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from itertools import count
 
+from actionhost_backfill.engine import evidence
+from actionhost_backfill.engine.evidence import (
+    connector_host,
+    known_hosts_from,
+    parse_shelved_at,
+)
 from actionhost_backfill.inference import (
     ActionRow,
     Decision,
@@ -31,14 +37,8 @@ from actionhost_backfill.inference import (
     MigrationRow,
     ShelveRecord,
     VolumeRecord,
-    evidence,
     infer,
     roles,
-)
-from actionhost_backfill.inference.evidence import (
-    connector_host,
-    known_hosts_from,
-    parse_shelved_at,
 )
 
 S = timedelta(seconds=1)
@@ -221,7 +221,7 @@ class Story:
 
 # --------------------------------------------------------------------------- rows -> model
 #
-# What ``inference.evidence`` does with the rows it reads, column by column,
+# What ``engine.evidence`` does with the rows it reads, column by column,
 # minus the SQL: live and archived (``shadow_*``) rows are passed together.
 
 #: Actions and events the evidence snapshot reads whole (``evidence._needed``);

@@ -12,7 +12,8 @@ from __future__ import annotations
 import pytest
 
 from actionhost_backfill.inference import RULES
-from actionhost_backfill.sim.history import COLUMNS, HistoryBuilder
+from actionhost_backfill.sim.columns import COLUMNS
+from actionhost_backfill.sim.history import HistoryBuilder
 from tests import scenarios
 from tests.unit.histories import decisions_of
 

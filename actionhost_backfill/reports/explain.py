@@ -17,17 +17,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from actionhost_backfill import db, preflight
+from actionhost_backfill.engine.evidence import EvidenceSnapshot
 from actionhost_backfill.errors import BadInput
 from actionhost_backfill.inference import EventRow, Timeline, decide, exclude
 from actionhost_backfill.inference.eras import Eras, parse_releases
-from actionhost_backfill.inference.evidence import EvidenceSnapshot
 from actionhost_backfill.inference.rules import RELIES_ON
 from actionhost_backfill.inference.steps import BEHAVIOURS
 from actionhost_backfill.nova import catalog
 from actionhost_backfill.nova.tables import EVENT_TABLES, EVENTS, SHADOW_EVENTS, nova
 from actionhost_backfill.redact import mask_url
-from actionhost_backfill.schema import revisions
-from actionhost_backfill.state.location import resolve_state_location, state_schema_exists
+from actionhost_backfill.schema.ready import state_ready
+from actionhost_backfill.state.location import resolve_state_location
 from actionhost_backfill.state.tables import state
 
 
@@ -123,10 +123,7 @@ def explain(
                         f"no event with id {event_id} in {' or '.join(candidates)} of "
                         f"{mask_url(url)}: check the id (`events list INSTANCE` shows them)"
                     )
-                audit_ready = (
-                    state_schema_exists(conn, location)
-                    and revisions.current_revision(conn, location) == revisions.head_revision()
-                )
+                audit_ready = state_ready(conn, location)
                 return _explain(conn, url, location, audit_ready, declared, *found, exclude_rules)
             except sa.exc.DBAPIError as exc:
                 raise db.translate_error(exc, url) from None
@@ -263,7 +260,7 @@ def _explain(
         event.id, event.action_id, event.name, event.start, event.finish, event.result
     )
     report.event_segment = timeline.locate(action, event.start)
-    decision = decide(as_null, action, history, timeline, snapshot.hosts)
+    decision = decide(as_null, action, history, timeline)
     report.decision = {"host": decision.host, "rule": decision.rule}
     report.relies_on = RELIES_ON.get(decision.rule)
     contradicted = timeline.contradiction_of(as_null)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
@@ -39,6 +38,7 @@ from actionhost_backfill import dialects
 from actionhost_backfill.clock import utcnow
 from actionhost_backfill.dialects import bulk
 from actionhost_backfill.dialects.bulk import chunks
+from actionhost_backfill.engine import clocks
 from actionhost_backfill.inference import (
     ActionRow,
     EventRow,
@@ -216,26 +216,6 @@ class EvidenceSnapshot:
             sa.Column("launched_on", sa.Text),
             sa.Column("launched_at", sa.DateTime),
         )
-        self.t_null = sa.Table(
-            "ah_null",
-            meta,
-            sa.Column("id", sa.BigInteger),
-            sa.Column("action_id", sa.Integer),
-            sa.Column("instance_uuid", sa.String(36)),
-            sa.Column("event", sa.String(255)),
-            sa.Column("start_time", sa.DateTime),
-            sa.Column("finish_time", sa.DateTime),
-            sa.Column("result", sa.String(255)),
-        )
-        self.t_plan = sa.Table(
-            "ah_plan",
-            meta,
-            sa.Column("event_id", sa.BigInteger, primary_key=True),
-            sa.Column("host", sa.String(255)),
-            sa.Column("rule", sa.String(32)),
-            # Set by the dialect while applying a batch: 1 where the host was written.
-            sa.Column("applied", sa.SmallInteger),
-        )
         self.t_sfault = sa.Table(
             "ah_sfault",
             meta,
@@ -267,7 +247,7 @@ class EvidenceSnapshot:
         def only(column: sa.ColumnElement) -> sa.ColumnElement[bool]:
             return sa.true() if instances is None else column.in_(instances)
 
-        self._create(
+        self.create_temp(
             "ah_mig",
             self._union(
                 "migrations",
@@ -281,7 +261,7 @@ class EvidenceSnapshot:
         # joins, not a join on a UNION: MariaDB has no hash join and would scan
         # the derived table per row.
         def events(t: sa.Table):
-            joined, owner, action_name = self._with_owner(t, with_action=True)
+            joined, owner, action_name = self.with_owner(t, with_action=True)
             host = t.c.host
             if self.audit_available and self.location is not None:
                 audit = state(self.location.schema).audit
@@ -306,10 +286,10 @@ class EvidenceSnapshot:
                 .where(owner.is_not(None), only(owner), _needed(t, action_name))
             )
 
-        self._create("ah_ev", self._union("instance_actions_events", events), ["instance_uuid"])
+        self.create_temp("ah_ev", self._union("instance_actions_events", events), ["instance_uuid"])
 
         if "instance_system_metadata" in self.present:
-            self._create(
+            self.create_temp(
                 "ah_meta",
                 self._union(
                     "instance_system_metadata",
@@ -337,11 +317,13 @@ class EvidenceSnapshot:
                     query = query.where(t.c.attachment_id.is_(None))
                 return query
 
-            self._create("ah_vol", self._union("block_device_mapping", volumes), ["instance_uuid"])
+            self.create_temp(
+                "ah_vol", self._union("block_device_mapping", volumes), ["instance_uuid"]
+            )
 
         if self.has_shadow["instance_actions"]:
             t = nova("shadow_instance_actions")
-            self._create(
+            self.create_temp(
                 "ah_sact",
                 sa.select(
                     t.c.id,
@@ -355,7 +337,7 @@ class EvidenceSnapshot:
             )
         if self.has_shadow["instances"]:
             t = nova("shadow_instances")
-            self._create(
+            self.create_temp(
                 "ah_sinst",
                 sa.select(
                     t.c.uuid, t.c.host, t.c.project_id, t.c.launched_on, t.c.launched_at
@@ -364,7 +346,7 @@ class EvidenceSnapshot:
             )
         if self.has_shadow["instance_faults"]:
             t = nova("shadow_instance_faults")
-            self._create(
+            self.create_temp(
                 "ah_sfault",
                 sa.select(
                     t.c.instance_uuid,
@@ -375,7 +357,7 @@ class EvidenceSnapshot:
                 ["instance_uuid"],
             )
         self.eras = eras_mod.eras_for(self._era_proofs(), self.releases)
-        self.skew_report = skew.measure(conn, self.present, self.t_mig)
+        self.skew_report = clocks.measure(conn, self.present, self.t_mig)
         self.hosts = replace(
             self._known_hosts(), untracked=self.eras.untracked, skew=self.skew_report.skew
         )
@@ -512,14 +494,24 @@ class EvidenceSnapshot:
                         (computes if binary == "nova-compute" else others).add(host)
         return known_hosts_from(hosts, seen, computes, others)
 
-    def _create(
-        self, name: str, select: sa.Select | sa.CompoundSelect, index_columns: list[str]
+    # ------------------------------------------------------------------ temporary tables
+    # (the planner keeps its own on this connection through these too)
+
+    def create_temp(
+        self,
+        name: str,
+        select: sa.Select | sa.CompoundSelect,
+        index_columns: list[str],
+        *,
+        columns: sa.Table | None = None,
     ) -> None:
+        """CREATE TEMPORARY TABLE ``name`` AS ``select``, indexed on ``index_columns``;
+        ``columns``: its declaration, when it is not one of the snapshot's."""
         conn = self.conn
-        self._drop(name)
+        self.drop_temp(name)
         conn.commit()
         if self.copy_through_client:
-            self._copy_through_client(name, select)
+            self._copy_through_client(name, select, columns)
         else:
             compiled = select.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
             # Compiled for the driver's paramstyle: exec_driver_sql un-doubles any %%.
@@ -529,10 +521,10 @@ class EvidenceSnapshot:
         self.dialect.analyze_temp(conn, name)
         conn.commit()
 
-    def _copy_through_client(self, name: str, select) -> None:
+    def _copy_through_client(self, name: str, select, columns: sa.Table | None) -> None:
         """Non-locking reads on a second connection, inserted here in chunks."""
-        target = self.t_mig.metadata.tables[name]
-        self._create_empty(target)
+        target = columns if columns is not None else self.t_mig.metadata.tables[name]
+        self.create_empty(target)
         keys = [c.name for c in target.columns]
         with self.conn.engine.connect() as reader:
             result = reader.execution_options(stream_results=True).execute(select)
@@ -540,7 +532,7 @@ class EvidenceSnapshot:
                 bulk.insert_rows(self.conn, name, keys, [tuple(row) for row in rows])
         self.conn.commit()
 
-    def _create_empty(self, table: sa.Table) -> None:
+    def create_empty(self, table: sa.Table) -> None:
         """CREATE TEMPORARY TABLE with ``table``'s columns (and primary key)."""
         quote = self.conn.dialect.identifier_preparer.quote
         columns = ", ".join(
@@ -550,17 +542,15 @@ class EvidenceSnapshot:
         )
         self.conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {table.name} ({columns})")
 
-    def _drop(self, name: str) -> None:
+    def drop_temp(self, name: str) -> None:
         self.dialect.drop_temp(self.conn, name)
 
     def drop(self) -> None:
         for name in self.t_mig.metadata.tables:
-            self._drop(name)
+            self.drop_temp(name)
         self.conn.commit()
 
-    # ------------------------------------------------------------------ planning
-
-    def _with_owner(self, t: sa.Table, *, with_action: bool = False):
+    def with_owner(self, t: sa.Table, *, with_action: bool = False):
         """``t`` joined to its action (live, else archived), and the instance it belongs to
         (and, ``with_action``, the action's name)."""
         live = nova("instance_actions").alias("live_action")
@@ -572,77 +562,6 @@ class EvidenceSnapshot:
             owner = sa.func.coalesce(live.c.instance_uuid, shadow.c.instance_uuid)
             name = sa.func.coalesce(live.c.action, shadow.c.action)
         return (joined, owner, name) if with_action else (joined, owner)
-
-    def prepare_plan(self, events_table: str, after: int, upper: int) -> int:
-        """Copy the NULL-host events of ``(after, upper]`` with their instance; empty the plan.
-
-        Returns how many events there are to decide.
-        """
-        t = nova(events_table)
-        joined, owner = self._with_owner(t)
-        select = (
-            sa.select(
-                t.c.id,
-                t.c.action_id,
-                owner.label("instance_uuid"),
-                t.c.event,
-                t.c.start_time,
-                t.c.finish_time,
-                t.c.result,
-            )
-            .select_from(joined)
-            .where(t.c.id > after, t.c.id <= upper, t.c.host.is_(None))
-        )
-        self._create("ah_null", select, ["instance_uuid", "id"])
-        self._drop("ah_plan")
-        self._create_empty(self.t_plan)
-        self.conn.commit()
-        count = self.conn.execute(sa.select(sa.func.count()).select_from(self.t_null)).scalar()
-        self.conn.commit()
-        return int(count or 0)
-
-    def null_chunks(self, instances: int) -> Iterator[tuple[list[str], list[EventRow]]]:
-        """The NULL-host events, a chunk of whole instances at a time (uuid order),
-        then the events whose action is gone (id order, no instance)."""
-        n = self.t_null
-        columns = (n.c.id, n.c.action_id, n.c.event, n.c.start_time, n.c.finish_time, n.c.result)
-        # The instance list is read once (tens of bytes per instance): asking
-        # the server for "the next 500 after X" each time made MariaDB group
-        # the whole rest of the table per chunk.
-        everyone = [
-            r[0]
-            for r in self.conn.execute(
-                sa.select(n.c.instance_uuid)
-                .where(n.c.instance_uuid.is_not(None))
-                .distinct()
-                .order_by(n.c.instance_uuid)
-            )
-        ]
-        self.conn.commit()
-        for uuids in chunks(everyone, instances):
-            # Sorted here: "ORDER BY id" lets MariaDB walk the whole id index
-            # instead of looking the instances up.
-            rows = sorted(
-                self.conn.execute(
-                    sa.select(*columns).where(self._in(n.c.instance_uuid, uuids))
-                ).all(),
-                key=lambda r: r[0],
-            )
-            self.conn.commit()
-            yield uuids, [EventRow(*r) for r in rows]
-        after = 0
-        while True:
-            rows = self.conn.execute(
-                sa.select(*columns)
-                .where(n.c.instance_uuid.is_(None), n.c.id > after)
-                .order_by(n.c.id)
-                .limit(instances * 20)
-            ).all()
-            self.conn.commit()
-            if not rows:
-                break
-            yield [], [EventRow(*r) for r in rows]
-            after = rows[-1][0]
 
     # ------------------------------------------------------------------ per chunk
 

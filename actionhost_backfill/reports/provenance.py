@@ -23,9 +23,9 @@ from typing import Literal
 import sqlalchemy as sa
 
 from actionhost_backfill.dialects.bulk import chunks
-from actionhost_backfill.schema import revisions
+from actionhost_backfill.schema.ready import state_ready
 from actionhost_backfill.state import runs
-from actionhost_backfill.state.location import StateLocation, state_schema_exists
+from actionhost_backfill.state.location import StateLocation
 from actionhost_backfill.state.tables import FILLED, state
 
 Source = Literal["recorded", "inferred", "changed-since", "unknown"]
@@ -61,10 +61,7 @@ class ProvenanceIndex:
 
     def __init__(self, conn: sa.Connection, location: StateLocation):
         self.location = location
-        self.available = (
-            state_schema_exists(conn, location)
-            and revisions.current_revision(conn, location) == revisions.head_revision()
-        )
+        self.available = state_ready(conn, location)
         self.complete = False
         self.examined: dict[str, int] = {}
         """Per event table, the highest id a backfill run examined."""

@@ -29,14 +29,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from actionhost_backfill import db, preflight
+from actionhost_backfill.engine.evidence import EvidenceSnapshot
 from actionhost_backfill.errors import BadInput, ExitCode, SchemaNotReady
 from actionhost_backfill.inference import InstanceHistory, infer, roles
 from actionhost_backfill.inference.eras import Eras, parse_releases
-from actionhost_backfill.inference.evidence import EvidenceSnapshot
 from actionhost_backfill.nova import catalog
 from actionhost_backfill.redact import mask_url
-from actionhost_backfill.schema import revisions
-from actionhost_backfill.state.location import resolve_state_location, state_schema_exists
+from actionhost_backfill.schema.ready import state_ready
+from actionhost_backfill.state.location import resolve_state_location
 
 #: One-sided confidence of the precision bound.
 CONFIDENCE = 0.95
@@ -254,10 +254,7 @@ def run_validate(
                     )
                 request = preflight.read_request(conn, url, location)
                 preflight.require(conn, url, request, "validate")
-                audit_available = (
-                    state_schema_exists(conn, location)
-                    and revisions.current_revision(conn, location) == revisions.head_revision()
-                )
+                audit_available = state_ready(conn, location)
                 conn.rollback()
                 snapshot = EvidenceSnapshot(
                     conn,

@@ -32,8 +32,7 @@ from actionhost_backfill.inference.roles import role_of
 from actionhost_backfill.nova import catalog
 from actionhost_backfill.nova.tables import nova
 from actionhost_backfill.redact import mask_url
-from actionhost_backfill.state.location import resolve_state_location
-from actionhost_backfill.state.provenance import (
+from actionhost_backfill.reports.provenance import (
     CHANGED,
     INFERRED,
     RECORDED,
@@ -41,6 +40,7 @@ from actionhost_backfill.state.provenance import (
     Provenance,
     ProvenanceIndex,
 )
+from actionhost_backfill.state.location import resolve_state_location
 from actionhost_backfill.state.tables import FILLED, state
 
 Viewer = Literal["admin", "member"]

@@ -8,18 +8,15 @@ Three backends over real drivers: PostgreSQL (psycopg 3), MySQL/MariaDB
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Literal
 
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
 from actionhost_backfill import dialects
+from actionhost_backfill.dialects import StateLocation, resolve_state_location
 from actionhost_backfill.errors import (
     ActionHostError,
     BadInput,
@@ -27,9 +24,7 @@ from actionhost_backfill.errors import (
     PrivilegeError,
 )
 from actionhost_backfill.redact import mask_url, scrub
-from actionhost_backfill.state.location import StateLocation, backend_of, resolve_state_location
 
-CONNECT_TIMEOUT = 10
 _DRIVERS = {
     "postgresql": "psycopg",
     "mysql": "pymysql",
@@ -109,60 +104,11 @@ def create_engine(
     lock up front, for engines that write: a deferred transaction that reads,
     then writes, fails at once (no waiting) when another writer got in between.
     """
-    backend = backend_of(url)
-    kwargs: dict = {"poolclass": NullPool}
-    if backend == "postgresql":
-        kwargs["connect_args"] = {
-            "connect_timeout": CONNECT_TIMEOUT,
-            "application_name": "actionhost-backfill",
-        }
-    elif backend == "mysql":
-        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT, "charset": "utf8mb4"}
-    elif backend == "sqlite":
-        database = url.database or ""
-        if must_exist and not Path(database).is_file():
-            raise BadInput(
-                f"SQLite file {database} does not exist: check the path in --db "
-                "(the toolkit never creates a cell database)"
-            )
-        timeout = lock_timeout if lock_timeout is not None else 30.0
-        kwargs["connect_args"] = {"timeout": timeout}
-    engine = sa.create_engine(url, **kwargs)
-    if backend == "sqlite":
-        _configure_sqlite(engine, location, attach, sqlite_begin)
+    dialect = dialects.for_url(url)
+    kwargs = dialect.engine_options(url, must_exist=must_exist, lock_timeout=lock_timeout)
+    engine = sa.create_engine(url, poolclass=NullPool, **kwargs)
+    dialect.configure_engine(engine, location, attach, sqlite_begin)
     return engine
-
-
-def _configure_sqlite(
-    engine: sa.Engine, location: StateLocation | None, attach: Attach, begin_mode: str
-) -> None:
-    """Real transactions on pysqlite, and the state file attached on connect.
-
-    pysqlite's legacy transaction handling issues BEGIN only before DML, so a
-    batch's reads would sit outside its transaction; take control of BEGIN.
-    It is emitted from the dialect's ``do_begin`` rather than the usual
-    ``begin`` event: a BEGIN that fails (SQLITE_BUSY) inside that event leaves
-    the SQLAlchemy connection unable to begin again, silently autocommitting.
-    """
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record):
-        dbapi_conn.isolation_level = None
-        if location is None or attach == "never":
-            return
-        path = location.sqlite_path
-        if attach == "if-exists" and not (path and os.path.exists(path)):
-            return
-        cursor = dbapi_conn.cursor()
-        try:
-            cursor.execute(f'ATTACH DATABASE ? AS "{location.schema}"', (path,))
-        finally:
-            cursor.close()
-
-    def _do_begin(dbapi_conn) -> None:
-        dbapi_conn.execute(f"BEGIN {begin_mode}")
-
-    engine.dialect.do_begin = _do_begin
 
 
 @contextlib.contextmanager
@@ -321,33 +267,4 @@ def rollback_hard(conn: sa.Connection) -> None:
 
 
 def server_version(conn: sa.Connection) -> str:
-    backend = backend_of(conn.dialect.name)
-    if backend == "postgresql":
-        return str(conn.exec_driver_sql("SHOW server_version").scalar())
-    if backend == "mysql":
-        return str(conn.exec_driver_sql("SELECT VERSION()").scalar())
-    return str(conn.exec_driver_sql("SELECT sqlite_version()").scalar())
-
-
-def mysql_isolation(conn: sa.Connection) -> str:
-    row = (
-        conn.exec_driver_sql("SHOW VARIABLES LIKE 'tx_isolation'").first()
-        or conn.exec_driver_sql("SHOW VARIABLES LIKE 'transaction_isolation'").first()
-    )
-    return str(row[1]).upper().replace("_", "-") if row else "REPEATABLE-READ"
-
-
-def is_mariadb(conn: sa.Connection) -> bool:
-    return bool(getattr(conn.dialect, "is_mariadb", False))
-
-
-def in_values(column: sa.ColumnElement, values: list, backend: str) -> sa.ColumnElement[bool]:
-    """``column IN (values)``; on PostgreSQL ``column = ANY(:array)``.
-
-    One array parameter instead of thousands of bound values: the statement
-    compiles once, and the server plans it once, whatever the list's length.
-    """
-    if backend != "postgresql":
-        return column.in_(values)
-    element = sa.Integer() if isinstance(column.type, sa.Integer) else sa.String()
-    return column == sa.any_(sa.bindparam(None, list(values), type_=postgresql.ARRAY(element)))
+    return dialects.for_connection(conn).server_version(conn)

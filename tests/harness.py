@@ -16,14 +16,11 @@ from typer.testing import CliRunner
 
 from actionhost_backfill import db as ahb_db
 from actionhost_backfill.cli import app
+from actionhost_backfill.dialects import family_of
 from actionhost_backfill.nova.models import create_cell_schema
 from actionhost_backfill.schema import revisions
 from actionhost_backfill.sim.history import HistoryBuilder
-from actionhost_backfill.state.location import (
-    backend_of,
-    resolve_state_location,
-    state_schema_exists,
-)
+from actionhost_backfill.state.location import resolve_state_location, state_schema_exists
 from tests import scenarios
 
 PG_ADMIN_URL = os.environ.get(
@@ -96,7 +93,7 @@ class Cell:
     def __init__(self, url: str):
         self.url = url
         self.sa_url = make_url(url)
-        self.backend = backend_of(self.sa_url)
+        self.backend = family_of(self.sa_url)
         self._engines: list[sa.Engine] = []
 
     # ------------------------------------------------------------ connections

@@ -8,9 +8,9 @@ import typer
 from sqlalchemy.engine import URL
 
 from actionhost_backfill.cli.common import echo, emit_json
+from actionhost_backfill.dialects import for_url
 from actionhost_backfill.redact import scrub
 from actionhost_backfill.schema import galera_rolling
-from actionhost_backfill.state.location import backend_of
 
 GaleraRollingOption = Annotated[
     bool,
@@ -141,6 +141,6 @@ def print_nodes(nodes: list[dict]) -> None:
 
 
 def status_nodes(url: URL, given: list[str] | None) -> list[dict]:
-    if backend_of(url) != "mysql":
+    if not for_url(url).may_be_galera:
         return []
     return galera_rolling.node_report(url, given)

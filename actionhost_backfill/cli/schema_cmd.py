@@ -24,8 +24,10 @@ from actionhost_backfill.cli.common import (
     emit_json,
     resolve_db,
 )
+from actionhost_backfill.dialects import for_url
 from actionhost_backfill.dialects import galera as galera_dialect
 from actionhost_backfill.errors import EXIT_CODE_HELP, BadInput, ExitCode
+from actionhost_backfill.nova.catalog import EVENTS, HOST_INDEX
 from actionhost_backfill.schema import galera_rolling, revisions
 from actionhost_backfill.schema.settings import DEFAULT_LOCK_TIMEOUT, parse_lock_timeout
 
@@ -382,9 +384,13 @@ def sql_command(
     else:
         url = resolve_db(db, nova_conf)
     if galera_rolling_sql:
-        if url.get_backend_name() not in ("mysql", "mariadb"):
+        if not for_url(url).may_be_galera:
             raise BadInput("--galera-rolling renders for mysql or mariadb: pass --dialect mariadb")
-        echo(galera_dialect.procedure(url.database, max(1, round(timeout))).rstrip("\n"))
+        echo(
+            galera_dialect.procedure(
+                url.database, EVENTS, HOST_INDEX, max(1, round(timeout))
+            ).rstrip("\n")
+        )
         return
     text = revisions.offline_sql(
         url,

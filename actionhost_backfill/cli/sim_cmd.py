@@ -276,9 +276,10 @@ def demo_command(
     """
     url = parse_url(db)
     location = resolve_state_location(url, None)
-    if url.get_backend_name() == "sqlite":
+    files = location.dialect.database_files(url, location)
+    if files is not None:  # a file-backed database: start from fresh files
         cell = Path(url.database or "")
-        leftovers = [p for p in (cell, Path(location.sqlite_path or "")) if p.is_file()]
+        leftovers = [p for p in map(Path, (f or "" for f in files)) if p.is_file()]
         if leftovers and not fresh:
             raise BadInput(
                 f"{cell} already exists: pass --fresh to recreate it, or --db sqlite:///other.sqlite"

@@ -14,6 +14,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from actionhost_backfill.dialects.base import family_of
+
 #: Values per IN-list, and rows per multi-row INSERT on MySQL (well under
 #: max_allowed_packet).
 CHUNK = 2000
@@ -50,7 +52,7 @@ def insert_rows(
     rows = list(rows)
     if not rows:
         return 0
-    backend = "mysql" if conn.dialect.name in ("mysql", "mariadb") else conn.dialect.name
+    backend = family_of(conn.dialect.name)
     quote = conn.dialect.identifier_preparer.quote_identifier
     target = quote(table) if not schema else f"{quote(schema)}.{quote(table)}"
     names = ", ".join(quote(c) for c in columns)

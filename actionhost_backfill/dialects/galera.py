@@ -12,8 +12,6 @@ import re
 
 import sqlalchemy as sa
 
-from actionhost_backfill.nova.catalog import EVENTS, HOST_INDEX
-
 #: ``SHOW GLOBAL STATUS`` variables a rolling build looks at.
 STATUS = (
     "wsrep_local_state_comment",
@@ -28,15 +26,17 @@ STATUS = (
     "wsrep_received_bytes",
 )
 
-#: The statement that builds the index on one node: online (concurrent DML
-#: goes on), never a table copy.  Under ``wsrep_OSU_method=RSU`` it is not
-#: replicated: each node builds its own.
-ADD_INDEX = f"ALTER TABLE `{EVENTS}` ADD INDEX `{HOST_INDEX}` (host), ALGORITHM=INPLACE, LOCK=NONE"
+#: A node's receive queue counts as drained at or below this many write sets
+#: (under steady writes it is rarely 0); the backfill's Galera throttle and the
+#: node-by-node index build both wait for it.
+RECV_QUEUE_DRAINED = 100
 
 
-def is_galera(conn: sa.Connection) -> bool:
-    row = conn.exec_driver_sql("SHOW GLOBAL VARIABLES LIKE 'wsrep_on'").first()
-    return bool(row) and str(row[1]).upper() == "ON"
+def add_index_sql(table: str, index: str) -> str:
+    """The statement that builds the index on one node: online (concurrent DML goes
+    on), never a table copy.  Under ``wsrep_OSU_method=RSU`` it is not replicated:
+    each node builds its own."""
+    return f"ALTER TABLE `{table}` ADD INDEX `{index}` (host), ALGORITHM=INPLACE, LOCK=NONE"
 
 
 def node_status(conn: sa.Connection) -> dict[str, str]:
@@ -102,7 +102,7 @@ def addresses(text: str) -> list[tuple[str, int | None]]:
     return found
 
 
-def build_on_this_node(conn: sa.Connection, lock_wait_timeout: int) -> None:
+def build_on_this_node(conn: sa.Connection, table: str, index: str, lock_wait_timeout: int) -> None:
     """Build the index on this node only (RSU, this session only), then back to TOI.
 
     While the statement runs the node is desynced (``Donor/Desynced``) and its
@@ -112,28 +112,30 @@ def build_on_this_node(conn: sa.Connection, lock_wait_timeout: int) -> None:
     """
     conn.exec_driver_sql(f"SET SESSION lock_wait_timeout = {lock_wait_timeout}")
     conn.exec_driver_sql("SET SESSION wsrep_OSU_method = 'RSU'")
-    conn.exec_driver_sql(ADD_INDEX)  # failing, the caller closes the session (RSU with it)
+    conn.exec_driver_sql(
+        add_index_sql(table, index)
+    )  # failing, the caller closes the session (RSU with it)
     conn.exec_driver_sql("SET SESSION wsrep_OSU_method = 'TOI'")
 
 
-def table_rows(conn: sa.Connection) -> int:
-    """InnoDB's estimate of the events' row count (no scan)."""
+def table_rows(conn: sa.Connection, table: str) -> int:
+    """InnoDB's estimate of ``table``'s row count (no scan)."""
     value = conn.exec_driver_sql(
         "SELECT table_rows FROM information_schema.tables "
-        f"WHERE table_schema = DATABASE() AND table_name = '{EVENTS}'"
+        f"WHERE table_schema = DATABASE() AND table_name = '{table}'"
     ).scalar()
     return int(value or 0)
 
 
-def procedure(database: str, lock_wait_timeout: int) -> str:
+def procedure(database: str, table: str, index: str, lock_wait_timeout: int) -> str:
     """The per-node procedure for a DBA who builds the index by hand (``schema sql --galera-rolling``)."""
     guard = (
         "SELECT COUNT(*) = 0 INTO @ahb_missing FROM information_schema.statistics "
-        f"WHERE table_schema = '{database}' AND table_name = '{EVENTS}' "
+        f"WHERE table_schema = '{database}' AND table_name = '{table}' "
         "AND column_name = 'host' AND seq_in_index = 1;"
     )
     return f"""\
--- Build {HOST_INDEX} on {EVENTS}(host) node by node (wsrep_OSU_method=RSU).
+-- Build {index} on {table}(host) node by node (wsrep_OSU_method=RSU).
 -- RSU DDL is not replicated: run this on EVERY node, one node at a time, each over a
 -- direct connection to that node (never through a proxy or VIP).
 --
@@ -153,7 +155,7 @@ USE `{database}`;
 SET SESSION lock_wait_timeout = {lock_wait_timeout};
 {guard}
 SET SESSION wsrep_OSU_method = 'RSU';
-SET @ahb_sql = IF(@ahb_missing, '{ADD_INDEX}', 'DO 0');
+SET @ahb_sql = IF(@ahb_missing, '{add_index_sql(table, index)}', 'DO 0');
 PREPARE ahb_stmt FROM @ahb_sql;
 EXECUTE ahb_stmt;
 DEALLOCATE PREPARE ahb_stmt;

@@ -267,9 +267,9 @@ def _check_write_privileges(
     A second line behind the catalog check (:mod:`actionhost_backfill.preflight`),
     for what a catalog cannot show (e.g. MySQL partial revokes).
     """
-    backend = location.backend
-    if backend == "sqlite":
-        for path in (url.database, location.sqlite_path):
+    files = location.dialect.database_files(url, location)
+    if files is not None:  # a file-backed database: its permissions tell
+        for path in files:
             if path and not os.access(path, os.W_OK):
                 raise PrivilegeError(
                     f"{path} is read-only: the backfill writes to it; fix its permissions"

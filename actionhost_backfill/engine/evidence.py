@@ -34,7 +34,7 @@ from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 
-from actionhost_backfill import db, dialects
+from actionhost_backfill import dialects
 from actionhost_backfill.clock import utcnow
 from actionhost_backfill.dialects import bulk
 from actionhost_backfill.dialects.bulk import chunks
@@ -54,7 +54,7 @@ from actionhost_backfill.inference import (
 )
 from actionhost_backfill.inference import eras as eras_mod
 from actionhost_backfill.nova.tables import EVENTS, EVIDENCE_BASES, columns_of, nova
-from actionhost_backfill.state.location import StateLocation, backend_of
+from actionhost_backfill.state.location import StateLocation
 from actionhost_backfill.state.tables import FILLED, state
 
 #: Margin for clock skew when overlaying migrations changed since the snapshot.
@@ -130,7 +130,6 @@ class EvidenceSnapshot:
         self.releases = releases
         """The operator's upgrade history (``--releases``); None: detect the eras."""
         self.eras: eras_mod.Eras | None = None
-        self.backend = backend_of(conn.dialect.name)
         self.dialect = dialects.for_connection(conn)
         self.location = location
         self.audit_available = audit_available
@@ -148,9 +147,7 @@ class EvidenceSnapshot:
         self.bdm_attachment_id = "attachment_id" in bdm_columns
         # MySQL under REPEATABLE READ (statement-based binlog) would lock every
         # row CREATE ... SELECT reads: copy through the client instead.
-        self.copy_through_client = (
-            self.backend == "mysql" and "READ-COMMITTED" not in db.mysql_isolation(conn)
-        )
+        self.copy_through_client = self.dialect.copies_through_client(conn)
         self.stats = SnapshotStats()
         self.taken_at: datetime | None = None
         self.hosts = KnownHosts()
@@ -754,7 +751,7 @@ class EvidenceSnapshot:
         return histories
 
     def _in(self, column: sa.ColumnElement, values: list) -> sa.ColumnElement[bool]:
-        return db.in_values(column, values, self.backend)
+        return self.dialect.in_values(column, values)
 
     def _instances(self, uuids: list[str]) -> dict[str, InstanceRow]:
         conn = self.conn

@@ -194,7 +194,7 @@ class Planner:
             rows = sorted(
                 self.conn.execute(
                     sa.select(*columns).where(
-                        db.in_values(n.c.instance_uuid, uuids, self.snapshot.backend)
+                        self.snapshot.dialect.in_values(n.c.instance_uuid, uuids)
                     )
                 ).all(),
                 key=lambda r: r[0],

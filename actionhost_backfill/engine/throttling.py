@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
+from actionhost_backfill import dialects
+from actionhost_backfill.dialects import galera as galera_node
 from actionhost_backfill.errors import ActionHostError, BadInput
 from actionhost_backfill.redact import mask_url
 
@@ -29,7 +31,7 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 #: Galera: a receive queue longer than this (write sets waiting to be applied
 #: on this node) pauses the backfill, as flow control is about to.
-GALERA_RECV_QUEUE = 100
+GALERA_RECV_QUEUE = galera_node.RECV_QUEUE_DRAINED
 
 
 class CriticalLoad(ActionHostError):
@@ -83,70 +85,30 @@ class _OnServer(Check):
             self.conn = self.engine.connect()
         return self.conn
 
-    def scalar_rows(self, sql: str) -> list[tuple]:
-        conn = self.connection()
-        try:
-            rows = conn.exec_driver_sql(sql).all()
-        finally:
-            conn.rollback()
-        return rows
-
     def close(self) -> None:
         if self.conn is not None:
             self.conn.close()
         self.engine.dispose()
 
 
-class MySQLReplicaLag(_OnServer):
-    """``Seconds_Behind_Master`` on a replica; NULL (SQL or IO thread stopped) is lagging."""
+class ReplicaLag(_OnServer):
+    """The lag a replica reports of itself (MySQL/MariaDB ``Seconds_Behind_Master``,
+    a PostgreSQL standby's replay position), read by its dialect."""
 
     name = "replica lag"
 
     def __init__(self, url: URL, max_lag: float):
         super().__init__(url)
         self.max_lag = max_lag
+        self.dialect = dialects.for_url(url)
 
     def read(self) -> Reading:
         conn = self.connection()
         try:
-            result = conn.exec_driver_sql("SHOW SLAVE STATUS")
-            row = result.mappings().first()
+            reason, lag = self.dialect.replica_lag(conn, mask_url(self.url), self.max_lag)
         finally:
             conn.rollback()
-        where = mask_url(self.url)
-        if row is None:
-            return Reading(f"{where} is not replicating (SHOW SLAVE STATUS is empty)", None)
-        lag = row.get("Seconds_Behind_Master")
-        if lag is None:
-            return Reading(f"replica {where}: replication stopped (lag unknown)", float("inf"))
-        if float(lag) > self.max_lag:
-            return Reading(f"replica {where} is {lag}s behind", float(lag))
-        return Reading(None, float(lag))
-
-
-class PostgreSQLReplicaLag(_OnServer):
-    """On a streaming replica: 0 when it has replayed all it received, else the age of
-    the last transaction it replayed (``replay_lag`` on the primary lags behind)."""
-
-    name = "replica lag"
-
-    def __init__(self, url: URL, max_lag: float):
-        super().__init__(url)
-        self.max_lag = max_lag
-
-    def read(self) -> Reading:
-        ((lag,),) = self.scalar_rows(
-            "SELECT CASE WHEN NOT pg_is_in_recovery() THEN NULL "
-            "WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
-            "ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 'Infinity') END"
-        )
-        where = mask_url(self.url)
-        if lag is None:
-            raise BadInput(f"--replica {where} is not a streaming replica: name a standby")
-        lag = float(lag)
-        if lag > self.max_lag:
-            return Reading(f"replica {where} is {lag:.1f}s behind", lag)
-        return Reading(None, lag)
+        return Reading(reason, lag)
 
 
 class GaleraFlowControl(_OnServer):
@@ -156,16 +118,16 @@ class GaleraFlowControl(_OnServer):
 
     def __init__(self, url: URL, recv_queue: int = GALERA_RECV_QUEUE):
         super().__init__(url)
+        self.dialect = dialects.for_url(url)
         self.recv_queue = recv_queue
         self.paused_ns: int | None = None
 
     def read(self) -> Reading:
-        status = dict(
-            self.scalar_rows(
-                "SHOW GLOBAL STATUS WHERE Variable_name IN "
-                "('wsrep_flow_control_paused_ns', 'wsrep_local_recv_queue')"
-            )
-        )
+        conn = self.connection()
+        try:
+            status = self.dialect.galera_flow_status(conn)
+        finally:
+            conn.rollback()
         paused = int(status.get("wsrep_flow_control_paused_ns") or 0)
         queue = int(status.get("wsrep_local_recv_queue") or 0)
         rose = self.paused_ns is not None and paused > self.paused_ns
@@ -208,29 +170,16 @@ class ServerLoad(_OnServer):
         super().__init__(url)
         self.pause = pause
         self.critical = critical
-        self.postgresql = url.get_backend_name() == "postgresql"
-        if url.get_backend_name() == "sqlite":
-            raise BadInput(
-                "--max-load / --critical-load read a server's status: SQLite has none "
-                "(drop the options, or use --sleep and --pause-file)"
-            )
-        for limit in pause + critical:
-            if self.postgresql and limit.variable.lower() != "threads_running":
-                raise BadInput(
-                    f"load variable {limit.variable!r} is not known on PostgreSQL: "
-                    "use Threads_running (active backends in pg_stat_activity)"
-                )
+        self.dialect = dialects.for_url(url)
+        self.dialect.check_load_variables([limit.variable for limit in pause + critical])
 
     def values(self) -> dict[str, float]:
-        if self.postgresql:
-            ((active,),) = self.scalar_rows(
-                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
-                "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
-            )
-            return {"threads_running": float(active)}
-        names = ", ".join(f"'{limit.variable}'" for limit in self.pause + self.critical)
-        rows = self.scalar_rows(f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names})")
-        return {name.lower(): float(value) for name, value in rows}
+        conn = self.connection()
+        try:
+            names = [limit.variable for limit in self.pause + self.critical]
+            return self.dialect.load_status(conn, names)
+        finally:
+            conn.rollback()
 
     def read(self) -> Reading:
         values = self.values()
@@ -343,8 +292,8 @@ class Throttle:
             check.close()
 
 
-class PostgreSQLStandbys(_OnServer):
-    """Discovered from the primary (``pg_stat_replication``).
+class StandbyLag(_OnServer):
+    """Standbys discovered from the primary (PostgreSQL ``pg_stat_replication``).
 
     ``replay_lag`` is refreshed only by the standby's status reports and can
     read near 0 for seconds after replay stopped; so lag is measured here from
@@ -357,14 +306,15 @@ class PostgreSQLStandbys(_OnServer):
     def __init__(self, url: URL, max_lag: float):
         super().__init__(url)
         self.max_lag = max_lag
+        self.dialect = dialects.for_url(url)
         self.samples: list[tuple[float, int]] = []
 
     def read(self) -> Reading:
-        rows = self.scalar_rows(
-            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, application_name, "
-            "client_addr::text, pg_wal_lsn_diff(replay_lsn, '0/0')::bigint "
-            "FROM pg_stat_replication RIGHT JOIN (SELECT 1) AS one ON true"
-        )
+        conn = self.connection()
+        try:
+            rows = self.dialect.standby_positions(conn)
+        finally:
+            conn.rollback()
         now = time.monotonic()
         current = int(rows[0][0])
         self.samples.append((now, current))
@@ -399,11 +349,8 @@ class ThrottleOptions:
     """--max-lag and no replica found: refuse (exit 127) instead of running unthrottled."""
 
     def validate(self, backend: str | None = None) -> None:
-        if backend == "sqlite" and (self.max_load or self.critical_load):
-            raise BadInput(
-                "--max-load / --critical-load read a server's status: SQLite has none "
-                "(drop the options, or use --sleep and --pause-file)"
-            )
+        if (self.max_load or self.critical_load) and backend is not None:
+            dialects.for_backend(backend).check_load_variables([])
         if self.max_lag is not None and not 0 <= self.max_lag <= 86_400:
             raise BadInput(f"--max-lag must be between 0 and 86400 seconds (got {self.max_lag})")
         if self.replicas and self.max_lag is None:
@@ -467,7 +414,7 @@ def build_throttle(
 def _add_checks(options, url, conn, checks, parse_url, notify) -> None:
     if options.pause_file:
         checks.append(PauseFile(options.pause_file))
-    backend = conn.dialect.name
+    dialect = dialects.for_connection(conn)
     if options.max_lag is not None:
         lag_checks = len(checks)
         searched = "the primary"
@@ -476,31 +423,15 @@ def _add_checks(options, url, conn, checks, parse_url, notify) -> None:
                 # A lag check reads the server's replication status: no database needed
                 # (pt-online-schema-change's replica DSNs name only the host).
                 replica = parse_url(raw, option="--replica", need_database=False)
-                kind = (
-                    PostgreSQLReplicaLag
-                    if replica.get_backend_name() == "postgresql"
-                    else MySQLReplicaLag
-                )
-                checks.append(kind(replica, options.max_lag))
-        elif backend == "postgresql":
-            searched = "pg_stat_replication"
-            if _postgresql_standbys(conn):
-                checks.append(PostgreSQLStandbys(url, options.max_lag))
-        elif backend in ("mysql", "mariadb"):
-            searched = "SHOW SLAVE HOSTS"
-            for server_id, host, port in _mysql_replicas(conn):
-                if not host:
-                    raise BadInput(
-                        f"replica with server id {server_id} reports no host: set report_host "
-                        "on it, or name it with --replica URL"
-                    )
-                checks.append(MySQLReplicaLag(url.set(host=host, port=int(port)), options.max_lag))
+                checks.append(ReplicaLag(replica, options.max_lag))
         else:
-            searched = "SQLite (no replication)"
-        if backend in ("mysql", "mariadb"):
-            wsrep = dict(conn.exec_driver_sql("SHOW VARIABLES LIKE 'wsrep_on'").all())
-            if str(wsrep.get("wsrep_on", "OFF")).upper() == "ON":
-                checks.append(GaleraFlowControl(url))
+            searched = dialect.replication_source
+            if dialect.has_standbys(conn):
+                checks.append(StandbyLag(url, options.max_lag))
+            for replica in dialect.replicas(conn, url):
+                checks.append(ReplicaLag(replica, options.max_lag))
+        if dialect.is_galera(conn):
+            checks.append(GaleraFlowControl(url))
         conn.rollback()
         if len(checks) == lag_checks:
             where = f"{mask_url(url)} ({searched})"
@@ -524,13 +455,3 @@ def _add_checks(options, url, conn, checks, parse_url, notify) -> None:
                 [LoadLimit.parse(t, "--critical-load") for t in options.critical_load],
             )
         )
-
-
-def _postgresql_standbys(conn: sa.Connection) -> int:
-    """Standbys connected to this primary now."""
-    return int(conn.exec_driver_sql("SELECT count(*) FROM pg_stat_replication").scalar() or 0)
-
-
-def _mysql_replicas(conn: sa.Connection) -> list[tuple]:
-    rows = conn.exec_driver_sql("SHOW SLAVE HOSTS").mappings().all()
-    return [(r.get("Server_id"), r.get("Host"), r.get("Port")) for r in rows]

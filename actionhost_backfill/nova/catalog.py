@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from actionhost_backfill import dialects
 from actionhost_backfill.errors import IncompatibleSchema, NotANovaDatabase
 from actionhost_backfill.nova.tables import EVENTS, SHADOW_EVENTS
 from actionhost_backfill.redact import mask_url
-from actionhost_backfill.state.location import backend_of
 
 ACTIONS = "instance_actions"
 MIGRATIONS = "migrations"
@@ -105,12 +105,11 @@ def host_column(conn: sa.Connection, table: str) -> HostColumn:
     except Exception:
         type_text = str(col_type)
     result = HostColumn(table, True, type_text, length, nullable)
-    backend = backend_of(conn.dialect.name)
     is_char = isinstance(col_type, sa.CHAR) or type_text.upper().startswith(("CHAR", "NCHAR"))
     if not isinstance(col_type, sa.String) or is_char:
         result.problem = f"is {type_text}, not a variable-length string"
     elif isinstance(col_type, sa.Text):
-        if backend == "mysql":
+        if not dialects.for_connection(conn).indexes_text:
             result.problem = f"is {type_text}, which MySQL cannot index without a prefix"
     elif length is not None and length < HOST_LENGTH:
         result.problem = f"is {type_text}, shorter than Nova's VARCHAR({HOST_LENGTH})"
@@ -138,31 +137,8 @@ def raise_if_incompatible(conn: sa.Connection, columns: list[HostColumn]) -> Non
 
 def host_indexes(conn: sa.Connection, table: str = EVENTS) -> list[HostIndex]:
     """Indexes on ``table`` whose first column is ``host`` (PostgreSQL: with validity)."""
-    backend = backend_of(conn.dialect.name)
-    if backend == "postgresql":
-        rows = conn.execute(
-            sa.text(
-                """
-                SELECT ic.relname, i.indisvalid,
-                       array(SELECT a.attname
-                             FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-                             JOIN pg_attribute a
-                               ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-                             ORDER BY k.ord) AS columns
-                FROM pg_index i
-                JOIN pg_class ic ON ic.oid = i.indexrelid
-                JOIN pg_class tc ON tc.oid = i.indrelid
-                JOIN pg_namespace n ON n.oid = tc.relnamespace
-                WHERE tc.relname = :table AND n.nspname = current_schema()
-                """
-            ),
-            {"table": table},
-        ).fetchall()
-        found = [HostIndex(r[0], list(r[2]), bool(r[1]), r[0] == HOST_INDEX) for r in rows]
-    else:
-        found = [
-            HostIndex(ix["name"], list(ix["column_names"]), True, ix["name"] == HOST_INDEX)
-            for ix in sa.inspect(conn).get_indexes(table)
-            if ix.get("name")
-        ]
+    found = [
+        HostIndex(name, columns, valid, name == HOST_INDEX)
+        for name, columns, valid in dialects.for_connection(conn).indexes(conn, table)
+    ]
     return [ix for ix in found if ix.columns and ix.columns[0] == "host"]

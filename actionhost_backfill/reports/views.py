@@ -24,7 +24,7 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from actionhost_backfill import db
+from actionhost_backfill import db, dialects
 from actionhost_backfill.dialects.bulk import chunks
 from actionhost_backfill.errors import BadInput
 from actionhost_backfill.inference.roles import Role as EventRole
@@ -539,11 +539,4 @@ def _attach_requests(
 def query_plan(conn: sa.Connection, query: sa.Select) -> str:
     """The server's plan for ``query`` (PostgreSQL and MySQL/MariaDB), as text."""
     compiled = query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
-    if conn.dialect.name == "postgresql":
-        rows = conn.exec_driver_sql(f"EXPLAIN {compiled}").all()
-    elif conn.dialect.name in ("mysql", "mariadb"):
-        rows = conn.exec_driver_sql(f"EXPLAIN {compiled}").mappings().all()
-        return "\n".join(str(dict(r)) for r in rows)
-    else:
-        rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}").all()
-    return "\n".join(" ".join(str(c) for c in r) for r in rows)
+    return dialects.for_connection(conn).query_plan(conn, str(compiled))

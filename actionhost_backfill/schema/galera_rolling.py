@@ -34,14 +34,13 @@ from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
 from actionhost_backfill import db
-from actionhost_backfill.dialects import galera
-from actionhost_backfill.engine.throttling import GALERA_RECV_QUEUE
+from actionhost_backfill.dialects import for_connection, for_url, galera
 from actionhost_backfill.errors import ActionHostError, BadInput, ExitCode
 from actionhost_backfill.nova import catalog
 from actionhost_backfill.redact import mask_url
 from actionhost_backfill.schema import revisions
 from actionhost_backfill.schema.settings import DEFAULT_LOCK_TIMEOUT
-from actionhost_backfill.state.location import backend_of, resolve_state_location
+from actionhost_backfill.state.location import resolve_state_location
 from actionhost_backfill.state.tables import state
 
 #: Seconds of cluster-wide write stall per million events for a TOI index build,
@@ -51,7 +50,7 @@ TOI_SECONDS_PER_MILLION = 1.8
 DEFAULT_MAX_TOI_STALL = 5.0
 #: A node's receive queue counts as drained at or below this many write sets (under
 #: steady writes it is rarely 0): the backfill's Galera throttle uses the same figure.
-RECV_QUEUE_DRAINED = GALERA_RECV_QUEUE
+RECV_QUEUE_DRAINED = galera.RECV_QUEUE_DRAINED
 #: Warn when one build's write sets would fill more than this share of gcache.size.
 GCACHE_WARN_SHARE = 0.5
 
@@ -188,7 +187,7 @@ def discover(url: URL, given: list[str]) -> list[URL]:
     engine = _engine(url)
     try:
         with engine.connect() as conn:
-            if not galera.is_galera(conn):
+            if not for_connection(conn).is_galera(conn):
                 raise BadInput(
                     f"{mask_url(url)} is not a Galera node (wsrep_on is not ON): "
                     "run schema upgrade without --galera-rolling"
@@ -388,7 +387,7 @@ def rolling_upgrade(
     ``say`` receives one line per step (the CLI prints them on stderr).
     """
     options = options or RollingOptions()
-    if backend_of(url) != "mysql":
+    if not for_url(url).may_be_galera:
         raise BadInput(f"--galera-rolling needs a MariaDB/MySQL Galera node, not {mask_url(url)}")
     location = resolve_state_location(url, state_schema)
     urls = discover(url, options.nodes)
@@ -419,7 +418,7 @@ def rolling_upgrade(
         engine = _engine(url)
         try:
             with engine.connect() as conn:
-                rows = galera.table_rows(conn)
+                rows = galera.table_rows(conn, catalog.EVENTS)
         finally:
             engine.dispose()
         start = _write_set_bytes(urls[0])
@@ -450,14 +449,21 @@ def rolling_upgrade(
                 already.append(now.describe())
                 continue
             observer = next(v.url for v in views if v.url != target.url)
-            say(f"building on {target.describe()} (wsrep_OSU_method=RSU): {galera.ADD_INDEX}")
+            say(
+                f"building on {target.describe()} (wsrep_OSU_method=RSU): {galera.add_index_sql(catalog.EVENTS, catalog.HOST_INDEX)}"
+            )
             done = [b["node"] for b in built]
             bytes0 = _write_set_bytes(observer)
             t0 = time.monotonic()
             engine = _engine(target.url)
             try:
                 with engine.connect() as conn:
-                    galera.build_on_this_node(conn, max(1, round(options.lock_timeout)))
+                    galera.build_on_this_node(
+                        conn,
+                        catalog.EVENTS,
+                        catalog.HOST_INDEX,
+                        max(1, round(options.lock_timeout)),
+                    )
             except sa.exc.DBAPIError as exc:
                 error = db.translate_error(exc, target.url)
                 if getattr(exc.orig, "args", (None,))[:1] == (1205,):
@@ -556,18 +562,18 @@ def toi_stall(url: URL) -> tuple[float, int] | None:
     """On a Galera node whose events lack an index led by host: the estimated
     cluster-wide stall of a TOI build (seconds) and the rows it is estimated from.
     None elsewhere (not Galera, the index already there, not a Nova database)."""
-    if backend_of(url) != "mysql":
+    if not for_url(url).may_be_galera:
         return None
     engine = db.create_engine(url, attach="never")
     try:
         with db.connect(engine) as conn:
-            if conn.dialect.name != "mysql" or not galera.is_galera(conn):
+            if not for_connection(conn).is_galera(conn):
                 return None
             if catalog.EVENTS not in catalog.list_tables(conn):
                 return None
             if any(ix.valid for ix in catalog.host_indexes(conn)):
                 return None
-            rows = galera.table_rows(conn)
+            rows = galera.table_rows(conn, catalog.EVENTS)
     except sa.exc.DBAPIError as exc:
         raise db.translate_error(exc, url) from None
     finally:

@@ -23,7 +23,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
 
-from actionhost_backfill import db, preflight
+from actionhost_backfill import db, dialects, preflight
 from actionhost_backfill.errors import ActionHostError, BadInput
 from actionhost_backfill.nova import catalog
 from actionhost_backfill.redact import mask_url
@@ -36,7 +36,6 @@ from actionhost_backfill.schema.settings import (
 from actionhost_backfill.state.location import (
     VERSION_TABLE,
     StateLocation,
-    backend_of,
     resolve_state_location,
     state_schema_exists,
 )
@@ -216,8 +215,7 @@ def _status(conn: sa.Connection, url: URL, location: StateLocation) -> SchemaSta
         )
     result.drift = _drift(conn, result, columns, indexes, location)
     result.plan = _plan(conn, result, columns, indexes, location)
-    if location.backend == "mysql":
-        result.notes.extend(_mysql_notes(conn))
+    result.notes.extend(dialects.for_connection(conn).schema_notes(conn))
     return result
 
 
@@ -243,27 +241,19 @@ def _plan(conn, result: SchemaStatus, columns, indexes, location: StateLocation)
         if not result.drift:
             plan.append(f"nothing: already at head ({result.head_revision})")
         return plan
-    backend = location.backend
+    dialect = location.dialect
     if "0001_host_column" in pending:
         plan.append(f"create the ledger {location.qualified('schema_changes')}")
         for column in columns:
             if column.present:
                 plan.append(f"keep {column.table}.host ({column.type_text}): already present")
             else:
-                how = {
-                    "mysql": "ALGORITHM=INSTANT, else INPLACE with LOCK=NONE",
-                    "postgresql": "catalog-only ALTER TABLE under lock_timeout",
-                    "sqlite": "ALTER TABLE ADD COLUMN",
-                }[backend]
+                how = dialect.add_column_plan
                 plan.append(f"add {column.table}.host VARCHAR(255) NULL ({how})")
     if "0002_host_index" in pending:
         ours = next((ix for ix in indexes if ix.ours), None)
         others = [ix for ix in indexes if ix.valid and not ix.ours]
-        how = {
-            "mysql": "ALGORITHM=INPLACE, LOCK=NONE",
-            "postgresql": "CREATE INDEX CONCURRENTLY under lock_timeout",
-            "sqlite": "CREATE INDEX",
-        }[backend]
+        how = dialect.create_index_plan
         if ours is not None and ours.valid:
             plan.append(f"keep index {catalog.HOST_INDEX}: already present")
         elif ours is not None:
@@ -333,19 +323,6 @@ def _pending(current: str | None) -> list[str]:
     if current not in ids:
         return []
     return ids[ids.index(current) + 1 :]
-
-
-def _mysql_notes(conn: sa.Connection) -> list[str]:
-    notes = []
-    row = conn.exec_driver_sql("SHOW VARIABLES LIKE 'wsrep_on'").first()
-    if row and str(row[1]).upper() == "ON":
-        notes.append(
-            "Galera cluster (wsrep_on=ON): DDL runs as Total Order Isolation, on every node at "
-            "once, and the whole cluster stops committing while the index builds (measured on a "
-            "3-node cluster: writes on another node stalled 1.7-1.9 s at 1M events, 0.4 s at "
-            "300k; see runbook 05): use schema upgrade --galera-rolling (node by node, RSU) for a large table"
-        )
-    return notes
 
 
 # --------------------------------------------------------------------------- changes
@@ -547,6 +524,6 @@ def offline_url(dialect: str, like: URL | None = None) -> URL:
         raise BadInput(
             f"--dialect must be one of {', '.join(OFFLINE_URLS)} (got {dialect!r})"
         ) from None
-    if like is not None and like.database and backend_of(like) == backend_of(url):
+    if like is not None and like.database and dialects.family_of(like) == dialects.family_of(url):
         url = url.set(database=like.database)
     return url

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import URL
 
 from actionhost_backfill.db import parse_url
+from actionhost_backfill.dialects import Dialect
 from actionhost_backfill.errors import BadInput
 from actionhost_backfill.state.location import StateLocation, resolve_state_location
 
@@ -46,8 +47,8 @@ class SchemaSettings:
     tables even though runs have hosts no revert has undone (never while a runner is alive)."""
 
     @property
-    def backend(self) -> str:
-        return self.location.backend
+    def dialect(self) -> Dialect:
+        return self.location.dialect
 
 
 def parse_lock_timeout(raw: str | float | None, option: str = "--lock-timeout") -> float:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from actionhost_backfill import dialects
 from actionhost_backfill.dialects.bulk import chunks
 from actionhost_backfill.nova import catalog
 from actionhost_backfill.nova.tables import EVENTS, SHADOW_EVENTS, nova
@@ -99,7 +100,7 @@ def locked_hosts(
     found: dict[int, str | None] = {}
     for chunk in chunks(ids):
         query = sa.select(t.c.id, t.c.host).where(t.c.id.in_(chunk))
-        if lock and conn.dialect.name != "sqlite":
-            query = query.with_for_update()
+        if lock:
+            query = dialects.for_connection(conn).for_update(query)
         found.update((r[0], r[1]) for r in conn.execute(query))
     return found

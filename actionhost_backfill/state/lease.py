@@ -82,6 +82,7 @@ class RunnerLock:
     def __init__(self, engine: sa.Engine, location: StateLocation):
         self.engine = engine
         self.location = location
+        self.dialect = location.dialect
         self.tables = state(location.schema)
         self.token = uuid.uuid4().hex
         self.hostname = socket.gethostname()
@@ -101,7 +102,7 @@ class RunnerLock:
             yield conn
 
     def acquire(self, run_id: int | None) -> None:
-        if self.location.backend == "postgresql":
+        if self.dialect.advisory_locks:
             self._acquire_advisory(run_id)
         else:
             self._acquire_lease(run_id)
@@ -114,19 +115,17 @@ class RunnerLock:
         Reads only: for a caller that must refuse before it writes anything, even
         the lease row (``schema downgrade``: exit 127 leaves the state as it was).
         """
-        if self.location.backend == "postgresql":
+        if self.dialect.advisory_locks:
             namespace, key = advisory_key(self.location.schema)
             with self.engine.connect() as conn:
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-                if conn.exec_driver_sql(
-                    f"SELECT pg_try_advisory_lock({namespace}, {key})"
-                ).scalar():
-                    conn.exec_driver_sql(f"SELECT pg_advisory_unlock({namespace}, {key})")
+                if self.dialect.try_advisory_lock(conn, namespace, key):
+                    self.dialect.advisory_unlock(conn, namespace, key)
                     return None
             return self._busy_message(self._read_holder())
         lease = self.tables.lease
         with self.engine.connect() as conn:
-            _causal_reads(conn)
+            self.dialect.causal_reads(conn)
             row = conn.execute(sa.select(lease).where(lease.c.name == LEASE_NAME)).first()
         if row is None or not row.token or self._takeable(row):
             return None
@@ -160,9 +159,7 @@ class RunnerLock:
             )
         if self._conn is not None:
             with suppress(Exception):
-                self._conn.exec_driver_sql(
-                    f"SELECT pg_advisory_unlock({_ADVISORY_NAMESPACE}, {self._key()})"
-                )
+                self.dialect.advisory_unlock(self._conn, _ADVISORY_NAMESPACE, self._key())
             # Never back to the pool: had the unlock failed, a pooled session would
             # keep the lock for the life of this process.  Closed for real, the
             # server ends the session and every lock it held.
@@ -171,7 +168,7 @@ class RunnerLock:
                 self._conn.close()
             self._conn = None
 
-    # ------------------------------------------------------------------ PostgreSQL
+    # ------------------------------------------------------------------ advisory lock
 
     def _key(self) -> int:
         return advisory_key(self.location.schema)[1]
@@ -182,10 +179,7 @@ class RunnerLock:
         except sa.exc.DBAPIError as exc:
             raise db.translate_error(exc, self.engine.url) from None
         self._conn = self._conn.execution_options(isolation_level="AUTOCOMMIT")
-        got = self._conn.exec_driver_sql(
-            f"SELECT pg_try_advisory_lock({_ADVISORY_NAMESPACE}, {self._key()})"
-        ).scalar()
-        if not got:
+        if not self.dialect.try_advisory_lock(self._conn, _ADVISORY_NAMESPACE, self._key()):
             holder = self._read_holder()
             self._conn.close()
             self._conn = None
@@ -207,7 +201,7 @@ class RunnerLock:
     def _try_lease(self, run_id: int | None) -> None:
         lease = self.tables.lease
         with self._transaction() as conn:
-            _causal_reads(conn)
+            self.dialect.causal_reads(conn)
             row = self._locked_row(conn)
             if row is None:
                 try:
@@ -225,9 +219,7 @@ class RunnerLock:
 
     def _locked_row(self, conn: sa.Connection):
         lease = self.tables.lease
-        query = sa.select(lease).where(lease.c.name == LEASE_NAME)
-        if self.location.backend == "mysql":
-            query = query.with_for_update()
+        query = self.dialect.for_update(sa.select(lease).where(lease.c.name == LEASE_NAME))
         return conn.execute(query).first()
 
     def _takeable(self, row) -> bool:
@@ -268,7 +260,7 @@ class RunnerLock:
                 .where(lease.c.name == LEASE_NAME, lease.c.token == self.token)
                 .values(heartbeat_at=now, expires_at=now + LEASE_TTL)
             ).rowcount
-        if not updated and self.location.backend != "postgresql":
+        if not updated and not self.dialect.advisory_locks:
             self.lost = (
                 "the runner lease was taken over by another process (this one was presumed dead): "
                 "stopped; check `actionhost-backfill status` before running again"
@@ -293,7 +285,7 @@ class RunnerLock:
 
     def _busy_message(self, holder: Holder | None) -> str:
         who = holder.describe() if holder else "another runner"
-        if self.location.backend == "postgresql":
+        if self.dialect.advisory_locks:
             return (
                 f"another backfill or revert is running on this database ({who}): "
                 "wait for it to finish, or stop it (Ctrl-C resumes cleanly later)"
@@ -337,12 +329,8 @@ def live_holder(conn: sa.Connection, location: StateLocation) -> Holder | None:
     """
     lease = state(location.schema).lease
     row = conn.execute(sa.select(lease).where(lease.c.name == LEASE_NAME)).first()
-    if location.backend == "postgresql":
-        key = zlib.crc32(location.schema.encode()) & 0x7FFFFFFF
-        held = conn.exec_driver_sql(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-            f"AND classid = {_ADVISORY_NAMESPACE} AND objid = {key} AND objsubid = 2"
-        ).scalar()
+    if location.dialect.advisory_locks:
+        held = location.dialect.advisory_lock_held(conn, *advisory_key(location.schema))
         # Held, and the lease row names a runner: a runner that released its lease
         # cleared the token first, while the server may still be ending its session.
         if not held or (row is not None and not row.token):
@@ -355,15 +343,3 @@ def live_holder(conn: sa.Connection, location: StateLocation) -> Holder | None:
     if row.hostname == socket.gethostname() and row.pid is not None and not _pid_alive(row.pid):
         return None
     return _holder(row)
-
-
-def _causal_reads(conn: sa.Connection) -> None:
-    """Galera: make this session's reads wait for what other nodes committed
-    (the lease row another runner took through another node)."""
-    if conn.dialect.name not in ("mysql", "mariadb"):
-        return
-    try:
-        with conn.begin_nested():
-            conn.exec_driver_sql("SET SESSION wsrep_sync_wait = 1")
-    except sa.exc.DBAPIError:
-        pass  # not a Galera-capable server (Oracle MySQL): nothing to wait for

@@ -25,6 +25,7 @@ from alembic.runtime.migration import RevisionStep
 from alembic.util import CommandError
 
 from actionhost_backfill import db
+from actionhost_backfill.dialects import Dialect
 from actionhost_backfill.errors import ActionHostError
 from actionhost_backfill.schema.ddl import guard_version_table
 from actionhost_backfill.schema.settings import settings_from_config
@@ -68,12 +69,12 @@ class _GuardedOutput:
     """Alembic writes one statement per call; its version-table statements are made
     safe to run twice on the way (``ddl.guard_version_table``)."""
 
-    def __init__(self, target, backend: str):
+    def __init__(self, target, dialect: Dialect):
         self.target = target
-        self.backend = backend
+        self.dialect = dialect
 
     def write(self, text: str) -> None:
-        self.target.write(guard_version_table(text, self.backend))
+        self.target.write(guard_version_table(text, self.dialect))
 
     def flush(self) -> None:
         self.target.flush()
@@ -85,19 +86,11 @@ def run_migrations_offline() -> None:
         url=settings.url,
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
-        output_buffer=_GuardedOutput(config.output_buffer or sys.stdout, settings.backend),
+        output_buffer=_GuardedOutput(config.output_buffer or sys.stdout, settings.dialect),
     )
     with context.begin_transaction():
         location = settings.location
-        if location.backend == "postgresql":
-            context.execute(f'CREATE SCHEMA IF NOT EXISTS "{location.schema}"')
-        elif location.backend == "mysql":
-            context.execute(
-                f"CREATE DATABASE IF NOT EXISTS `{location.schema}` "
-                "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
-            )
-        else:
-            context.execute(f"ATTACH DATABASE '{location.sqlite_path}' AS \"{location.schema}\"")
+        context.execute(location.dialect.create_state_schema_sql(location))
         context.run_migrations()
 
 

@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
+from actionhost_backfill import dialects
 from actionhost_backfill.db import connect, create_engine, translate_error
 from actionhost_backfill.dialects import bulk
 from actionhost_backfill.errors import BadInput
@@ -335,15 +336,7 @@ def simulate(
 
 def _analyze(conn: sa.Connection) -> None:
     """Fresh planner statistics, as a live database has (bulk loads leave none)."""
-    backend = conn.dialect.name
-    if backend == "postgresql":
-        conn.exec_driver_sql("ANALYZE")
-    elif backend in ("mysql", "mariadb"):
-        names = sorted(n for n in sa.inspect(conn).get_table_names() if n != "alembic_version")
-        tables = ", ".join(f"`{n}`" for n in names)
-        conn.exec_driver_sql(f"ANALYZE TABLE {tables}").fetchall()
-    else:
-        conn.exec_driver_sql("ANALYZE main")
+    dialects.for_connection(conn).analyze_database(conn)
     conn.commit()
 
 

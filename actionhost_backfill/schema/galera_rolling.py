@@ -35,6 +35,7 @@ from sqlalchemy.pool import NullPool
 
 from actionhost_backfill import db
 from actionhost_backfill.dialects import for_connection, for_url, galera
+from actionhost_backfill.dialects.base import CONNECT_TIMEOUT
 from actionhost_backfill.errors import ActionHostError, BadInput, ExitCode
 from actionhost_backfill.nova import catalog
 from actionhost_backfill.redact import mask_url
@@ -148,7 +149,7 @@ def _engine(url: URL) -> sa.Engine:
         url,
         poolclass=NullPool,
         isolation_level="AUTOCOMMIT",
-        connect_args={"connect_timeout": db.CONNECT_TIMEOUT, "charset": "utf8mb4"},
+        connect_args={"connect_timeout": CONNECT_TIMEOUT, "charset": "utf8mb4"},
     )
 
 

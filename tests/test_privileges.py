@@ -487,7 +487,7 @@ def test_privileges_held_through_a_role_are_seen(bare_cell, backend):
 
 
 def test_mysql_grant_lines_and_database_patterns():
-    from actionhost_backfill.dialects.mysql import Grants, _like
+    from actionhost_backfill.dialects.mysql_privileges import Grants, _like
 
     assert _like("nova\\_%", "nova_cell1") and not _like("nova\\_%", "novaXcell1")
     assert _like("nova_actionhost", "novaXactionhost")  # an unescaped _ is a wildcard

@@ -10,7 +10,7 @@ from sqlalchemy.engine import URL
 from actionhost_backfill.cli.common import echo, emit_json
 from actionhost_backfill.dialects import for_url
 from actionhost_backfill.redact import scrub
-from actionhost_backfill.schema import galera_rolling
+from actionhost_backfill.schema import galera_nodes, galera_rolling
 
 GaleraRollingOption = Annotated[
     bool,
@@ -143,4 +143,4 @@ def print_nodes(nodes: list[dict]) -> None:
 def status_nodes(url: URL, given: list[str] | None) -> list[dict]:
     if not for_url(url).may_be_galera:
         return []
-    return galera_rolling.node_report(url, given)
+    return galera_nodes.node_report(url, given)

@@ -29,6 +29,7 @@ from actionhost_backfill.dialects import galera as galera_dialect
 from actionhost_backfill.errors import EXIT_CODE_HELP, BadInput, ExitCode
 from actionhost_backfill.nova.catalog import EVENTS, HOST_INDEX
 from actionhost_backfill.schema import galera_rolling, revisions
+from actionhost_backfill.schema.galera_toi import DEFAULT_MAX_TOI_STALL, refuse_long_toi
 from actionhost_backfill.schema.settings import DEFAULT_LOCK_TIMEOUT, parse_lock_timeout
 
 schema_app = typer.Typer(
@@ -191,7 +192,7 @@ def upgrade_command(
     json_output: JsonOption = False,
     galera_rolling_build: galera_cmd.GaleraRollingOption = False,
     galera_toi: galera_cmd.GaleraToiOption = False,
-    galera_max_toi_stall: galera_cmd.GaleraMaxToiStallOption = galera_rolling.DEFAULT_MAX_TOI_STALL,
+    galera_max_toi_stall: galera_cmd.GaleraMaxToiStallOption = DEFAULT_MAX_TOI_STALL,
     node: galera_cmd.NodeOption = None,
     cluster_size: galera_cmd.ClusterSizeOption = None,
     sync_timeout: galera_cmd.SyncTimeoutOption = 600.0,
@@ -244,7 +245,7 @@ def upgrade_command(
 
         def task(url):
             if not galera_toi:
-                galera_rolling.refuse_long_toi(url, galera_max_toi_stall)
+                refuse_long_toi(url, galera_max_toi_stall)
             result = revisions.upgrade(
                 url, state_schema=state_schema, target=to, lock_timeout=timeout
             )
@@ -265,7 +266,7 @@ def upgrade_command(
         )
     url = resolve_db(db, nova_conf)
     if not galera_toi:
-        galera_rolling.refuse_long_toi(url, galera_max_toi_stall)
+        refuse_long_toi(url, galera_max_toi_stall)
     result = revisions.upgrade(url, state_schema=state_schema, target=to, lock_timeout=timeout)
     _print_result(result, json_output, "upgrade")
 

@@ -21,6 +21,10 @@ next one, and refuses (:class:`GaleraUnsafe`, exit 2) when
 A node failing mid-build stops the run with what to do; the same command run
 again builds only on the nodes still missing the index.  The toolkit's version
 table records the revision once, after every node has the index.
+
+The nodes, how they are found and checked, are in
+:mod:`~actionhost_backfill.schema.galera_nodes`; the estimate that sends a large
+table here instead of a TOI build in :mod:`~actionhost_backfill.schema.galera_toi`.
 """
 
 from __future__ import annotations
@@ -31,44 +35,36 @@ from dataclasses import asdict, dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
-from sqlalchemy.pool import NullPool
 
 from actionhost_backfill import db
-from actionhost_backfill.dialects import for_connection, for_url, galera
+from actionhost_backfill.dialects import for_url, galera
 from actionhost_backfill.errors import ActionHostError, BadInput, ExitCode
 from actionhost_backfill.nova import catalog
 from actionhost_backfill.redact import mask_url
 from actionhost_backfill.schema import revisions
+from actionhost_backfill.schema.galera_nodes import (
+    RECV_QUEUE_DRAINED,
+    GaleraUnsafe,
+    NodeView,
+    check_cluster,
+    configured_size,
+    discover,
+    look,
+    node_engine,
+)
+from actionhost_backfill.schema.galera_toi import TOI_SECONDS_PER_MILLION
 from actionhost_backfill.schema.settings import DEFAULT_LOCK_TIMEOUT
 from actionhost_backfill.state.location import resolve_state_location
 from actionhost_backfill.state.tables import state
 
-#: Seconds of cluster-wide write stall per million events for a TOI index build,
-#: measured with bench/galera_toi.py (runbook 05: 1,736 / 1,851 ms at 1 M).
-TOI_SECONDS_PER_MILLION = 1.8
-#: ``schema upgrade`` on Galera refuses a TOI build estimated to stall longer.
-DEFAULT_MAX_TOI_STALL = 5.0
-#: A node's receive queue counts as drained at or below this many write sets (under
-#: steady writes it is rarely 0): the backfill's Galera throttle uses the same figure.
-RECV_QUEUE_DRAINED = galera.RECV_QUEUE_DRAINED
 #: Warn when one build's write sets would fill more than this share of gcache.size.
 GCACHE_WARN_SHARE = 0.5
-
-
-class GaleraUnsafe(ActionHostError):
-    """The cluster is not in a state where the next node may build (nothing more was built)."""
-
-    exit_code = ExitCode.INTERVENE
 
 
 class GaleraNodeFailed(ActionHostError):
     """A node failed while it built the index; the message says what to do."""
 
     exit_code = ExitCode.INTERVENE
-
-
-class TOIStallRefused(BadInput):
-    """``schema upgrade`` on Galera would stall the cluster too long under TOI."""
 
 
 @dataclass
@@ -86,42 +82,6 @@ class RollingOptions:
     sample_seconds: float = 2.0
     """How long the cluster's write rate is sampled before the first node."""
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
-
-
-@dataclass
-class NodeView:
-    """One node as seen over a direct connection."""
-
-    url: URL
-    name: str = ""
-    state: str = "unreachable"
-    cluster_status: str = ""
-    cluster_size: int = 0
-    cluster_uuid: str = ""
-    recv_queue: int = 0
-    index: str | None = None
-    """The name of the index led by host on this node (None: none)."""
-    error: str | None = None
-
-    @property
-    def address(self) -> str:
-        return f"{self.url.host}:{self.url.port or 3306}"
-
-    def describe(self) -> str:
-        return f"{self.name or '?'} ({self.address})"
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "address": self.address,
-            "state": self.state,
-            "cluster_status": self.cluster_status,
-            "cluster_size": self.cluster_size,
-            "recv_queue": self.recv_queue,
-            "index": self.index,
-            "valid": self.index is not None,
-            "error": self.error,
-        }
 
 
 @dataclass
@@ -143,128 +103,9 @@ class RollingResult:
         return asdict(self)
 
 
-def _engine(url: URL) -> sa.Engine:
-    return sa.create_engine(
-        url,
-        poolclass=NullPool,
-        isolation_level="AUTOCOMMIT",
-        connect_args={"connect_timeout": db.CONNECT_TIMEOUT, "charset": "utf8mb4"},
-    )
-
-
-def look(url: URL) -> NodeView:
-    """A node's wsrep state and whether it has an index led by host; never raises."""
-    view = NodeView(url)
-    engine = _engine(url)
-    try:
-        with engine.connect() as conn:
-            status = galera.node_status(conn)
-            view.name = status.get("wsrep_node_name", "")
-            view.state = status.get("wsrep_local_state_comment", "not Galera")
-            view.cluster_status = status.get("wsrep_cluster_status", "")
-            view.cluster_size = int(status.get("wsrep_cluster_size", "0") or 0)
-            view.cluster_uuid = status.get("wsrep_cluster_state_uuid", "")
-            view.recv_queue = int(status.get("wsrep_local_recv_queue", "0") or 0)
-            if catalog.EVENTS in catalog.list_tables(conn):
-                found = [ix for ix in catalog.host_indexes(conn) if ix.valid]
-                ours = [ix for ix in found if ix.ours]
-                view.index = (ours or found)[0].name if found else None
-    except sa.exc.DBAPIError as exc:
-        view.state = "unreachable"
-        view.error = str(db.translate_error(exc, url))
-    finally:
-        engine.dispose()
-    return view
-
-
-def discover(url: URL, given: list[str]) -> list[URL]:
-    """The node URLs: ``given`` (``--node``), else the cluster's incoming addresses
-    (else its ``wsrep_cluster_address`` with the client port of ``url``), each with
-    the credentials and database of ``url``."""
-    if given:
-        urls = [db.parse_url(u, option="--node", need_database=False) for u in given]
-        return [u if u.database else u.set(database=url.database) for u in urls]
-    engine = _engine(url)
-    try:
-        with engine.connect() as conn:
-            if not for_connection(conn).is_galera(conn):
-                raise BadInput(
-                    f"{mask_url(url)} is not a Galera node (wsrep_on is not ON): "
-                    "run schema upgrade without --galera-rolling"
-                )
-            status = galera.node_status(conn)
-            size = int(status.get("wsrep_cluster_size", "0") or 0)
-            found = galera.addresses(status.get("wsrep_incoming_addresses", ""))
-            if len(found) < size:  # AUTO: the hosts of the cluster address, this port
-                found = [(h, None) for h, _ in galera.addresses(galera.cluster_address(conn))]
-    except sa.exc.DBAPIError as exc:
-        raise db.translate_error(exc, url) from None
-    finally:
-        engine.dispose()
-    urls = [url.set(host=host, port=port or url.port) for host, port in found]
-    if not urls or len({(u.host, u.port) for u in urls}) < len(urls):
-        raise BadInput(
-            f"cannot tell the nodes of the cluster behind {mask_url(url)} apart "
-            "(wsrep_incoming_addresses says AUTO): name each with --node URL"
-        )
-    return urls
-
-
-def configured_size(url: URL) -> int | None:
-    """How many nodes ``wsrep_cluster_address`` lists (None: none, as on a bootstrap
-    node's ``gcomm://``).  A node that is down is missing from the incoming
-    addresses, never from this list: it is the size a rolling build expects."""
-    engine = _engine(url)
-    try:
-        with engine.connect() as conn:
-            listed = galera.addresses(galera.cluster_address(conn))
-    except sa.exc.DBAPIError as exc:
-        raise db.translate_error(exc, url) from None
-    finally:
-        engine.dispose()
-    return len(listed) or None
-
-
-def check_cluster(views: list[NodeView], size: int, what: str) -> None:
-    """Refuse (one line) unless every node is reachable, Synced, primary, in one cluster
-    of ``size`` nodes, with nothing queued."""
-    if len(views) != size:
-        raise GaleraUnsafe(
-            f"{what}: {len(views)} nodes found ({', '.join(v.address for v in views)}), "
-            f"{size} expected (wsrep_cluster_address or --cluster-size): bring the missing "
-            "node back and wait until it is Synced, or name the nodes with --node and "
-            "--cluster-size"
-        )
-    for view in views:
-        if view.error:
-            raise GaleraUnsafe(f"{what}: node {view.address} unreachable: {view.error}")
-    problems = []
-    for view in views:
-        if view.cluster_status != "Primary":
-            problems.append(
-                f"{view.describe()} is not in the primary component ({view.cluster_status or 'no wsrep status'})"
-            )
-        elif view.state != "Synced":
-            problems.append(f"{view.describe()} is {view.state}, not Synced")
-        elif view.cluster_size != size:
-            problems.append(f"{view.describe()} sees {view.cluster_size} nodes, {size} expected")
-        elif view.recv_queue > RECV_QUEUE_DRAINED:
-            problems.append(
-                f"{view.describe()} has {view.recv_queue} write sets queued "
-                f"(over {RECV_QUEUE_DRAINED})"
-            )
-    if len({v.cluster_uuid for v in views}) > 1:
-        problems.append("the nodes belong to different clusters (wsrep_cluster_state_uuid differs)")
-    if problems:
-        raise GaleraUnsafe(
-            f"{what}: {'; '.join(problems)}: wait until every node is Synced "
-            "(SHOW GLOBAL STATUS LIKE 'wsrep_local_state_comment') and run the same command again"
-        )
-
-
 def _write_set_bytes(url: URL) -> int:
     """Bytes of write sets this node has replicated and received since it started."""
-    engine = _engine(url)
+    engine = node_engine(url)
     try:
         with engine.connect() as conn:
             status = galera.node_status(conn)
@@ -276,7 +117,7 @@ def _write_set_bytes(url: URL) -> int:
 def _gcache_smallest(urls: list[URL]) -> int | None:
     sizes = []
     for url in urls:
-        engine = _engine(url)
+        engine = node_engine(url)
         try:
             with engine.connect() as conn:
                 size = galera.gcache_size(conn)
@@ -320,7 +161,7 @@ def _gcache_verdict(
 
 def _local_commits(url: URL) -> int:
     """Write sets this node replicated (its own clients' commits) since it started."""
-    engine = _engine(url)
+    engine = node_engine(url)
     try:
         with engine.connect() as conn:
             return int(galera.node_status(conn).get("wsrep_replicated", 0))
@@ -415,7 +256,7 @@ def rolling_upgrade(
     if missing:
         gcache = _gcache_smallest(urls)
         gcache_info["size_bytes"] = gcache
-        engine = _engine(url)
+        engine = node_engine(url)
         try:
             with engine.connect() as conn:
                 rows = galera.table_rows(conn, catalog.EVENTS)
@@ -455,7 +296,7 @@ def rolling_upgrade(
             done = [b["node"] for b in built]
             bytes0 = _write_set_bytes(observer)
             t0 = time.monotonic()
-            engine = _engine(target.url)
+            engine = node_engine(target.url)
             try:
                 with engine.connect() as conn:
                     galera.build_on_this_node(
@@ -553,57 +394,3 @@ def _record_in_ledger(url: URL, location, nodes: list[str]) -> None:
                 )
     finally:
         engine.dispose()
-
-
-# --------------------------------------------------------------------------- without the flag
-
-
-def toi_stall(url: URL) -> tuple[float, int] | None:
-    """On a Galera node whose events lack an index led by host: the estimated
-    cluster-wide stall of a TOI build (seconds) and the rows it is estimated from.
-    None elsewhere (not Galera, the index already there, not a Nova database)."""
-    if not for_url(url).may_be_galera:
-        return None
-    engine = db.create_engine(url, attach="never")
-    try:
-        with db.connect(engine) as conn:
-            if not for_connection(conn).is_galera(conn):
-                return None
-            if catalog.EVENTS not in catalog.list_tables(conn):
-                return None
-            if any(ix.valid for ix in catalog.host_indexes(conn)):
-                return None
-            rows = galera.table_rows(conn, catalog.EVENTS)
-    except sa.exc.DBAPIError as exc:
-        raise db.translate_error(exc, url) from None
-    finally:
-        engine.dispose()
-    return rows / 1e6 * TOI_SECONDS_PER_MILLION, rows
-
-
-def refuse_long_toi(url: URL, max_stall: float) -> None:
-    """Refuse a TOI index build estimated to stall the cluster longer than ``max_stall``."""
-    found = toi_stall(url)
-    if found is None:
-        return
-    stall, rows = found
-    if stall > max_stall:
-        raise TOIStallRefused(
-            f"Galera cluster: building the index under TOI would stop every node's commits "
-            f"for about {stall:.0f} s (~{rows:,} events x {TOI_SECONDS_PER_MILLION} s per "
-            f"million, runbook 05), over --galera-max-toi-stall {max_stall:g} s: pass "
-            "--galera-rolling to build it node by node (RSU), or --galera-toi to accept the stall"
-        )
-
-
-# --------------------------------------------------------------------------- status
-
-
-def node_report(url: URL, given: list[str] | None = None) -> list[dict]:
-    """Per node: wsrep state and whether the index is there (``schema status``); [] when
-    ``url`` is not a Galera node."""
-    try:
-        urls = discover(url, given or [])
-    except BadInput:
-        return []
-    return [look(u).to_dict() for u in urls]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from actionhost_backfill.cli import (  # noqa: F401  (register their commands)
     backfill_cmd,
+    runs_cmd,
     schema_cmd,
     sim_cmd,
     validate_cmd,

@@ -156,7 +156,7 @@ class Timeline:
             for action_id in zone.after_actions
         }
         # An action followed by an untracked gap owns the segment just before it,
-        # whatever its events' times (most are not even read: ``evidence._needed``).
+        # whatever its events' times (most are not even read: ``evidence_tables._needed``).
         own_zone = {s.action.id for s in self.steps if s.zone is not None and s.kind != UNTRACKED}
         for index, zone in enumerate(self.zones):
             for step in zone.steps:

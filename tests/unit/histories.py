@@ -20,12 +20,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from itertools import count
 
-from actionhost_backfill.engine import evidence
-from actionhost_backfill.engine.evidence import (
-    connector_host,
-    known_hosts_from,
-    parse_shelved_at,
-)
 from actionhost_backfill.inference import (
     ActionRow,
     Decision,
@@ -39,6 +33,14 @@ from actionhost_backfill.inference import (
     VolumeRecord,
     infer,
     roles,
+)
+from actionhost_backfill.inference.reading import (
+    ACTIONS_READ_WHOLE,
+    EVENTS_READ,
+    MOVE_SIDED_EVENTS,
+    connector_host,
+    known_hosts_from,
+    parse_shelved_at,
 )
 
 S = timedelta(seconds=1)
@@ -224,12 +226,12 @@ class Story:
 # What ``engine.evidence`` does with the rows it reads, column by column,
 # minus the SQL: live and archived (``shadow_*``) rows are passed together.
 
-#: Actions and events the evidence snapshot reads whole (``evidence._needed``);
+#: Actions and events the evidence snapshot reads whole (``engine.evidence_tables._needed``);
 #: a successful ordinary compute step nobody recorded says nothing and is left out.
 #: The very sets the snapshot's SQL uses, so the two cannot drift apart.
-_READ_WHOLE = frozenset(evidence._ACTIONS_READ_WHOLE)
-_EVENTS_READ = frozenset(evidence._EVENTS_READ)
-_MOVE_SIDED = frozenset(evidence._MOVE_SIDED_EVENTS)
+_READ_WHOLE = frozenset(ACTIONS_READ_WHOLE)
+_EVENTS_READ = frozenset(EVENTS_READ)
+_MOVE_SIDED = frozenset(MOVE_SIDED_EVENTS)
 
 
 def _needed(event: dict, action_name: str | None) -> bool:

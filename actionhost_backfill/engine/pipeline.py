@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -54,6 +55,9 @@ from actionhost_backfill.state.runs import Checkpoint
 #: Decided chunks (of :data:`~actionhost_backfill.engine.planner.PLAN_INSTANCES`
 #: instances) the planner may hold ahead of the applier.
 LEAD = 4
+
+#: The interpreter's thread switch interval while planning and applying overlap.
+SWITCH_SECONDS = 0.0005
 
 #: How often a thread waiting on the other looks at the stop request.
 POLL_SECONDS = 0.2
@@ -236,6 +240,12 @@ def plan_and_apply(
         name="planner",
         daemon=True,
     )
+    # The planner thread computes while the applier mostly waits on the server; at
+    # the default 5 ms switch interval each of a batch's statements waits up to that
+    # long for the interpreter after its answer arrives, lengthening the time the
+    # batch holds its row locks.
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_SECONDS)
     thread.start()
     try:
         while True:
@@ -258,6 +268,7 @@ def plan_and_apply(
             if item.last:
                 return True
     finally:
+        sys.setswitchinterval(switch)
         halt.set()
         while thread.is_alive():
             with contextlib.suppress(queue.Empty):

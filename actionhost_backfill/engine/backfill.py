@@ -708,7 +708,7 @@ class _Runner:
                     break
         finally:
             if self._writer is not None:
-                self._writer.close()
+                pipeline.release_plan(self._writer, self.dialect, planner.plan)
             bar.close()
             throttle.close()
             self.result.plan_seconds = planner.seconds

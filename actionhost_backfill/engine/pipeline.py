@@ -41,10 +41,10 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from actionhost_backfill import db
-from actionhost_backfill.dialects import bulk
+from actionhost_backfill.dialects import Dialect, bulk
 from actionhost_backfill.engine.applier import Applier
 from actionhost_backfill.engine.fill import PlanFill
-from actionhost_backfill.engine.planner import PLAN_INSTANCES, Planner
+from actionhost_backfill.engine.planner import NULL_EVENTS, PLAN_INSTANCES, Planner
 from actionhost_backfill.engine.progress import silent
 from actionhost_backfill.errors import DatabaseUnavailable
 from actionhost_backfill.inference import EventRow
@@ -93,6 +93,14 @@ def create_plan(conn: sa.Connection, plan: sa.Table) -> None:
     conn.commit()
 
 
+def release_plan(conn: sa.Connection, dialect: Dialect, plan: sa.Table) -> None:
+    """Drop the applier's plan table and close its connection (back to the pool clean)."""
+    with contextlib.suppress(Exception):
+        dialect.drop_temp(conn, plan.name)
+        conn.commit()
+    conn.close()
+
+
 def decide_in_order(
     planner: Planner, table: str, after: int, upper: int, *, lease: RunnerLock | None
 ) -> Iterator[Decided | _Stopped]:
@@ -100,7 +108,7 @@ def decide_in_order(
     of their first NULL event, a chunk at a time, each with its frontier."""
     conn, snapshot = planner.conn, planner.snapshot
     total = planner.prepare(table, after, upper)
-    n = snapshot.t_null
+    n = NULL_EVENTS
     columns = (n.c.id, n.c.action_id, n.c.event, n.c.start_time, n.c.finish_time, n.c.result)
     firsts = conn.execute(
         sa.select(n.c.instance_uuid, sa.func.min(n.c.id))
@@ -148,7 +156,9 @@ def decide_in_order(
             uuids = order[i : i + PLAN_INSTANCES]
             rows = sorted(
                 conn.execute(
-                    sa.select(*columns).where(snapshot._in(n.c.instance_uuid, uuids))
+                    sa.select(*columns).where(
+                        db.in_values(n.c.instance_uuid, uuids, snapshot.backend)
+                    )
                 ).all(),
                 key=lambda r: r[0],
             )

@@ -128,7 +128,7 @@ class BackfillResult:
     plan_seconds: float = 0.0
     throttle: ThrottleStats | None = None
     """Time paused by throttle checks, how often, the worst replica lag seen."""
-    """Time spent deciding (reads only); the rest went to applying batches."""
+    """Time spent deciding (reads only); on the servers applying overlaps it (engine/pipeline.py)."""
     message: str | None = None
     nothing_to_decide: bool = False
     """No run was opened: every NULL-host event is decided already (or there is none)."""

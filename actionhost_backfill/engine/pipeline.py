@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from actionhost_backfill import db
+from actionhost_backfill import db, dialects
 from actionhost_backfill.dialects import Dialect, bulk
 from actionhost_backfill.engine.applier import Applier
 from actionhost_backfill.engine.fill import PlanFill
@@ -65,7 +65,7 @@ POLL_SECONDS = 0.2
 
 def pipelined(conn: sa.Connection) -> bool:
     """Whether this backend lets a second connection write while the planner reads."""
-    return conn.dialect.name != "sqlite"
+    return dialects.for_connection(conn).plans_while_applying
 
 
 @dataclass
@@ -156,9 +156,7 @@ def decide_in_order(
             uuids = order[i : i + PLAN_INSTANCES]
             rows = sorted(
                 conn.execute(
-                    sa.select(*columns).where(
-                        db.in_values(n.c.instance_uuid, uuids, snapshot.backend)
-                    )
+                    sa.select(*columns).where(snapshot.dialect.in_values(n.c.instance_uuid, uuids))
                 ).all(),
                 key=lambda r: r[0],
             )

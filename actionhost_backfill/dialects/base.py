@@ -233,6 +233,8 @@ class Dialect:
     name = "base"
     may_be_galera = False
     """A server of this family may be a Galera node (asked before connecting)."""
+    plans_while_applying = True
+    """One connection may read (plan) while another writes batches (engine/pipeline.py)."""
     """The backend family (``StateLocation.backend``): MariaDB is ``mysql``."""
 
     def __init_subclass__(cls, **kwargs) -> None:

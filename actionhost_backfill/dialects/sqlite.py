@@ -49,6 +49,9 @@ def _file_problem(path: str, write: bool) -> MissingPrivilege | None:
 class SQLite(Dialect):
     __dialect__ = "sqlite"
     name = "sqlite"
+    # One writer per file, and the runner's engine begins every transaction
+    # IMMEDIATE: a planner reading beside the applier would queue for its lock.
+    plans_while_applying = False
 
     def configure_session(self, conn: sa.Connection, lock_timeout: float) -> int | None:
         conn.exec_driver_sql(f"PRAGMA busy_timeout = {max(1, round(lock_timeout * 1000))}")

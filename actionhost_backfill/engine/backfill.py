@@ -27,6 +27,7 @@ from sqlalchemy.engine import URL
 
 from actionhost_backfill import db, dialects, preflight
 from actionhost_backfill.dialects import Dialect
+from actionhost_backfill.engine import pipeline
 from actionhost_backfill.engine.applier import Applier, WriteOptions, prepare_session
 from actionhost_backfill.engine.evidence import EvidenceSnapshot, SnapshotStats
 from actionhost_backfill.engine.fill import PlanFill
@@ -127,7 +128,7 @@ class BackfillResult:
     plan_seconds: float = 0.0
     throttle: ThrottleStats | None = None
     """Time paused by throttle checks, how often, the worst replica lag seen."""
-    """Time spent deciding (reads only); the rest went to applying batches."""
+    """Time spent deciding (reads only); on the servers applying overlaps it (engine/pipeline.py)."""
     message: str | None = None
     nothing_to_decide: bool = False
     """No run was opened: every NULL-host event is decided already (or there is none)."""
@@ -355,6 +356,8 @@ class _Runner:
         self.dialect: Dialect | None = None
         self.notify = notify
         self._evidence_until = None
+        self._writer: sa.Connection | None = None
+        """The applier's connection while deciding and applying overlap (engine/pipeline.py)."""
 
     def _notice(self, text: str) -> None:
         """Tell the operator once, on stderr (through ``notify``), and keep it for --json."""
@@ -671,8 +674,15 @@ class _Runner:
         throttle = self.throttle
         throttle.on_change = show_reason(bar)
         self.result.throttle = throttle.stats
+        # Planning reads on ``conn`` (the evidence snapshot's) while the applier
+        # writes on its own connection (engine/pipeline.py); SQLite: one connection.
+        self._writer = None
+        if pipeline.pipelined(conn):
+            self._writer = conn.engine.connect()
+            self.dialect.configure_session(self._writer, self.options.lock_timeout)
+            pipeline.create_plan(self._writer, planner.plan)
         applier = Applier(
-            conn,
+            self._writer or conn,
             url=self.url,
             st=self.st,
             run_id=run.id,
@@ -697,6 +707,8 @@ class _Runner:
                 if not self._extend_horizons(conn, run.id, checkpoints, snapshot):
                     break
         finally:
+            if self._writer is not None:
+                pipeline.release_plan(self._writer, self.dialect, planner.plan)
             bar.close()
             throttle.close()
             self.result.plan_seconds = planner.seconds
@@ -737,12 +749,26 @@ class _Runner:
                 return False
             budget = applier.budget if capped_run else None
             upper = planner.upper_bound(table, checkpoint.last_id, checkpoint.horizon, budget)
-            if planner.plan_range(table, checkpoint.last_id, upper, lease=lease) is None:
-                return False  # stopped while planning
-            work = PlanFill(self.dialect, planner.plan, table, self.st, run.id)
-            while not applier.run(work, checkpoint):
-                if not self._next_pass(applier):
+            if self._writer is not None:
+                work = PlanFill(self.dialect, planner.plan, table, self.st, run.id)
+                if not pipeline.plan_and_apply(
+                    planner,
+                    applier,
+                    work,
+                    checkpoint,
+                    after=checkpoint.last_id,
+                    upper=upper,
+                    lease=lease,
+                    next_pass=lambda: self._next_pass(applier),
+                ):
                     return False
+            else:
+                if planner.plan_range(table, checkpoint.last_id, upper, lease=lease) is None:
+                    return False  # stopped while planning
+                work = PlanFill(self.dialect, planner.plan, table, self.st, run.id)
+                while not applier.run(work, checkpoint):
+                    if not self._next_pass(applier):
+                        return False
             if upper >= checkpoint.horizon:
                 checkpoint.done = True
             else:

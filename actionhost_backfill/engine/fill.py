@@ -37,9 +37,17 @@ class PlanFill:
         self.table = table
         self.st = st
         self.run_id = run_id
+        self.frontier: int | None = None
+        """While planning goes on (engine/pipeline.py): batches end here, every NULL
+        event up to it decided; None: the plan is complete."""
 
     def bound(self, conn: sa.Connection, after: int, size: int) -> int | None:
-        return batch_end(conn, self.plan.c.event_id, [], after, size)
+        if self.frontier is None:
+            return batch_end(conn, self.plan.c.event_id, [], after, size)
+        if after >= self.frontier:
+            return None
+        within = [self.plan.c.event_id <= self.frontier]
+        return batch_end(conn, self.plan.c.event_id, within, after, size)
 
     def apply(self, conn: sa.Connection, after: int, upto: int, batch: int) -> Applied:
         work = FillBatch(nova(self.table), self.st.audit, self.run_id, batch, after, upto)

@@ -128,6 +128,18 @@ class Planner:
         self.conn.commit()
         return total, left_out
 
+    def prepare(self, table: str, after: int, upper: int) -> int:
+        """The NULL-host events of ``(after, upper]`` to decide (settled ones left out and
+        counted): how many (:mod:`~actionhost_backfill.engine.pipeline` decides them)."""
+        total, left_out = self._prepare(table, after, upper)
+        self.settled.add(left_out)
+        return total
+
+    def decide(self, uuids: list[str], events: list[EventRow]) -> list[Decision]:
+        """The decisions for ``events``, the NULL events of instances ``uuids``."""
+        evidence = self.snapshot.load(uuids)
+        return infer(events, evidence.actions, evidence.histories, evidence.hosts, self.exclude)
+
     def _prepare(self, table: str, after: int, upper: int) -> tuple[int, Settled]:
         """The NULL-host events of ``(after, upper]`` to decide, those complete runs
         already decided left out: how many, and what was left out."""

@@ -1,0 +1,284 @@
+"""Deciding and applying at the same time: the planner decides what follows while the
+applier writes what is decided.
+
+A range ``(after, upper]`` of one events table is decided on the planner's
+connection (the one holding the evidence snapshot) in a background thread, and
+applied on a second connection by the :class:`~actionhost_backfill.engine.applier.Applier`
+in the calling thread, so a run takes about as long as the slower of the two.
+
+The applier writes by event id, the planner decides whole instances: an event
+may be applied once every NULL event at or below its id is decided.  The
+planner therefore decides the events whose action is gone first (they need no
+evidence), then the instances in the order of their first NULL event id, and
+hands over each chunk with its **frontier**: the id below the first NULL event
+of the next undecided instance.  Every NULL event up to the frontier is in the
+plan; the applier writes up to it, batch by batch, the checkpoint advancing as
+today (so a resume after ``kill -9`` at any instant starts after the last
+committed batch and decides the rest again from the same evidence).  Each
+instance is decided once, with all its NULL events of the range and all its
+evidence, by the same rules: the decisions are those of planning the whole
+range first.
+
+The hand-over holds at most :data:`LEAD` chunks: when the applier pauses (a
+throttle check, ``--sleep``; it holds no lock between batches) or stops
+(``--max-rows``, a stop request), planning stops at that lead.  The planner
+commits after every chunk, holding no snapshot open while it waits.
+
+SQLite has one writer per file and begins every transaction of the runner's
+engine ``IMMEDIATE``: the backfill plans then applies there, as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from actionhost_backfill import db, dialects
+from actionhost_backfill.dialects import Dialect, bulk
+from actionhost_backfill.engine.applier import Applier
+from actionhost_backfill.engine.fill import PlanFill
+from actionhost_backfill.engine.planner import NULL_EVENTS, PLAN_INSTANCES, Planner
+from actionhost_backfill.engine.progress import silent
+from actionhost_backfill.errors import DatabaseUnavailable
+from actionhost_backfill.inference import EventRow
+from actionhost_backfill.redact import mask_url
+from actionhost_backfill.state.lease import RunnerLock
+from actionhost_backfill.state.runs import Checkpoint
+
+#: Decided chunks (of :data:`~actionhost_backfill.engine.planner.PLAN_INSTANCES`
+#: instances) the planner may hold ahead of the applier.
+LEAD = 4
+
+#: The interpreter's thread switch interval while planning and applying overlap.
+SWITCH_SECONDS = 0.0005
+
+#: How often a thread waiting on the other looks at the stop request.
+POLL_SECONDS = 0.2
+
+
+def pipelined(conn: sa.Connection) -> bool:
+    """Whether this backend lets a second connection write while the planner reads."""
+    return dialects.for_connection(conn).plans_while_applying
+
+
+@dataclass
+class Decided:
+    """One chunk's decisions, and the id up to which every NULL event is decided."""
+
+    rows: list[tuple[int, str | None, str]]
+    frontier: int
+    last: bool = False
+
+
+class _Stopped:
+    """The planner saw a stop request."""
+
+
+def create_plan(conn: sa.Connection, plan: sa.Table) -> None:
+    """An empty temporary table like ``plan`` on ``conn`` (the applier's connection)."""
+    quote = conn.dialect.identifier_preparer.quote
+    columns = ", ".join(
+        f"{quote(c.name)} {c.type.compile(dialect=conn.dialect)}"
+        + (" PRIMARY KEY" if c.primary_key else "")
+        for c in plan.columns
+    )
+    conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {plan.name} ({columns})")
+    conn.commit()
+
+
+def release_plan(conn: sa.Connection, dialect: Dialect, plan: sa.Table) -> None:
+    """Drop the applier's plan table and close its connection (back to the pool clean)."""
+    with contextlib.suppress(Exception):
+        dialect.drop_temp(conn, plan.name)
+        conn.commit()
+    conn.close()
+
+
+def decide_in_order(
+    planner: Planner, table: str, after: int, upper: int, *, lease: RunnerLock | None
+) -> Iterator[Decided | _Stopped]:
+    """Decide the NULL events of ``(after, upper]``: orphans, then instances in the order
+    of their first NULL event, a chunk at a time, each with its frontier."""
+    conn, snapshot = planner.conn, planner.snapshot
+    total = planner.prepare(table, after, upper)
+    n = NULL_EVENTS
+    columns = (n.c.id, n.c.action_id, n.c.event, n.c.start_time, n.c.finish_time, n.c.result)
+    firsts = conn.execute(
+        sa.select(n.c.instance_uuid, sa.func.min(n.c.id))
+        .where(n.c.instance_uuid.is_not(None))
+        .group_by(n.c.instance_uuid)
+    ).all()
+    conn.commit()
+    firsts.sort(key=lambda r: r[1])
+    order = [r[0] for r in firsts]
+    starts = [r[1] for r in firsts]
+    bar = planner.bar(total, f"plan {table}") if total else silent()
+
+    def decide(uuids: list[str], events: list[EventRow]):
+        decisions = planner.decide(uuids, events)
+        conn.commit()
+        bar.update(len(decisions))
+        return [(d.event_id, d.host, d.rule) for d in decisions]
+
+    try:
+        # Events whose action is gone (no instance, no evidence), in id order.
+        orphans = [
+            EventRow(*r)
+            for r in conn.execute(
+                sa.select(*columns).where(n.c.instance_uuid.is_(None)).order_by(n.c.id)
+            ).all()
+        ]
+        conn.commit()
+        frontier = (starts[0] - 1) if starts else upper
+        step = PLAN_INSTANCES * 20
+        for i in range(0, len(orphans), step):
+            if planner.stop.is_set():
+                yield _Stopped()
+                return
+            if lease is not None:
+                lease.check()
+            part = orphans[i : i + step]
+            ahead = orphans[i + step].id - 1 if i + step < len(orphans) else frontier
+            yield Decided(decide([], part), min(frontier, ahead), last=not order and ahead == upper)
+        for i in range(0, len(order), PLAN_INSTANCES):
+            if planner.stop.is_set():
+                yield _Stopped()
+                return
+            if lease is not None:
+                lease.check()
+            uuids = order[i : i + PLAN_INSTANCES]
+            rows = sorted(
+                conn.execute(
+                    sa.select(*columns).where(snapshot.dialect.in_values(n.c.instance_uuid, uuids))
+                ).all(),
+                key=lambda r: r[0],
+            )
+            conn.commit()
+            nxt = i + PLAN_INSTANCES
+            frontier = starts[nxt] - 1 if nxt < len(order) else upper
+            yield Decided(
+                decide(uuids, [EventRow(*r) for r in rows]), frontier, last=frontier == upper
+            )
+        if not order and not orphans:
+            yield Decided([], upper, last=True)
+    finally:
+        bar.close()
+
+
+def _plan_thread(
+    planner: Planner,
+    table: str,
+    after: int,
+    upper: int,
+    lease: RunnerLock | None,
+    handoff: queue.Queue,
+    halt: threading.Event,
+) -> None:
+    """Decide into ``handoff``; any failure is handed over too, to be raised by the applier."""
+
+    def give(item) -> bool:
+        while not halt.is_set():
+            try:
+                handoff.put(item, timeout=POLL_SECONDS)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    conn = planner.conn
+    started = time.monotonic()
+    waited = 0.0
+    try:
+        for item in decide_in_order(planner, table, after, upper, lease=lease):
+            if halt.is_set():
+                return
+            paused = time.monotonic()
+            if not give(item):
+                return
+            waited += time.monotonic() - paused
+            if isinstance(item, _Stopped) or item.last:
+                return
+    except sa.exc.DBAPIError as exc:
+        db.rollback_hard(conn)
+        if db.is_connection_lost(exc):
+            give(
+                DatabaseUnavailable(
+                    f"lost the connection to {mask_url(planner.url)} while planning {table} "
+                    f"after id {after} (nothing was written; the checkpoint is safe): once the "
+                    "server is back, run the same command again to resume"
+                )
+            )
+        else:
+            give(exc)
+    except BaseException as exc:  # handed to the applier's thread, raised there
+        give(exc)
+    finally:
+        # Time spent deciding, not waiting for the applier to take the chunks.
+        planner.seconds += time.monotonic() - started - waited
+
+
+def plan_and_apply(
+    planner: Planner,
+    applier: Applier,
+    work: PlanFill,
+    checkpoint: Checkpoint,
+    *,
+    after: int,
+    upper: int,
+    lease: RunnerLock | None,
+    next_pass: Callable[[], bool],
+) -> bool:
+    """Decide ``(after, upper]`` of ``work.table`` in a thread while ``applier`` writes it;
+    True when every decided event is applied, False when the applier stopped."""
+    wconn = applier.conn
+    wconn.execute(sa.delete(work.plan))
+    wconn.commit()
+    handoff: queue.Queue = queue.Queue(maxsize=LEAD)
+    halt = threading.Event()
+    thread = threading.Thread(
+        target=_plan_thread,
+        args=(planner, work.table, after, upper, lease, handoff, halt),
+        name="planner",
+        daemon=True,
+    )
+    # The planner thread computes while the applier mostly waits on the server; at
+    # the default 5 ms switch interval each of a batch's statements waits up to that
+    # long for the interpreter after its answer arrives, lengthening the time the
+    # batch holds its row locks.
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_SECONDS)
+    thread.start()
+    try:
+        while True:
+            try:
+                item = handoff.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                if not thread.is_alive() and handoff.empty():
+                    return False  # halted without a word: only on our own request
+                continue
+            if isinstance(item, BaseException):
+                raise item
+            if isinstance(item, _Stopped):
+                return False
+            bulk.insert_rows(wconn, work.plan.name, ("event_id", "host", "rule"), item.rows)
+            wconn.commit()
+            work.frontier = item.frontier
+            while not applier.run(work, checkpoint):
+                if not next_pass():
+                    return False
+            if item.last:
+                return True
+    finally:
+        sys.setswitchinterval(switch)
+        halt.set()
+        while thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                handoff.get(timeout=POLL_SECONDS)
+        thread.join()

@@ -1,4 +1,4 @@
-"""The backfill: plan every NULL-host event's decision, then apply the plan in batches.
+"""The backfill: decide every NULL-host event, and apply the decisions in batches.
 
 A run is opened (or resumed) in the state schema under the runner lease.  Per
 events table, :class:`~actionhost_backfill.engine.planner.Planner` decides the
@@ -6,7 +6,9 @@ events after the checkpoint into a temporary plan table (reads only), and the
 :class:`~actionhost_backfill.engine.applier.Applier` writes it in short batches
 (:class:`~actionhost_backfill.engine.fill.PlanFill`): hosts of the rows still
 NULL, their audit rows, the per-rule counts and the checkpoint, in one
-transaction each.  Killed at any instant, the batch in flight is rolled back by
+transaction each.  On the servers deciding and applying overlap
+(:mod:`~actionhost_backfill.engine.pipeline`); the refusals before any write are
+in :mod:`~actionhost_backfill.engine.backfill_checks`.  Killed at any instant, the batch in flight is rolled back by
 the database and the run resumes from the last checkpoint, planning the rest
 again from the same evidence, to the same final state.  A host Nova records
 meanwhile is never overwritten.
@@ -15,51 +17,42 @@ meanwhile is never overwritten.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from actionhost_backfill import db, dialects, preflight
+from actionhost_backfill import db
 from actionhost_backfill.dialects import Dialect
+from actionhost_backfill.engine import backfill_checks as checks
 from actionhost_backfill.engine import pipeline
-from actionhost_backfill.engine.applier import Applier, WriteOptions, prepare_session
-from actionhost_backfill.engine.evidence import EvidenceSnapshot, SnapshotStats
+from actionhost_backfill.engine.applier import Applier, prepare_session
+from actionhost_backfill.engine.backfill_options import BackfillOptions, BackfillResult
+from actionhost_backfill.engine.evidence import EvidenceSnapshot
 from actionhost_backfill.engine.fill import PlanFill
 from actionhost_backfill.engine.planner import Planner
 from actionhost_backfill.engine.progress import Progress, show_reason, silent
-from actionhost_backfill.engine.settled import Settled, decision_basis, settling_runs
+from actionhost_backfill.engine.settled import Settled, settling_runs
 from actionhost_backfill.engine.sizing import BatchSizer
 from actionhost_backfill.engine.throttling import (
     CriticalLoad,
-    ThrottleStats,
     build_throttle,
-    throttle_dict,
 )
 from actionhost_backfill.errors import (
     ActionHostError,
     BadInput,
-    PrivilegeError,
-    SchemaNotReady,
-    StateMismatch,
 )
 from actionhost_backfill.inference.eras import parse_releases
-from actionhost_backfill.nova import catalog
-from actionhost_backfill.nova.tables import EVENTS, SHADOW_EVENTS, nova
+from actionhost_backfill.nova.tables import nova
 from actionhost_backfill.redact import mask_url
-from actionhost_backfill.schema import revisions
-from actionhost_backfill.schema.ready import state_ready
-from actionhost_backfill.state import audit, runs
+from actionhost_backfill.state import runs
 from actionhost_backfill.state.lease import RunnerLock
 from actionhost_backfill.state.location import (
     StateLocation,
     resolve_state_location,
-    state_schema_exists,
 )
 from actionhost_backfill.state.tables import FILLED, LEFT_NULL, StateTables, state
 
@@ -68,264 +61,7 @@ log = logging.getLogger(__name__)
 ProgressFactory = Callable[[int | None, str], Progress]
 
 
-@dataclass
-class BackfillOptions(WriteOptions):
-    until_complete: bool = False
-    include_shadow: bool = False
-    dry_run: bool = False
-    new_run: bool = False
-    sample: int = 5
-    releases: str | None = None
-    """``--releases``: the operator's upgrade history (``inference.eras``); None: detect."""
-    exclude_rules: frozenset[str] = frozenset()
-    """Rules whose values are not written (``--exclude-rule``): NULL, ``excluded-rule``."""
-
-    def validate(self) -> None:
-        super().validate()
-        parse_releases(self.releases)
-
-    def tables(self) -> list[str]:
-        return [EVENTS, SHADOW_EVENTS] if self.include_shadow else [EVENTS]
-
-    def _declared(self) -> dict | None:
-        declared = parse_releases(self.releases) or {}
-        return {k: v.isoformat() for k, v in declared.items()} or None
-
-    def scope(self) -> dict:
-        """What a run covers; resuming with another scope is refused."""
-        scope: dict = {"include_shadow": self.include_shadow}
-        if self.releases:  # other eras, other decisions: a resume must use the same
-            scope["releases"] = self._declared()
-        if self.exclude_rules:  # likewise for the rules the operator excluded
-            scope["exclude_rules"] = sorted(self.exclude_rules)
-        return scope
-
-    def decisions(self) -> dict:
-        """What besides Nova's rows decides an event: a rerun keeps the NULL decisions
-        of complete runs made on the same basis only (``engine.settled``)."""
-        return decision_basis(self._declared(), self.exclude_rules)
-
-
-@dataclass
-class BackfillResult:
-    database: str
-    dry_run: bool
-    run_id: int | None = None
-    resumed: bool = False
-    outcome: str = "complete"
-    """complete, partial (more to do) or interrupted."""
-    filled_by_rule: Counter = field(default_factory=Counter)
-    null_by_reason: Counter = field(default_factory=Counter)
-    skipped: int = 0
-    examined: int = 0
-    batches: int = 0
-    retries: int = 0
-    elapsed: float = 0.0
-    remaining: int = 0
-    snapshot: SnapshotStats | None = None
-    samples: list[dict] = field(default_factory=list)
-    batch_seconds: list[float] = field(default_factory=list)
-    plan_seconds: float = 0.0
-    throttle: ThrottleStats | None = None
-    """Time paused by throttle checks, how often, the worst replica lag seen."""
-    """Time spent deciding (reads only); on the servers applying overlaps it (engine/pipeline.py)."""
-    message: str | None = None
-    nothing_to_decide: bool = False
-    """No run was opened: every NULL-host event is decided already (or there is none)."""
-    already_decided: int = 0
-    """NULL-host events left alone: complete runs decided them, their evidence is unchanged."""
-    passes: int = 0
-    """--max-rows with --until-complete: passes of at most --max-rows written rows."""
-    notices: list[str] = field(default_factory=list)
-    """What the operator was told on stderr before the run (e.g. no replica found)."""
-    excluded_rules: frozenset[str] = frozenset()
-
-    @property
-    def filled(self) -> int:
-        return sum(self.filled_by_rule.values())
-
-    @property
-    def left_null(self) -> int:
-        return sum(self.null_by_reason.values())
-
-    @property
-    def rows_per_second(self) -> float:
-        return self.examined / self.elapsed if self.elapsed > 0 else 0.0
-
-    @property
-    def exit_code(self) -> int:
-        return 0 if self.outcome == "complete" else 1
-
-    def batch_percentiles(self) -> dict[str, float] | None:
-        """p50 / p99 / max of batch durations in seconds (what a lock holder waits)."""
-        if not self.batch_seconds:
-            return None
-        ordered = sorted(self.batch_seconds)
-
-        def pick(q: float) -> float:
-            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 4)
-
-        return {"p50": pick(0.50), "p99": pick(0.99), "max": round(ordered[-1], 4)}
-
-    def to_dict(self) -> dict:
-        return {
-            "database": self.database,
-            "dry_run": self.dry_run,
-            "run_id": self.run_id,
-            "resumed": self.resumed,
-            "outcome": self.outcome,
-            "examined": self.examined,
-            "filled": self.filled,
-            "filled_by_rule": dict(sorted(self.filled_by_rule.items())),
-            "left_null": self.left_null,
-            "null_by_reason": dict(sorted(self.null_by_reason.items())),
-            "skipped_recorded_meanwhile": self.skipped,
-            "batches": self.batches,
-            "retries": self.retries,
-            "elapsed_seconds": round(self.elapsed, 3),
-            "rows_per_second": round(self.rows_per_second, 1),
-            "remaining": self.remaining,
-            "batch_seconds": self.batch_percentiles(),
-            "plan_seconds": round(self.plan_seconds, 3),
-            "throttled": throttle_dict(self.throttle),
-            "snapshot": None
-            if self.snapshot is None
-            else {
-                "migrations": self.snapshot.migrations,
-                "events": self.snapshot.events,
-                "shelve_records": self.snapshot.shelve_records,
-                "volume_connectors": self.snapshot.volume_connectors,
-                "archived_actions": self.snapshot.archived_actions,
-                "compute_hosts": self.snapshot.compute_hosts,
-                "seconds": round(self.snapshot.seconds, 3),
-                "eras": self.snapshot.eras.to_dict() if self.snapshot.eras else None,
-                "clock": self.snapshot.clock,
-            },
-            "excluded_rules": sorted(self.excluded_rules),
-            "samples": self.samples,
-            "message": self.message,
-            "nothing_to_decide": self.nothing_to_decide,
-            "already_decided": self.already_decided,
-            "passes": self.passes,
-            "notices": self.notices,
-            "exit_code": self.exit_code,
-        }
-
-
-# --------------------------------------------------------------------------- preflight
-
-
-def _preflight(
-    conn: sa.Connection, url: URL, location: StateLocation, options: BackfillOptions
-) -> bool:
-    """Refuse bad input before anything is written; return whether state is ready."""
-    catalog.require_nova(conn, catalog.BACKFILL_TABLES)
-    names = catalog.list_tables(conn)
-    for table in options.tables():
-        if table not in names:
-            raise BadInput(
-                f"--include-shadow: table {table} not found in {mask_url(url)}: drop the option "
-                "(this cell has no archived events)"
-            )
-        column = catalog.host_column(conn, table)
-        if not column.present:
-            raise SchemaNotReady(
-                f"{table}.host is missing in {mask_url(url)}: run `actionhost-backfill schema upgrade` first"
-            )
-        if column.problem:
-            catalog.raise_if_incompatible(conn, [column])
-    access = preflight.state_access(conn, location)
-    if options.dry_run:
-        request = preflight.read_request(conn, url, location, access=access)
-        preflight.require(conn, url, request, "backfill --dry-run")
-    elif access != "absent":
-        request = preflight.backfill_request(
-            conn, url, location, tables=options.tables(), throttle=options.throttle
-        )
-        preflight.require(conn, url, request, "backfill")
-    ready = state_ready(conn, location)
-    if not options.dry_run and not ready:
-        current = (
-            revisions.current_revision(conn, location)
-            if state_schema_exists(conn, location)
-            else None
-        )
-        raise SchemaNotReady(
-            f"the toolkit's schema in {location.describe()} is at {current or 'no revision'}, "
-            f"the backfill needs {revisions.head_revision()}: run `actionhost-backfill schema upgrade` "
-            "first (or use --dry-run, which needs no schema change)"
-        )
-    if not options.dry_run:
-        _check_write_privileges(conn, url, location, options)
-    return ready
-
-
-def _check_write_privileges(
-    conn: sa.Connection, url: URL, location: StateLocation, options: BackfillOptions
-) -> None:
-    """Statements that touch no row still need their privileges: try them, roll back.
-
-    A second line behind the catalog check (:mod:`actionhost_backfill.preflight`),
-    for what a catalog cannot show (e.g. MySQL partial revokes).
-    """
-    files = location.dialect.database_files(url, location)
-    if files is not None:  # a file-backed database: its permissions tell
-        for path in files:
-            if path and not os.access(path, os.W_OK):
-                raise PrivilegeError(
-                    f"{path} is read-only: the backfill writes to it; fix its permissions"
-                )
-        return
-    st = state(location.schema)
-    probes = [
-        (t, nova(t).update().where(nova(t).c.id == -1).values(host=nova(t).c.host))
-        for t in options.tables()
-    ]
-    probes += [
-        (
-            f"{location.schema}.audit",
-            st.audit.insert().from_select(
-                list(st.audit.c.keys()), sa.select(*st.audit.c).where(sa.false())
-            ),
-        ),
-        (
-            f"{location.schema}.runs",
-            st.runs.update().where(st.runs.c.id == -1).values(message=None),
-        ),
-        (
-            f"{location.schema}.checkpoints",
-            st.checkpoints.update().where(st.checkpoints.c.run_id == -1).values(done=False),
-        ),
-    ]
-    user = url.username or "<user>"
-    try:
-        for name, statement in probes:
-            try:
-                conn.execute(statement)
-            except sa.exc.DBAPIError as exc:
-                if isinstance(db.translate_error(exc, url), PrivilegeError):
-                    conn.rollback()
-                    grant = dialects.for_connection(conn).write_grant(
-                        user, name, location.schema if "." in name else None, url.database
-                    )
-                    raise PrivilegeError(
-                        f"user {user} may not write {name} in {mask_url(url)}: run {grant} (nothing was changed)"
-                    ) from None
-                raise
-    finally:
-        conn.rollback()
-
-
 # --------------------------------------------------------------------------- runner
-
-
-def _scope_words(scope: dict) -> str:
-    """A run's scope as the options that give it (for the resume refusal)."""
-    words = ["--include-shadow" if scope.get("include_shadow") else "without --include-shadow"]
-    if scope.get("releases"):
-        words.append("--releases " + ",".join(f"{k}={v}" for k, v in scope["releases"].items()))
-    words += [f"--exclude-rule {name}" for name in scope.get("exclude_rules", ())]
-    return " ".join(words)
 
 
 class _Runner:
@@ -442,7 +178,7 @@ class _Runner:
         engine = db.create_engine(self.url, self.location, attach="if-exists", sqlite_begin=begin)
         try:
             with db.connect(engine) as conn:
-                ready = _preflight(conn, self.url, self.location, self.options)
+                ready = checks.preflight_backfill(conn, self.url, self.location, self.options)
                 conn.rollback()
             if self.options.dry_run:
                 self._dry_run(engine, audit_available=ready)
@@ -552,7 +288,7 @@ class _Runner:
                         "aborted during a batch (rolled back)",
                     )
                     self.result.outcome = "interrupted"
-                    self.result.message = _resume_hint(run.id)
+                    self.result.message = checks.resume_hint(run.id)
                 except CriticalLoad as exc:
                     runs.record_failure(
                         conn, engine, self.st, run.id, str(exc), state=runs.CRITICAL_LOAD
@@ -615,11 +351,11 @@ class _Runner:
                 conn.rollback()
                 raise BadInput(
                     f"unfinished run {existing.id} was started with other options "
-                    f"({_scope_words(existing.options.get('scope') or {})}; now "
-                    f"{_scope_words(options.scope())}): run again the same way to resume it, "
+                    f"({checks.scope_words(existing.options.get('scope') or {})}; now "
+                    f"{checks.scope_words(options.scope())}): run again the same way to resume it, "
                     "or pass --new-run to start over"
                 )
-            _refuse_foreign_checkpoints(conn, self.st, existing.id, options.tables())
+            checks.refuse_foreign_checkpoints(conn, self.st, existing.id, options.tables())
             self.result.run_id = existing.id
             self.result.resumed = True
             existing.state = runs.RUNNING
@@ -724,7 +460,7 @@ class _Runner:
             self.result.outcome = "interrupted" if self.stop.is_set() else "partial"
             message = "stopped on request" if self.stop.is_set() else "--max-rows reached"
             runs.finish(conn, self.st, run.id, runs.INTERRUPTED, message)
-            self.result.message = _resume_hint(run.id)
+            self.result.message = checks.resume_hint(run.id)
         else:
             for table in checkpoints:
                 runs.mark_table(conn, self.st, run.id, table, done=True)
@@ -836,31 +572,6 @@ class _Runner:
         if self.progress_factory is None:
             return silent()
         return self.progress_factory(total, description)
-
-
-def _refuse_foreign_checkpoints(
-    conn: sa.Connection, st: StateTables, run_id: int, tables: list[str]
-) -> None:
-    """Refuse to resume a run whose last writes are not in this cell database.
-
-    Resuming would start after the run's checkpoint and silently skip every
-    row the other copy had and this one lost.
-    """
-    for found in audit.unwritten(conn, st, run_id, tables):
-        if found.null_ids:
-            conn.rollback()
-            ids = found.null_ids
-            raise StateMismatch(
-                f"run {run_id} cannot resume: {len(ids)} of the last {found.checked} {found.table} "
-                f"rows its audit says it filled are NULL here (ids {ids[0]}..{ids[-1]}), so this cell "
-                "database is not the copy the run wrote to (restored from a backup or re-created?); "
-                "nothing was changed: start over with `backfill --new-run` "
-                f"(`verify --run {run_id}` lists every such row)"
-            )
-
-
-def _resume_hint(run_id: int) -> str:
-    return f"run {run_id} stopped at its checkpoint: run the same command again to resume it (--new-run starts over)"
 
 
 def run_backfill(

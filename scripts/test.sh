@@ -15,6 +15,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+# The optional compiled MySQL driver, when its build dependencies are here
+# (.ci/run installs them): tests/test_mysqlclient.py runs over it.
+if command -v pkg-config >/dev/null && { pkg-config --exists libmariadb || pkg-config --exists mysqlclient; }; then
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,mysqlclient]'
+fi
 
 # A real Nova in its own scratch virtualenv, for the tests that run Nova's own
 # db sync and archiver against our revisions (Nova is never our dependency).

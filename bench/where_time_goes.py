@@ -44,8 +44,15 @@ from actionhost_backfill.state.location import resolve_state_location  # noqa: E
 from bench.run import forget_runs  # noqa: E402
 
 _SERVER_CALLS = ("recv", "recv_into", "poll", "select", "wait", "execute", "executemany", "commit")
-#: mysqlclient's C calls that send a statement and wait for the server's answer.
-_MYSQLCLIENT_SERVER = ("'query'", "'send_query'", "'read_query_result'", "'next_result'")
+#: mysqlclient's calls that send a statement and wait for the server's answer (its
+#: ``Connection.query`` is a C function listed under its own name).
+_MYSQLCLIENT_SERVER = (
+    "'query'",
+    "Connection.query ",
+    "'send_query'",
+    "'read_query_result'",
+    "'next_result'",
+)
 #: Layers reported; ``waiting`` is idle time, not part of the split.
 LAYERS = ("server", "driver", "sqlalchemy", "inference", "toolkit", "other")
 
@@ -55,7 +62,7 @@ def layer(filename: str, function: str) -> str:
     if path.startswith("~") or path == "<built-in>":  # C functions
         if "_thread.lock" in function and "acquire" in function:
             return "waiting"  # a thread blocked on the other one (queue, lock, join)
-        if "_mysql." in function:
+        if "_mysql." in function or "Connection.query " in function:
             return "server" if any(n in function for n in _MYSQLCLIENT_SERVER) else "driver"
         if any(name in function for name in _SERVER_CALLS) and (
             "socket" in function

@@ -3,11 +3,16 @@
 Three backends over real drivers: PostgreSQL (psycopg 3), MySQL/MariaDB
 (PyMySQL) and SQLite.  URLs written for Nova (``mysql+pymysql://``,
 ``postgresql://``, and libpq's ``postgres://``) are accepted as they are.
+On MySQL/MariaDB an explicit ``mysql+mysqldb://`` uses the compiled
+``mysqlclient`` driver when it is installed (the optional
+``actionhost-backfill[mysqlclient]`` extra), and PyMySQL otherwise.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import logging
 from collections.abc import Iterator
 from typing import Literal
 
@@ -31,9 +36,17 @@ _DRIVERS = {
     "mariadb": "pymysql",
     "sqlite": "pysqlite",
 }
+#: Drivers used when installed and named explicitly in the URL, else the default above.
+_OPTIONAL_DRIVERS = {"mysql": {"mysqldb": "MySQLdb"}, "mariadb": {"mysqldb": "MySQLdb"}}
 _URL_HINT = "postgresql://user:password@host/nova, mysql+pymysql://user:password@host/nova or sqlite:///path/nova.sqlite"
 
 Attach = Literal["create", "if-exists", "never"]
+
+log = logging.getLogger(__name__)
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
 
 
 def parse_url(raw: str | URL | None, *, option: str = "--db", need_database: bool = True) -> URL:
@@ -61,6 +74,16 @@ def parse_url(raw: str | URL | None, *, option: str = "--db", need_database: boo
             f"{option} {mask_url(url)}: unsupported database {backend!r}: expected {_URL_HINT}"
         )
     driver = url.get_driver_name()
+    named = "+" in url.drivername  # mysql:// names no driver: PyMySQL, as always
+    optional = _OPTIONAL_DRIVERS.get(backend, {})
+    if named and driver in optional and _installed(optional[driver]):
+        return _checked(url.set(drivername=f"{backend}+{driver}"), option, need_database)
+    if named and driver in optional:
+        log.info(
+            "%s: %s is not installed (pip install actionhost-backfill[mysqlclient]): using PyMySQL",
+            mask_url(url),
+            optional[driver],
+        )
     if backend == "postgresql" and driver in ("psycopg2", "psycopg2cffi", "pg8000", "asyncpg"):
         driver = "psycopg"  # Nova's psycopg2 URLs: same server, our driver
     if backend in ("mysql", "mariadb") and driver in (
@@ -75,7 +98,12 @@ def parse_url(raw: str | URL | None, *, option: str = "--db", need_database: boo
             f"{option} {mask_url(url)}: driver {driver!r} is not installed with the toolkit: "
             f"use {backend}+{expected}://"
         )
-    url = url.set(drivername=f"{backend}+{driver}")
+    return _checked(url.set(drivername=f"{backend}+{driver}"), option, need_database)
+
+
+def _checked(url: URL, option: str, need_database: bool) -> URL:
+    """``url`` (driver settled) if it names a database or need not."""
+    backend = url.get_backend_name()
     if not need_database:
         return url
     if backend in ("mysql", "mariadb") and not url.database:

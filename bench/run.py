@@ -284,6 +284,35 @@ def compare(url: str, baseline: Path, rounds: int = 2) -> dict:
     }
 
 
+def compare_drivers(url: str, rounds: int = 2) -> dict:
+    """MySQL/MariaDB: the toolkit over PyMySQL and over mysqlclient (``mysql+mysqldb://``),
+    alternately, on the same rows; best of ``rounds``."""
+    location = resolve_state_location(parse_url(url))
+    engine = create_engine(parse_url(url), location)
+    drivers = {
+        "pymysql": url,
+        "mysqldb": sa.engine.make_url(url)
+        .set(drivername="mysql+mysqldb")
+        .render_as_string(hide_password=False),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in drivers}
+    try:
+        for _ in range(rounds):
+            for name, driver_url in drivers.items():
+                seconds[name].append(run_toolkit(driver_url)["elapsed_seconds"])
+                with engine.connect() as conn:
+                    forget_runs(conn, location.schema)
+    finally:
+        engine.dispose()
+    best = {name: min(values) for name, values in seconds.items()}
+    return {
+        "pymysql_seconds": best["pymysql"],
+        "mysqldb_seconds": best["mysqldb"],
+        "mysqldb_to_pymysql_throughput": round(best["pymysql"] / best["mysqldb"], 3),
+        "rounds": seconds,
+    }
+
+
 def bench_one(
     backend: str,
     events: int,
@@ -291,6 +320,7 @@ def bench_one(
     workdir: Path,
     keep: bool,
     baseline: Path | None = None,
+    drivers: bool = False,
 ) -> dict:
     url, drop = fresh_database(backend, workdir)
     try:
@@ -301,6 +331,7 @@ def bench_one(
         sim_seconds = time.perf_counter() - started
         revisions.upgrade(parse_url(url))
         versus = compare(url, baseline) if baseline is not None else None
+        by_driver = compare_drivers(url) if drivers and backend == "mysql" else None
         toolkit = run_toolkit(url)
         location = resolve_state_location(parse_url(url))
         state = location.schema
@@ -351,6 +382,7 @@ def bench_one(
             "batches": toolkit["batches"],
             "peak_rss_mb": toolkit["peak_rss_mb"],
             "baseline": versus,
+            "drivers": by_driver,
         }
     finally:
         if not keep:
@@ -443,6 +475,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="REF",
         help="Also time the backfill of this git ref on the same data (alternating, best of 2).",
     )
+    parser.add_argument(
+        "--drivers",
+        action="store_true",
+        help="MySQL/MariaDB: also time the backfill over PyMySQL and over mysqlclient "
+        "(mysql+mysqldb://, the [mysqlclient] extra) on the same data (alternating, best of 2).",
+    )
     args = parser.parse_args(argv)
     baseline = baseline_checkout(args.baseline) if args.baseline else None
     backends = args.backend or ["postgresql", "mysql"]
@@ -452,7 +490,15 @@ def main(argv: list[str] | None = None) -> int:
         for size in sizes:
             print(f"[bench] {backend}, {size:,} events ...", file=sys.stderr, flush=True)
             results.append(
-                bench_one(backend, size, args.naive_sample, args.workdir, args.keep, baseline)
+                bench_one(
+                    backend,
+                    size,
+                    args.naive_sample,
+                    args.workdir,
+                    args.keep,
+                    baseline,
+                    args.drivers,
+                )
             )
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     print(f"Machine: {machine()}\n")
@@ -466,6 +512,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"\n{r['backend']} {r['events']:,} events: toolkit {b['toolkit_seconds']:.2f}s, "
                 f"baseline {args.baseline} {b['baseline_seconds']:.2f}s: throughput ratio "
                 f"{b['toolkit_to_baseline_throughput']:.3f} (best of {len(b['rounds']['toolkit'])})"
+            )
+        if r.get("drivers"):
+            d = r["drivers"]
+            print(
+                f"\n{r['backend']} {r['events']:,} events: PyMySQL {d['pymysql_seconds']:.2f}s, "
+                f"mysqlclient {d['mysqldb_seconds']:.2f}s: throughput ratio "
+                f"{d['mysqldb_to_pymysql_throughput']:.3f} (best of {len(d['rounds']['pymysql'])})"
             )
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(), "results": results}, indent=2))

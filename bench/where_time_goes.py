@@ -8,12 +8,21 @@ to NULL afterwards (and its runs forgotten) so it can be profiled again.
 Every function's *self* time goes to exactly one layer, so the layers add up
 to the total:
 
-* server: waiting on the database (socket reads, psycopg's wait, sqlite3's C calls);
-* driver: the DB-API driver in Python (PyMySQL decoding and escaping, psycopg);
+* server: waiting on the database (socket reads, psycopg's wait, sqlite3's C calls,
+  mysqlclient's query);
+* driver: the DB-API driver (PyMySQL decoding and escaping in Python, psycopg,
+  mysqlclient's C row fetching);
 * sqlalchemy: statement compilation, result processing;
 * inference: the rules (``actionhost_backfill/inference`` except evidence loading);
 * toolkit: the rest of the toolkit (evidence loading, planner, applier, state);
 * other: everything else (stdlib, tqdm, ...).
+
+On PostgreSQL and MariaDB the backfill decides in a planner thread while the
+calling thread applies (``engine/pipeline.py``).  cProfile sees one thread, so
+every thread the run starts gets a profiler of its own and the statistics are
+merged: the split covers the planner and the applier.  A thread blocked on the
+other (the hand-over queue, a lock) is idle, not working: that time is shown
+apart, as ``waiting on the other thread``, and left out of the percentages.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import argparse
 import cProfile
 import pstats
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -34,11 +44,26 @@ from actionhost_backfill.state.location import resolve_state_location  # noqa: E
 from bench.run import forget_runs  # noqa: E402
 
 _SERVER_CALLS = ("recv", "recv_into", "poll", "select", "wait", "execute", "executemany", "commit")
+#: mysqlclient's calls that send a statement and wait for the server's answer (its
+#: ``Connection.query`` is a C function listed under its own name).
+_MYSQLCLIENT_SERVER = (
+    "'query'",
+    "Connection.query ",
+    "'send_query'",
+    "'read_query_result'",
+    "'next_result'",
+)
+#: Layers reported; ``waiting`` is idle time, not part of the split.
+LAYERS = ("server", "driver", "sqlalchemy", "inference", "toolkit", "other")
 
 
 def layer(filename: str, function: str) -> str:
     path = filename.replace("\\", "/")
     if path.startswith("~") or path == "<built-in>":  # C functions
+        if "_thread.lock" in function and "acquire" in function:
+            return "waiting"  # a thread blocked on the other one (queue, lock, join)
+        if "_mysql." in function or "Connection.query " in function:
+            return "server" if any(n in function for n in _MYSQLCLIENT_SERVER) else "driver"
         if any(name in function for name in _SERVER_CALLS) and (
             "socket" in function
             or "sqlite3" in function
@@ -52,7 +77,7 @@ def layer(filename: str, function: str) -> str:
         return "server"
     if "/psycopg/waiting" in path:
         return "server"
-    if "/pymysql/" in path or "/psycopg/" in path or "/psycopg_binary/" in path:
+    if any(name in path for name in ("/pymysql/", "/MySQLdb/", "/psycopg/", "/psycopg_binary/")):
         return "driver"
     if "/sqlalchemy/" in path:
         return "sqlalchemy"
@@ -70,25 +95,43 @@ def main() -> int:
     args = parser.parse_args()
     url = parse_url(args.db)
     profile = cProfile.Profile()
+    threads: list[cProfile.Profile] = []
+    run = threading.Thread.run
+
+    def profiled_run(thread: threading.Thread) -> None:
+        mine = cProfile.Profile()
+        threads.append(mine)
+        mine.enable()
+        try:
+            run(thread)
+        finally:
+            mine.disable()
+
+    threading.Thread.run = profiled_run  # every thread the backfill starts
     profile.enable()
-    result = run_backfill(url, BackfillOptions(include_shadow=True))
-    profile.disable()
+    try:
+        result = run_backfill(url, BackfillOptions(include_shadow=True))
+    finally:
+        profile.disable()
+        threading.Thread.run = run
     location = resolve_state_location(url)
     engine = create_engine(url, location)
     with engine.connect() as conn:
         forget_runs(conn, location.schema)
     engine.dispose()
-    stats = pstats.Stats(profile)
+    stats = pstats.Stats(profile, *threads)
     split: Counter = Counter()
     for (filename, _, function), (_, _, tottime, _, _) in stats.stats.items():
         split[layer(filename, function)] += tottime
-    total = sum(split.values())
+    total = sum(split[name] for name in LAYERS)
     print(
         f"{result.examined:,} events in {result.elapsed:.1f}s under the profiler "
-        f"(plan {result.plan_seconds:.1f}s, {result.batches} batches)"
+        f"(plan {result.plan_seconds:.1f}s, {result.batches} batches, "
+        f"{1 + len(threads)} threads profiled, {url.drivername})"
     )
-    for name in ("server", "driver", "sqlalchemy", "inference", "toolkit", "other"):
+    for name in LAYERS:
         print(f"{name:>10}: {split[name]:7.2f}s  {100 * split[name] / total:5.1f}%")
+    print(f"   waiting on the other thread: {split['waiting']:.2f}s (not in the split)")
     if args.top:
         ranked = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[: args.top]
         for (filename, line, function), (_, _, tottime, _, _) in ranked:

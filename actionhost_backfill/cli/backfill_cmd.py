@@ -25,13 +25,13 @@ from actionhost_backfill.cli.common import (
     MaxLoadOption,
     MaxRetriesOption,
     NovaConfOption,
+    ParallelCellsOption,
     PauseFileOption,
     ReleasesOption,
     ReplicaOption,
     SleepOption,
     StateSchemaOption,
     TargetBatchSecondsOption,
-    WorkersOption,
     echo,
     emit_json,
     note,
@@ -47,6 +47,7 @@ from actionhost_backfill.engine.throttling import (
     ThrottleStats,
     throttle_dict,
 )
+from actionhost_backfill.engine.workers import MAX_DEFAULT_WORKERS, default_workers
 from actionhost_backfill.errors import EXIT_CODE_HELP, BadInput
 from actionhost_backfill.inference.rules import excluded_rules
 from actionhost_backfill.schema.settings import DEFAULT_LOCK_TIMEOUT
@@ -294,7 +295,17 @@ def backfill_command(
     all_cells: AllCellsOption = False,
     api_db: ApiDbOption = None,
     include_disabled: IncludeDisabledOption = False,
-    workers: WorkersOption = 1,
+    parallel_cells: ParallelCellsOption = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="Processes deciding chunks of instances in parallel (the evidence is still "
+            "read on one connection; decisions are the same for any N). "
+            f"Default: the cores less one, 1 to {MAX_DEFAULT_WORKERS}.",
+            show_default=False,
+        ),
+    ] = None,
     releases: ReleasesOption = None,
     exclude_rule: ExcludeRuleOption = None,
     json_output: JsonOption = False,
@@ -322,6 +333,7 @@ def backfill_command(
         sample=5 if dry_run else 0,
         releases=releases,
         exclude_rules=excluded_rules(exclude_rule),
+        workers=default_workers() if workers is None else workers,
         throttle=ThrottleOptions(
             max_lag,
             replica or [],
@@ -343,7 +355,7 @@ def backfill_command(
                     options,
                     state_schema=state_schema,
                     stop=stop,
-                    progress=progress_factory(no_progress or workers > 1, progress_interval),
+                    progress=progress_factory(no_progress or parallel_cells > 1, progress_interval),
                     notify=note,
                 )
                 summary = (
@@ -360,7 +372,7 @@ def backfill_command(
             run_all_cells(
                 "backfill" + (" --dry-run" if dry_run else ""),
                 task,
-                CellsRequest(db, nova_conf, api_db, include_disabled, workers, json_output),
+                CellsRequest(db, nova_conf, api_db, include_disabled, parallel_cells, json_output),
                 stop=stop,
             )
     url = resolve_db(db, nova_conf)

@@ -47,7 +47,6 @@ from actionhost_backfill.engine.throttling import (
     ThrottleStats,
     throttle_dict,
 )
-from actionhost_backfill.engine.workers import MAX_DEFAULT_WORKERS, default_workers
 from actionhost_backfill.errors import EXIT_CODE_HELP, BadInput
 from actionhost_backfill.inference.rules import excluded_rules
 from actionhost_backfill.schema.settings import DEFAULT_LOCK_TIMEOUT
@@ -297,15 +296,13 @@ def backfill_command(
     include_disabled: IncludeDisabledOption = False,
     parallel_cells: ParallelCellsOption = 1,
     workers: Annotated[
-        int | None,
+        int,
         typer.Option(
             "--workers",
-            help="Processes deciding chunks of instances in parallel (the evidence is still "
-            "read on one connection; decisions are the same for any N). "
-            f"Default: the cores less one, 1 to {MAX_DEFAULT_WORKERS}.",
-            show_default=False,
+            help="Processes running the rules on chunks of instances (the evidence is still "
+            "read on one connection; the decisions are the same for any N; see runbook 3).",
         ),
-    ] = None,
+    ] = 1,
     releases: ReleasesOption = None,
     exclude_rule: ExcludeRuleOption = None,
     json_output: JsonOption = False,
@@ -333,7 +330,7 @@ def backfill_command(
         sample=5 if dry_run else 0,
         releases=releases,
         exclude_rules=excluded_rules(exclude_rule),
-        workers=default_workers() if workers is None else workers,
+        workers=workers,
         throttle=ThrottleOptions(
             max_lag,
             replica or [],

@@ -24,22 +24,12 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from actionhost_backfill.errors import ActionHostError
 from actionhost_backfill.inference import Decision, EventRow, infer
-
-#: The most planner processes the default picks (more compete with the
-#: database and the applier for the same cores).
-MAX_DEFAULT_WORKERS = 4
-
-
-def default_workers() -> int:
-    """One fewer than the cores (the applier and the database need one), 1 to 4."""
-    return max(1, min((os.cpu_count() or 1) - 1, MAX_DEFAULT_WORKERS))
 
 
 @dataclass

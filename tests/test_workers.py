@@ -7,13 +7,15 @@ from __future__ import annotations
 import dataclasses
 import signal
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from actionhost_backfill.db import parse_url
 from actionhost_backfill.engine import pipeline, planner, workers
 from actionhost_backfill.engine.backfill import BackfillOptions, run_backfill
-from actionhost_backfill.errors import BadInput
+from actionhost_backfill.errors import BadInput, WorkerFailed
+from actionhost_backfill.inference import EventRow, KnownHosts
 from actionhost_backfill.sim.simulate import SimulationOptions
 from tests.harness import wait_until
 from tests.reliability.common import (
@@ -146,3 +148,35 @@ def test_kill_9_of_the_parent_leaves_no_worker_behind_and_the_resume_completes(
 def test_workers_must_be_at_least_one():
     with pytest.raises(BadInput, match="--workers must be between 1 and"):
         BackfillOptions(workers=0).validate()
+
+
+def _works(n: int) -> list[workers.Work]:
+    """Chunks of events whose action is gone: the rules need no evidence for them."""
+    evidence = SimpleNamespace(actions={}, histories={}, hosts=KnownHosts())
+    return [
+        workers.Work(
+            [EventRow(k * 10 + i, None, "e", None, None, None) for i in range(k % 4)], evidence, k
+        )
+        for k in range(n)
+    ]
+
+
+def test_chunks_come_back_in_their_order_with_markers_in_place():
+    stop = object()
+    items = [*_works(9), stop, *_works(3)]
+    with workers.Deciders(1) as one:
+        expected = list(one.decide(items))
+    with workers.Deciders(3) as three:
+        got = list(three.decide(items))
+        assert len(three.pids()) == 3
+    assert [g if g is stop else (g[0].tag, g[1]) for g in got] == [
+        e if e is stop else (e[0].tag, e[1]) for e in expected
+    ]
+
+
+def test_a_failing_chunk_raises_and_stops_the_workers():
+    broken = workers.Work([None], SimpleNamespace(actions={}, histories={}, hosts=KnownHosts()))
+    deciders = workers.Deciders(2)
+    with pytest.raises(WorkerFailed, match=r"AttributeError.*run the same command again"):
+        list(deciders.decide([*_works(2), broken, *_works(2)]))
+    assert deciders.pids() == []  # the pool was stopped, not left holding stale chunks

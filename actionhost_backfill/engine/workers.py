@@ -28,8 +28,10 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from actionhost_backfill.errors import ActionHostError
+from actionhost_backfill.errors import WorkerFailed
 from actionhost_backfill.inference import Decision, EventRow, infer
+
+RESUME = "run the same command again to resume (--workers 1 decides in the runner itself)"
 
 
 @dataclass
@@ -41,10 +43,6 @@ class Work:
     events: list[EventRow]
     evidence: object
     tag: object = None
-
-
-class WorkerFailed(ActionHostError):
-    """A worker process died or could not decide a chunk."""
 
 
 def _serve(pipe, exclude: frozenset[str]) -> None:  # runs in the worker process
@@ -94,13 +92,14 @@ class _Worker:
         try:
             kind, value = self.pipe.recv()
         except (EOFError, OSError):
+            self.process.join(timeout=5)
             raise WorkerFailed(
-                f"planner worker {self.process.name} exited "
-                f"(code {self.process.exitcode}) while deciding"
+                f"planner worker {self.process.name} exited (code {self.process.exitcode}) "
+                f"while deciding (nothing undecided was written; the checkpoint is safe): {RESUME}"
             ) from None
         self.busy = False
         if kind == "error":
-            raise WorkerFailed(f"planner worker {self.process.name} failed: {value}")
+            raise WorkerFailed(f"planner worker {self.process.name} failed: {value}: {RESUME}")
         return value
 
     def close(self) -> None:

@@ -94,6 +94,12 @@ class DatabaseUnavailable(ActionHostError):
     exit_code = ExitCode.INTERVENE
 
 
+class WorkerFailed(ActionHostError):
+    """A planner worker process (``backfill --workers``) died or could not decide a chunk."""
+
+    exit_code = ExitCode.INTERVENE
+
+
 class RunnerBusy(ActionHostError):
     """Another runner holds this database's lock."""
 

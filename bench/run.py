@@ -109,11 +109,11 @@ def client_traffic(url: str) -> dict[str, int] | None:
     return {"rows": int(status.get("Rows_sent", 0)), "bytes": int(status.get("Bytes_sent", 0))}
 
 
-def run_toolkit(url: str, checkout: Path = ROOT) -> dict:
-    """The CLI as an operator runs it (from ``checkout``); returns its JSON, its peak RSS
-    and (MySQL/MariaDB) the rows and bytes the server sent it."""
+def run_toolkit(url: str, checkout: Path = ROOT, extra: tuple[str, ...] = ()) -> dict:
+    """The CLI as an operator runs it (from ``checkout``, with ``extra`` options); returns
+    its JSON, its peak RSS and (MySQL/MariaDB) the rows and bytes the server sent it."""
     command = [sys.executable, "-m", "actionhost_backfill", "backfill", "--db", url]
-    command += ["--include-shadow", "--json", "--no-progress"]
+    command += ["--include-shadow", "--json", "--no-progress", *extra]
     before = client_traffic(url)
     started = time.perf_counter()
     done = subprocess.run(
@@ -313,6 +313,45 @@ def compare_drivers(url: str, rounds: int = 2) -> dict:
     }
 
 
+def compare_workers(url: str, counts: list[int], rounds: int = 2) -> dict:
+    """``backfill --workers N`` for each of ``counts``, alternately, on the same rows;
+    best of ``rounds`` (seconds, planning seconds, peak RSS of that run)."""
+    location = resolve_state_location(parse_url(url))
+    engine = create_engine(parse_url(url), location)
+    runs: dict[int, list[dict]] = {n: [] for n in counts}
+    try:
+        for _ in range(rounds):
+            for n in counts:
+                result = run_toolkit(url, extra=("--workers", str(n)))
+                runs[n].append(
+                    {
+                        "seconds": result["elapsed_seconds"],
+                        "plan_seconds": result["plan_seconds"],
+                        "examined": result["examined"],
+                        "peak_rss_mb": result["peak_rss_mb"],
+                    }
+                )
+                with engine.connect() as conn:
+                    forget_runs(conn, location.schema)
+    finally:
+        engine.dispose()
+    return {
+        str(n): min(values, key=lambda r: r["seconds"]) | {"rounds": [r["seconds"] for r in values]}
+        for n, values in runs.items()
+    }
+
+
+def bench_workers(backend: str, events: int, counts: list[int], workdir: Path) -> dict:
+    """Only the toolkit, with each worker count, on one simulated history."""
+    url, drop = fresh_database(backend, workdir)
+    try:
+        simulate(parse_url(url), SimulationOptions(events=events, hosts=max(40, events // 5000)))
+        revisions.upgrade(parse_url(url))
+        return {"backend": backend, "events": events, "workers": compare_workers(url, counts)}
+    finally:
+        drop()
+
+
 def bench_one(
     backend: str,
     events: int,
@@ -481,7 +520,21 @@ def main(argv: list[str] | None = None) -> int:
         help="MySQL/MariaDB: also time the backfill over PyMySQL and over mysqlclient "
         "(mysql+mysqldb://, the [mysqlclient] extra) on the same data (alternating, best of 2).",
     )
+    parser.add_argument(
+        "--compare-workers",
+        metavar="N,M",
+        help="Only time backfill --workers N against --workers M (alternating, best of 2).",
+    )
     args = parser.parse_args(argv)
+    if args.compare_workers:
+        counts = [int(n) for n in args.compare_workers.split(",")]
+        print(f"Machine: {machine()}\n")
+        for backend in args.backend or ["postgresql", "mysql"]:
+            for size in args.events or [1_000_000]:
+                print(f"[bench] {backend}, {size:,} events ...", file=sys.stderr, flush=True)
+                found = bench_workers(backend, size, counts, args.workdir)
+                print(json.dumps(found), flush=True)
+        return 0
     baseline = baseline_checkout(args.baseline) if args.baseline else None
     backends = args.backend or ["postgresql", "mysql"]
     sizes = args.events or [1_000_000]

@@ -142,7 +142,7 @@ def test_all_cells(blank_db, backend, server_url, tmp_path, request):
             (str(uuid.uuid4()), "retired", disabled, True),
         ],
     )
-    common = ["--all-cells", "--api-db", api, "--workers", "2"]
+    common = ["--all-cells", "--api-db", api, "--parallel-cells", "2"]
 
     upgrade = harness.cli("schema", "upgrade", *common, "--json")
     payload = json.loads(upgrade.stdout)

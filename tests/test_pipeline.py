@@ -30,18 +30,18 @@ def _small_chunks(monkeypatch, instances: int = 5) -> None:
 
 
 def _record(monkeypatch, log: list[str]) -> None:
-    decide, apply = Planner.decide, PlanFill.apply
+    decide, apply = Planner.decide_chunks, PlanFill.apply
 
-    def decided(self, uuids, events):
-        decisions = decide(self, uuids, events)
-        log.append("decide")
-        return decisions
+    def decided(self, chunks, **kw):
+        for done in decide(self, chunks, **kw):
+            log.append("decide")
+            yield done
 
     def applied(self, conn, after, upto, batch):
         log.append("apply")
         return apply(self, conn, after, upto, batch)
 
-    monkeypatch.setattr(Planner, "decide", decided)
+    monkeypatch.setattr(Planner, "decide_chunks", decided)
     monkeypatch.setattr(PlanFill, "apply", applied)
 
 

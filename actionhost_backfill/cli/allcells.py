@@ -21,7 +21,7 @@ class CellsRequest:
     nova_conf: list[str] | None
     api_db: str | None
     include_disabled: bool
-    workers: int
+    parallel_cells: int
     json_output: bool
 
 
@@ -32,8 +32,8 @@ def run_all_cells(
     stop: threading.Event | None = None,
 ) -> None:
     """Load the cells, run ``task`` on each, print the table (or JSON), exit with the most urgent code."""
-    if request.workers < 1:
-        raise BadInput(f"--workers must be at least 1 (got {request.workers})")
+    if request.parallel_cells < 1:
+        raise BadInput(f"--parallel-cells must be at least 1 (got {request.parallel_cells})")
     if request.db:
         raise BadInput(
             "--all-cells reads each cell's URL from the API database: drop --db "
@@ -53,8 +53,8 @@ def run_all_cells(
         database_connection=conf.database if conf else None,
         include_disabled=request.include_disabled,
     )
-    note(f"{title}: {len(found)} cells, {request.workers} at a time")
-    outcomes = cells.run_cells(found, task, workers=request.workers, stop=stop)
+    note(f"{title}: {len(found)} cells, {request.parallel_cells} at a time")
+    outcomes = cells.run_cells(found, task, workers=request.parallel_cells, stop=stop)
     code = cells.worst(outcomes)
     if request.json_output:
         emit_json({"command": title, "cells": [o.to_dict() for o in outcomes], "exit_code": code})

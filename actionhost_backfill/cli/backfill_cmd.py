@@ -25,13 +25,13 @@ from actionhost_backfill.cli.common import (
     MaxLoadOption,
     MaxRetriesOption,
     NovaConfOption,
+    ParallelCellsOption,
     PauseFileOption,
     ReleasesOption,
     ReplicaOption,
     SleepOption,
     StateSchemaOption,
     TargetBatchSecondsOption,
-    WorkersOption,
     echo,
     emit_json,
     note,
@@ -294,7 +294,15 @@ def backfill_command(
     all_cells: AllCellsOption = False,
     api_db: ApiDbOption = None,
     include_disabled: IncludeDisabledOption = False,
-    workers: WorkersOption = 1,
+    parallel_cells: ParallelCellsOption = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            help="Processes running the rules on chunks of instances (the evidence is still "
+            "read on one connection; the decisions are the same for any N; see runbook 3).",
+        ),
+    ] = 1,
     releases: ReleasesOption = None,
     exclude_rule: ExcludeRuleOption = None,
     json_output: JsonOption = False,
@@ -322,6 +330,7 @@ def backfill_command(
         sample=5 if dry_run else 0,
         releases=releases,
         exclude_rules=excluded_rules(exclude_rule),
+        workers=workers,
         throttle=ThrottleOptions(
             max_lag,
             replica or [],
@@ -343,7 +352,7 @@ def backfill_command(
                     options,
                     state_schema=state_schema,
                     stop=stop,
-                    progress=progress_factory(no_progress or workers > 1, progress_interval),
+                    progress=progress_factory(no_progress or parallel_cells > 1, progress_interval),
                     notify=note,
                 )
                 summary = (
@@ -360,7 +369,7 @@ def backfill_command(
             run_all_cells(
                 "backfill" + (" --dry-run" if dry_run else ""),
                 task,
-                CellsRequest(db, nova_conf, api_db, include_disabled, workers, json_output),
+                CellsRequest(db, nova_conf, api_db, include_disabled, parallel_cells, json_output),
                 stop=stop,
             )
     url = resolve_db(db, nova_conf)

@@ -148,8 +148,8 @@ ApiDbOption = Annotated[
 IncludeDisabledOption = Annotated[
     bool, typer.Option("--include-disabled", help="With --all-cells: disabled cells too.")
 ]
-WorkersOption = Annotated[
-    int, typer.Option("--workers", help="With --all-cells: cells processed in parallel.")
+ParallelCellsOption = Annotated[
+    int, typer.Option("--parallel-cells", help="With --all-cells: cells processed in parallel.")
 ]
 
 

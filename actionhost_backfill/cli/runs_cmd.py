@@ -35,12 +35,12 @@ from actionhost_backfill.cli.common import (
     MaxLoadOption,
     MaxRetriesOption,
     NovaConfOption,
+    ParallelCellsOption,
     PauseFileOption,
     ReplicaOption,
     SleepOption,
     StateSchemaOption,
     TargetBatchSecondsOption,
-    WorkersOption,
     echo,
     emit_json,
     note,
@@ -68,7 +68,7 @@ def status_command(
     all_cells: AllCellsOption = False,
     api_db: ApiDbOption = None,
     include_disabled: IncludeDisabledOption = False,
-    workers: WorkersOption = 1,
+    parallel_cells: ParallelCellsOption = 1,
     json_output: JsonOption = False,
 ) -> None:
     """List backfill and revert runs and count the NULL-host events left.
@@ -95,7 +95,7 @@ def status_command(
         run_all_cells(
             "status",
             task,
-            CellsRequest(db, nova_conf, api_db, include_disabled, workers, json_output),
+            CellsRequest(db, nova_conf, api_db, include_disabled, parallel_cells, json_output),
         )
     report = run_status.status(resolve_db(db, nova_conf), state_schema=state_schema, limit=limit)
     if json_output:
@@ -171,7 +171,7 @@ def verify_command(
     all_cells: AllCellsOption = False,
     api_db: ApiDbOption = None,
     include_disabled: IncludeDisabledOption = False,
-    workers: WorkersOption = 1,
+    parallel_cells: ParallelCellsOption = 1,
     json_output: JsonOption = False,
 ) -> None:
     """Check that every value the backfill wrote is still in the table.
@@ -195,7 +195,7 @@ def verify_command(
         run_all_cells(
             "verify",
             task,
-            CellsRequest(db, nova_conf, api_db, include_disabled, workers, json_output),
+            CellsRequest(db, nova_conf, api_db, include_disabled, parallel_cells, json_output),
         )
     report = run_status.verify(resolve_db(db, nova_conf), state_schema=state_schema, run_id=run)
     if json_output:

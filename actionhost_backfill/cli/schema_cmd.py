@@ -18,8 +18,8 @@ from actionhost_backfill.cli.common import (
     JsonOption,
     LockTimeoutOption,
     NovaConfOption,
+    ParallelCellsOption,
     StateSchemaOption,
-    WorkersOption,
     echo,
     emit_json,
     resolve_db,
@@ -57,7 +57,7 @@ def status_command(
     all_cells: AllCellsOption = False,
     api_db: ApiDbOption = None,
     include_disabled: IncludeDisabledOption = False,
-    workers: WorkersOption = 1,
+    parallel_cells: ParallelCellsOption = 1,
     json_output: JsonOption = False,
     node: galera_cmd.NodeOption = None,
 ) -> None:
@@ -95,7 +95,7 @@ def status_command(
         run_all_cells(
             "schema status",
             task,
-            CellsRequest(db, nova_conf, api_db, include_disabled, workers, json_output),
+            CellsRequest(db, nova_conf, api_db, include_disabled, parallel_cells, json_output),
         )
     url = resolve_db(db, nova_conf)
     result = revisions.status(url, state_schema=state_schema)
@@ -188,7 +188,7 @@ def upgrade_command(
     all_cells: AllCellsOption = False,
     api_db: ApiDbOption = None,
     include_disabled: IncludeDisabledOption = False,
-    workers: WorkersOption = 1,
+    parallel_cells: ParallelCellsOption = 1,
     json_output: JsonOption = False,
     galera_rolling_build: galera_cmd.GaleraRollingOption = False,
     galera_toi: galera_cmd.GaleraToiOption = False,
@@ -262,7 +262,7 @@ def upgrade_command(
         run_all_cells(
             "schema upgrade",
             task,
-            CellsRequest(db, nova_conf, api_db, include_disabled, workers, json_output),
+            CellsRequest(db, nova_conf, api_db, include_disabled, parallel_cells, json_output),
         )
     url = resolve_db(db, nova_conf)
     if not galera_toi:

@@ -15,9 +15,9 @@ from actionhost_backfill.cli.common import (
     IncludeDisabledOption,
     JsonOption,
     NovaConfOption,
+    ParallelCellsOption,
     ReleasesOption,
     StateSchemaOption,
-    WorkersOption,
     echo,
     emit_json,
     resolve_db,
@@ -128,7 +128,7 @@ def validate_command(
     all_cells: AllCellsOption = False,
     api_db: ApiDbOption = None,
     include_disabled: IncludeDisabledOption = False,
-    workers: WorkersOption = 1,
+    parallel_cells: ParallelCellsOption = 1,
     releases: ReleasesOption = None,
     exclude_rule: ExcludeRuleOption = None,
     json_output: JsonOption = False,
@@ -164,7 +164,7 @@ def validate_command(
         run_all_cells(
             "validate",
             task,
-            CellsRequest(db, nova_conf, api_db, include_disabled, workers, json_output),
+            CellsRequest(db, nova_conf, api_db, include_disabled, parallel_cells, json_output),
         )
     report = run_validate(resolve_db(db, nova_conf), options, state_schema=state_schema)
     if json_output:

@@ -18,8 +18,8 @@ from actionhost_backfill.cli.common import (
     IncludeDisabledOption,
     JsonOption,
     NovaConfOption,
+    ParallelCellsOption,
     StateSchemaOption,
-    WorkersOption,
     echo,
     emit_json,
     resolve_db,
@@ -240,7 +240,7 @@ def failures_command(
     all_cells: AllCellsOption = False,
     api_db: ApiDbOption = None,
     include_disabled: IncludeDisabledOption = False,
-    workers: WorkersOption = 1,
+    parallel_cells: ParallelCellsOption = 1,
     json_output: JsonOption = False,
 ) -> None:
     """Which hosts are failing: hosts ranked by failed events in the window.
@@ -275,7 +275,7 @@ def failures_command(
         run_all_cells(
             "failures",
             task,
-            CellsRequest(db, nova_conf, api_db, include_disabled, workers, json_output),
+            CellsRequest(db, nova_conf, api_db, include_disabled, parallel_cells, json_output),
         )
     report = views.failures(resolve_db(db, nova_conf), **window)
     if json_output:

@@ -41,6 +41,7 @@ from actionhost_backfill.engine.throttling import (
     CriticalLoad,
     build_throttle,
 )
+from actionhost_backfill.engine.workers import Deciders
 from actionhost_backfill.errors import (
     ActionHostError,
     BadInput,
@@ -94,6 +95,8 @@ class _Runner:
         self._evidence_until = None
         self._writer: sa.Connection | None = None
         """The applier's connection while deciding and applying overlap (engine/pipeline.py)."""
+        self.deciders = Deciders(options.workers, options.exclude_rules)
+        """Where the rules run: in the planner, or in ``--workers`` processes."""
 
     def _notice(self, text: str) -> None:
         """Tell the operator once, on stderr (through ``notify``), and keep it for --json."""
@@ -142,6 +145,7 @@ class _Runner:
             on_decided=sample,
             settled_by=settled_by,
             exclude=self.options.exclude_rules,
+            deciders=self.deciders,
         )
 
     def _sample(self, table, events, decisions, evidence) -> None:
@@ -187,6 +191,7 @@ class _Runner:
         except sa.exc.DBAPIError as exc:
             raise db.translate_error(exc, self.url) from None
         finally:
+            self.deciders.close()
             engine.dispose()
             self.result.elapsed = time.monotonic() - started
         return self.result

@@ -13,8 +13,12 @@ from actionhost_backfill.engine.throttling import (
     ThrottleStats,
     throttle_dict,
 )
+from actionhost_backfill.errors import BadInput
 from actionhost_backfill.inference.eras import parse_releases
 from actionhost_backfill.nova.tables import EVENTS, SHADOW_EVENTS
+
+#: The most planner processes ``--workers`` accepts.
+MAX_WORKERS = 64
 
 
 @dataclass
@@ -28,9 +32,13 @@ class BackfillOptions(WriteOptions):
     """``--releases``: the operator's upgrade history (``inference.eras``); None: detect."""
     exclude_rules: frozenset[str] = frozenset()
     """Rules whose values are not written (``--exclude-rule``): NULL, ``excluded-rule``."""
+    workers: int = 1
+    """``--workers``: processes running the rules (``engine/workers.py``); 1: in the planner."""
 
     def validate(self) -> None:
         super().validate()
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise BadInput(f"--workers must be between 1 and {MAX_WORKERS} (got {self.workers})")
         parse_releases(self.releases)
 
     def tables(self) -> list[str]:

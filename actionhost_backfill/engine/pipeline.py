@@ -44,7 +44,7 @@ from actionhost_backfill import db, dialects
 from actionhost_backfill.dialects import Dialect, bulk
 from actionhost_backfill.engine.applier import Applier
 from actionhost_backfill.engine.fill import PlanFill
-from actionhost_backfill.engine.planner import NULL_EVENTS, PLAN_INSTANCES, Planner
+from actionhost_backfill.engine.planner import NULL_EVENTS, PLAN_INSTANCES, Chunk, Planner
 from actionhost_backfill.engine.progress import silent
 from actionhost_backfill.errors import DatabaseUnavailable
 from actionhost_backfill.inference import EventRow
@@ -121,13 +121,7 @@ def decide_in_order(
     starts = [r[1] for r in firsts]
     bar = planner.bar(total, f"plan {table}") if total else silent()
 
-    def decide(uuids: list[str], events: list[EventRow]):
-        decisions = planner.decide(uuids, events)
-        conn.commit()
-        bar.update(len(decisions))
-        return [(d.event_id, d.host, d.rule) for d in decisions]
-
-    try:
+    def chunks() -> Iterator[Chunk | _Stopped]:
         # Events whose action is gone (no instance, no evidence), in id order.
         orphans = [
             EventRow(*r)
@@ -146,7 +140,7 @@ def decide_in_order(
                 lease.check()
             part = orphans[i : i + step]
             ahead = orphans[i + step].id - 1 if i + step < len(orphans) else frontier
-            yield Decided(decide([], part), min(frontier, ahead), last=not order and ahead == upper)
+            yield Chunk([], part, min(frontier, ahead), last=not order and ahead == upper)
         for i in range(0, len(order), PLAN_INSTANCES):
             if planner.stop.is_set():
                 yield _Stopped()
@@ -163,10 +157,24 @@ def decide_in_order(
             conn.commit()
             nxt = i + PLAN_INSTANCES
             frontier = starts[nxt] - 1 if nxt < len(order) else upper
+            yield Chunk(uuids, [EventRow(*r) for r in rows], frontier, last=frontier == upper)
+
+    handed = False
+    try:
+        # Each chunk's evidence is read here in chunk order; the rules run in the
+        # planner or its workers (engine/workers.py) and come back in that order.
+        for done in planner.decide_chunks(chunks(), commit=True):
+            if isinstance(done, _Stopped):
+                yield done
+                return
+            work, decisions = done
+            chunk = work.tag
+            bar.update(len(decisions))
+            handed = True
             yield Decided(
-                decide(uuids, [EventRow(*r) for r in rows]), frontier, last=frontier == upper
+                [(d.event_id, d.host, d.rule) for d in decisions], chunk.frontier, chunk.last
             )
-        if not order and not orphans:
+        if not handed:
             yield Decided([], upper, last=True)
     finally:
         bar.close()

@@ -14,7 +14,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
@@ -25,8 +26,9 @@ from actionhost_backfill.dialects.bulk import chunks
 from actionhost_backfill.engine.evidence import EvidenceSnapshot
 from actionhost_backfill.engine.progress import Progress, silent
 from actionhost_backfill.engine.settled import Settled, Settling, drop_settled
+from actionhost_backfill.engine.workers import Deciders, Work
 from actionhost_backfill.errors import DatabaseUnavailable
-from actionhost_backfill.inference import Decision, EventRow, infer
+from actionhost_backfill.inference import Decision, EventRow
 from actionhost_backfill.nova.tables import EVENTS, columns_of, nova
 from actionhost_backfill.redact import mask_url
 from actionhost_backfill.state.lease import RunnerLock
@@ -68,6 +70,21 @@ def still_null(t: sa.Table) -> sa.ColumnElement[bool]:
     return sa.func.length(t.c.host).is_(None)
 
 
+@dataclass
+class Chunk:
+    """Whole instances (``uuids``; none for events whose action is gone) and their
+    NULL events, decided together; ``frontier`` and ``last`` for the pipeline."""
+
+    uuids: list[str]
+    events: list[EventRow]
+    frontier: int | None = None
+    last: bool = False
+
+
+#: In place of a chunk: the planner saw a stop request.
+_STOPPED = object()
+
+
 class Planner:
     def __init__(
         self,
@@ -80,6 +97,7 @@ class Planner:
         on_decided: Callable[[str, list[EventRow], list[Decision], object], None] | None = None,
         settled_by: Settling | None = None,
         exclude: frozenset[str] = frozenset(),
+        deciders: Deciders | None = None,
     ):
         self.conn = conn
         self.snapshot = snapshot
@@ -93,6 +111,8 @@ class Planner:
         """Leave out events complete runs of these state tables already decided
         (:mod:`~actionhost_backfill.engine.settled`); None: decide every NULL event."""
         self.settled = Settled()
+        self.deciders = deciders or Deciders(1, exclude)
+        """Where the rules run (``engine/workers.py``): in line, or in worker processes."""
 
     @property
     def plan(self) -> sa.Table:
@@ -135,10 +155,26 @@ class Planner:
         self.settled.add(left_out)
         return total
 
-    def decide(self, uuids: list[str], events: list[EventRow]) -> list[Decision]:
-        """The decisions for ``events``, the NULL events of instances ``uuids``."""
-        evidence = self.snapshot.load(uuids)
-        return infer(events, evidence.actions, evidence.histories, evidence.hosts, self.exclude)
+    def decide_chunks(self, chunks: Iterable[Chunk | object], *, commit: bool = False) -> Iterator:
+        """``(work, decisions)`` for each :class:`Chunk` of ``chunks`` in their order (the
+        chunk is ``work.tag``, its evidence ``work.evidence``); other items pass through.
+
+        The evidence of each chunk is read here, on the planner's connection, in
+        chunk order; the rules run where :attr:`deciders` runs them.  ``commit``:
+        end the read transaction after each chunk's evidence.
+        """
+
+        def loaded():
+            for chunk in chunks:
+                if isinstance(chunk, Chunk):
+                    evidence = self.snapshot.load(chunk.uuids)
+                    if commit:
+                        self.conn.commit()
+                    yield Work(chunk.events, evidence, chunk)
+                else:
+                    yield chunk
+
+        return self.deciders.decide(loaded())
 
     def _prepare(self, table: str, after: int, upper: int) -> tuple[int, Settled]:
         """The NULL-host events of ``(after, upper]`` to decide, those complete runs
@@ -227,6 +263,16 @@ class Planner:
             yield [], [EventRow(*r) for r in rows]
             after = rows[-1][0]
 
+    def _checked_chunks(self, lease: RunnerLock | None) -> Iterator[Chunk | object]:
+        """:meth:`_null_chunks`, the stop request and the lease looked at before each."""
+        for uuids, events in self._null_chunks(PLAN_INSTANCES):
+            if self.stop.is_set():
+                yield _STOPPED
+                return
+            if lease is not None:
+                lease.check()
+            yield Chunk(uuids, events)
+
     def plan_range(
         self,
         table: str,
@@ -241,26 +287,18 @@ class Planner:
         ``tally``: count decisions per (outcome, rule) there instead of keeping them.
         """
         started = time.monotonic()
-        conn, snapshot = self.conn, self.snapshot
+        conn = self.conn
         decided = 0
         try:
             total, left_out = self._prepare(table, after, upper)
             self.settled.add(left_out)
             bar = self.bar(total, f"plan {table}") if total else silent()
             try:
-                for uuids, events in self._null_chunks(PLAN_INSTANCES):
-                    if self.stop.is_set():
+                for done in self.decide_chunks(self._checked_chunks(lease)):
+                    if done is _STOPPED:
                         return None
-                    if lease is not None:
-                        lease.check()
-                    evidence = snapshot.load(uuids)
-                    decisions = infer(
-                        events,
-                        evidence.actions,
-                        evidence.histories,
-                        evidence.hosts,
-                        self.exclude,
-                    )
+                    work, decisions = done
+                    events, evidence = work.events, work.evidence
                     if self.on_decided is not None:
                         self.on_decided(table, events, decisions, evidence)
                     if tally is not None:

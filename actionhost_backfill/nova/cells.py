@@ -154,7 +154,7 @@ def run_cells(
 ) -> list[CellOutcome]:
     """Run ``task`` on every cell (``workers`` at a time); failures stay per cell."""
     if workers < 1:
-        raise BadInput(f"--workers must be at least 1 (got {workers})")
+        raise BadInput(f"--parallel-cells must be at least 1 (got {workers})")
 
     def one(cell: CellMapping) -> CellOutcome:
         if stop is not None and stop.is_set():

@@ -428,7 +428,7 @@ def _check_target(target: str, *, downgrade: bool = False) -> None:
 
 
 #: Alembic's ``op`` and ``context`` are process-wide proxies: revisions of two
-#: cells (``--all-cells --workers N``) must not run in two threads at once.
+#: cells (``--all-cells --parallel-cells N``) must not run in two threads at once.
 _ALEMBIC = threading.Lock()
 
 

@@ -292,11 +292,11 @@ CASES = [
     ),
     ("all cells without api db", ALL, lambda c, t: ["backfill", "--all-cells"], BAD, "--api-db"),
     (
-        "all cells, zero workers",
+        "all cells, zero parallel cells",
         ALL,
-        lambda c, t: ["status", "--all-cells", "--workers", "0", "--api-db", c.url],
+        lambda c, t: ["status", "--all-cells", "--parallel-cells", "0", "--api-db", c.url],
         BAD,
-        "--workers",
+        "--parallel-cells",
     ),
     (
         "accuracy without a simulation",

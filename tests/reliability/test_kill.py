@@ -27,7 +27,9 @@ def _null_events(cell) -> int:
     )
 
 
-def test_kill_9_anywhere_then_resume(backend, server_url, blank_db, tmp_path, request):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_kill_9_anywhere_then_resume(backend, server_url, blank_db, tmp_path, request, workers):
+    """With planner workers too (``--workers 2``): a kill lands in whatever they decide."""
     kills_wanted = 200 if request.config.getoption("--long") else 20
     reference = simulated(another_database(backend, server_url, tmp_path, request, "reference"))
     victim = simulated(blank_db)
@@ -45,7 +47,9 @@ def test_kill_9_anywhere_then_resume(backend, server_url, blank_db, tmp_path, re
         sleep = f"{max(0.05, 2 * kills_wanted * MAX_DELAY / batches):.3f}"
         kills = 0
         while kills < kills_wanted:
-            child = backfill_process(victim.url, "--batch-size", "10", "--sleep", sleep)
+            child = backfill_process(
+                victim.url, "--workers", workers, "--batch-size", "10", "--sleep", sleep
+            )
             time.sleep(rng.uniform(0.2, MAX_DELAY))  # a random moment, not a synchronisation
             if child.poll() is not None:
                 _out, err = child.communicate()
@@ -55,7 +59,7 @@ def test_kill_9_anywhere_then_resume(backend, server_url, blank_db, tmp_path, re
             child.send_signal(signal.SIGKILL)
             child.communicate()
             kills += 1
-        final = backfill_process(victim.url)
+        final = backfill_process(victim.url, "--workers", workers)
         _out, err = final.communicate(timeout=600)
         assert final.returncode == 0, err
         assert table_state(victim) == table_state(reference)  # no row lost, none wrong

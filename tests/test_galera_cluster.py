@@ -216,7 +216,7 @@ def _refused_without_the_cap(cell: Cell, monkeypatch, error: str) -> None:
 def _capped_backfill(cell: Cell, largest: int, null: int) -> dict:
     """The backfill as shipped: it logs the Galera cap, batches of ``largest`` events
     examine all ``null`` events, exit 0; returns its ``--json`` report."""
-    with when_logged("actionhost_backfill.dialects.mysql", "Galera node:", lambda _m: None) as cap:
+    with when_logged("actionhost_backfill.engine.applier", "Galera node:", lambda _m: None) as cap:
         capped = cli("backfill", "--db", cell.url, "--no-progress", "--json")
     assert capped.exit_code == 0, capped.output
     report = json.loads(capped.stdout)

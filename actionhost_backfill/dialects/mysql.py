@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 
 import sqlalchemy as sa
@@ -20,7 +19,6 @@ from actionhost_backfill.dialects.mysql_privileges import MySQLPrivileges
 from actionhost_backfill.errors import ActionHostError, BadInput
 from actionhost_backfill.redact import mask_url
 
-log = logging.getLogger(__name__)
 
 #: Errors meaning "this ALTER algorithm is not possible here".
 _ALGORITHM_UNSUPPORTED = (1064, 1800, 1845, 1846, 4092)
@@ -84,10 +82,7 @@ class MySQL(MySQLPrivileges):
         if can_read_committed(conn):
             conn.exec_driver_sql("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         wsrep = dict(conn.exec_driver_sql("SHOW VARIABLES LIKE 'wsrep%%'").all())
-        cap = galera_cap(wsrep)
-        if cap is not None:
-            log.info("Galera node: batches capped at %s events (write-set limits)", cap)
-        return cap
+        return galera_cap(wsrep)
 
     def drop_temp(self, conn: sa.Connection, name: str) -> None:
         conn.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {name}")

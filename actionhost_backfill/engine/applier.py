@@ -112,6 +112,8 @@ def prepare_session(conn: sa.Connection, options: WriteOptions) -> tuple[Dialect
     sizer = BatchSizer(options.batch_size, options.target_batch_seconds)
     cap = dialect.configure_session(conn, options.lock_timeout)
     if cap is not None:
+        # Logged here, once per run: the pipeline's writer sets its session up too.
+        log.info("Galera node: batches capped at %s events (write-set limits)", cap)
         sizer.cap(cap)
     return dialect, sizer
 

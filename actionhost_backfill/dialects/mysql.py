@@ -19,7 +19,6 @@ from actionhost_backfill.dialects.mysql_privileges import MySQLPrivileges
 from actionhost_backfill.errors import ActionHostError, BadInput
 from actionhost_backfill.redact import mask_url
 
-
 #: Errors meaning "this ALTER algorithm is not possible here".
 _ALGORITHM_UNSUPPORTED = (1064, 1800, 1845, 1846, 4092)
 

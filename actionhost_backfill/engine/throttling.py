@@ -29,9 +29,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two looks while throttled (--check-interval, pt-online-schema-change's name).
 POLL_SECONDS = 0.5
-#: Galera: a receive queue longer than this (write sets waiting to be applied
-#: on this node) pauses the backfill, as flow control is about to.
-GALERA_RECV_QUEUE = galera_node.RECV_QUEUE_DRAINED
 
 
 class CriticalLoad(ActionHostError):
@@ -116,7 +113,7 @@ class GaleraFlowControl(_OnServer):
 
     name = "galera flow control"
 
-    def __init__(self, url: URL, recv_queue: int = GALERA_RECV_QUEUE):
+    def __init__(self, url: URL, recv_queue: int = galera_node.RECV_QUEUE_DRAINED):
         super().__init__(url)
         self.dialect = dialects.for_url(url)
         self.recv_queue = recv_queue

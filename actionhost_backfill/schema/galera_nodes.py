@@ -22,10 +22,6 @@ from actionhost_backfill.errors import ActionHostError, BadInput, ExitCode
 from actionhost_backfill.nova import catalog
 from actionhost_backfill.redact import mask_url
 
-#: A node's receive queue counts as drained at or below this many write sets (under
-#: steady writes it is rarely 0): the backfill's Galera throttle uses the same figure.
-RECV_QUEUE_DRAINED = galera.RECV_QUEUE_DRAINED
-
 
 class GaleraUnsafe(ActionHostError):
     """The cluster is not in a state where the next node may build (nothing more was built)."""
@@ -174,10 +170,10 @@ def check_cluster(views: list[NodeView], size: int, what: str) -> None:
             problems.append(f"{view.describe()} is {view.state}, not Synced")
         elif view.cluster_size != size:
             problems.append(f"{view.describe()} sees {view.cluster_size} nodes, {size} expected")
-        elif view.recv_queue > RECV_QUEUE_DRAINED:
+        elif view.recv_queue > galera.RECV_QUEUE_DRAINED:
             problems.append(
                 f"{view.describe()} has {view.recv_queue} write sets queued "
-                f"(over {RECV_QUEUE_DRAINED})"
+                f"(over {galera.RECV_QUEUE_DRAINED})"
             )
     if len({v.cluster_uuid for v in views}) > 1:
         problems.append("the nodes belong to different clusters (wsrep_cluster_state_uuid differs)")

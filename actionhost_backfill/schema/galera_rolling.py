@@ -43,7 +43,6 @@ from actionhost_backfill.nova import catalog
 from actionhost_backfill.redact import mask_url
 from actionhost_backfill.schema import revisions
 from actionhost_backfill.schema.galera_nodes import (
-    RECV_QUEUE_DRAINED,
     GaleraUnsafe,
     NodeView,
     check_cluster,
@@ -205,7 +204,11 @@ def _wait_synced(url: URL, timeout: float, what: str) -> NodeView:
     deadline = time.monotonic() + timeout
     while True:
         view = look(url)
-        if not view.error and view.state == "Synced" and view.recv_queue <= RECV_QUEUE_DRAINED:
+        if (
+            not view.error
+            and view.state == "Synced"
+            and view.recv_queue <= galera.RECV_QUEUE_DRAINED
+        ):
             return view
         if time.monotonic() > deadline:
             raise GaleraUnsafe(

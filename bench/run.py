@@ -18,6 +18,13 @@ the same table.  Prints a Markdown table (and ``--json``) for docs/benchmarks.md
 
     python bench/run.py --events 1000000 --backend postgresql --backend mysql
     python bench/run.py --events 2000 --backend sqlite --naive-sample 50   # smoke
+    python bench/run.py --backend mysql --mariadb-server cell --events 10000000
+
+The machine's servers run with their packages' defaults (MariaDB: a 128 MiB
+buffer pool).  ``--mariadb-server cell`` measures MariaDB on a throwaway server
+of its own instead (own port, datadir and tmpdir under ``--workdir``) configured
+as a production cell's database is: :data:`CELL_MARIADB`.  Each result names
+the settings of the server it was measured on (``server``).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from actionhost_backfill.db import create_engine, parse_url  # noqa: E402
 from actionhost_backfill.schema import revisions  # noqa: E402
 from actionhost_backfill.sim.simulate import SimulationOptions, simulate  # noqa: E402
 from actionhost_backfill.state.location import resolve_state_location  # noqa: E402
+from tests.topology.servers import MariaDB  # noqa: E402
 
 SERVERS = {
     "postgresql": os.environ.get(
@@ -51,6 +59,61 @@ SERVERS = {
         "ACTIONHOST_BENCH_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/mysql"
     ),
 }
+
+
+#: ``--mariadb-server cell``: the InnoDB settings of a production cell's database
+#: server.  OpenStack-Ansible's galera_server role sizes the buffer pool at 4096M
+#: and the redo log at 1024M by default (Kolla-Ansible and hand-built clusters
+#: land in the same range); durability stays MariaDB's default (a flush per commit).
+CELL_MARIADB = (
+    "--innodb-buffer-pool-size=4G",
+    "--innodb-log-file-size=1G",
+    "--innodb-flush-log-at-trx-commit=1",
+    "--max-connections=1000",
+)
+
+#: What each result reports of the server it ran on.
+SERVER_SETTINGS = {
+    "postgresql": ("shared_buffers", "work_mem", "effective_cache_size", "synchronous_commit"),
+    "mysql": (
+        "version",
+        "innodb_buffer_pool_size",
+        "innodb_log_file_size",
+        "innodb_flush_log_at_trx_commit",
+        "tmp_table_size",
+    ),
+}
+
+
+def server_settings(url: str) -> dict[str, str]:
+    """The settings of ``url``'s server that bear on the figures (:data:`SERVER_SETTINGS`)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                return {
+                    name: conn.exec_driver_sql(f"SHOW {name}").scalar()
+                    for name in SERVER_SETTINGS["postgresql"]
+                } | {"version": conn.exec_driver_sql("SHOW server_version").scalar()}
+            if conn.dialect.name == "mysql":
+                found = {}
+                for name in SERVER_SETTINGS["mysql"]:
+                    value = conn.exec_driver_sql(f"SELECT @@{name}").scalar()
+                    if isinstance(value, int) and value >= 1 << 20:
+                        value = f"{value >> 20}M"
+                    found[name] = str(value)
+                return found
+            return {"version": conn.exec_driver_sql("SELECT sqlite_version()").scalar()}
+    finally:
+        engine.dispose()
+
+
+def start_cell_mariadb(workdir: Path) -> MariaDB:
+    """A throwaway MariaDB configured as a production cell's (:data:`CELL_MARIADB`)."""
+    server = MariaDB(workdir / f"ahbench-mariadb-{uuid.uuid4().hex[:8]}", extra=list(CELL_MARIADB))
+    server.install()
+    server.start()
+    return server
 
 
 def fresh_database(backend: str, workdir: Path) -> tuple[str, callable]:
@@ -388,6 +451,7 @@ def bench_one(
         naive_rate = naive["rows"] / naive["seconds"] if naive["seconds"] else 0.0
         return {
             "backend": backend,
+            "server": server_settings(url),
             "events": sim.events,
             "simulate_seconds": round(sim_seconds, 1),
             "null_events_examined": examined,
@@ -525,7 +589,32 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N,M",
         help="Only time backfill --workers N against --workers M (alternating, best of 2).",
     )
+    parser.add_argument(
+        "--mariadb-server",
+        choices=("machine", "cell"),
+        default="machine",
+        help="MySQL/MariaDB: the machine's server (ACTIONHOST_BENCH_MYSQL_URL), or a throwaway "
+        "one configured as a production cell's (CELL_MARIADB), removed afterwards.",
+    )
     args = parser.parse_args(argv)
+    server = None
+    if args.mariadb_server == "cell":
+        server = start_cell_mariadb(args.workdir)
+        SERVERS["mysql"] = server.url
+        print(f"[bench] throwaway MariaDB on port {server.port}: {server.base}", file=sys.stderr)
+    try:
+        return _main(args)
+    finally:
+        if server is not None:
+            if args.keep:
+                print(
+                    f"[bench] kept: MariaDB on port {server.port}, {server.base}", file=sys.stderr
+                )
+            else:
+                server.remove()
+
+
+def _main(args: argparse.Namespace) -> int:
     if args.compare_workers:
         counts = [int(n) for n in args.compare_workers.split(",")]
         print(f"Machine: {machine()}\n")
@@ -556,6 +645,9 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     print(f"Machine: {machine()}\n")
     print(table(results))
+    for backend in dict.fromkeys(r["backend"] for r in results):
+        settings = next(r["server"] for r in results if r["backend"] == backend)
+        print(f"\nServer ({backend}): " + ", ".join(f"{k} {v}" for k, v in settings.items()))
     for line in scaling(results):
         print(f"\n{line}")
     for r in results:

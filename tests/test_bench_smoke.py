@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -31,3 +33,28 @@ def test_benchmark_smoke(backend, server_url, tmp_path):
     assert result["naive_rows"] == 20 and result["peak_rss_mb"] > 0
     assert result["ratio_toolkit_to_limit"] > 0 and result["batch_p99_ms"] > 0
     assert not list(tmp_path.glob("bench-*.sqlite"))  # databases are dropped afterwards
+    assert result["server"]["version"]  # the figures name the server they were measured on
+
+
+@pytest.mark.backends("mysql")
+def test_benchmark_on_a_throwaway_cell_server(backend, server_url, tmp_path):
+    """--mariadb-server cell measures on a server of its own with a production cell's
+    InnoDB settings, and removes it afterwards."""
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "run.py"),
+            *("--backend", "mysql", "--events", "1500", "--naive-sample", "5"),
+            *("--mariadb-server", "cell", "--workdir", str(tmp_path), "--json", str(out)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    (result,) = json.loads(out.read_text())["results"]
+    assert result["server"]["innodb_buffer_pool_size"] == "4096M"
+    assert result["server"]["innodb_log_file_size"] == "1024M"
+    assert "innodb_buffer_pool_size 4096M" in done.stdout
+    assert not list(tmp_path.glob("ahbench-mariadb-*"))  # the server is removed afterwards

@@ -137,17 +137,17 @@ class Timeline:
         self.hosts = hosts
         self.broken = any(m.created is None for m in history.migrations)
         """A migration we cannot place in time: trust nothing segment-based."""
-        self.steps = analyze(history, hosts)
-        self.roles: dict[int, tuple[str | None, str]] = {}
-        for step in self.steps:
-            self.roles.update(step.roles)
-        self.actions = {a.id: a for a in history.actions}
         self.contradicted: dict[int, str] = {}
         """Action id -> the ``steps.BEHAVIOURS`` key its rows contradict."""
         for action in history.actions:
             why = contradiction(history, action.id)
             if why is not None:
                 self.contradicted[action.id] = why
+        self.steps = analyze(history, hosts, self.contradicted)
+        self.roles: dict[int, tuple[str | None, str]] = {}
+        for step in self.steps:
+            self.roles.update(step.roles)
+        self.actions = {a.id: a for a in history.actions}
         self.zones = self._merge([s for s in self.steps if s.zone is not None])
         self._starts = [z.t0 for z in self.zones]
         self._members = {

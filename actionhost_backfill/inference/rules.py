@@ -157,6 +157,20 @@ def decide(
     timeline: Timeline | None,
 ) -> Decision:
     """The decision for one event, given its instance's history."""
+    return _decide(event, action, history, timeline, rows_checked=False)
+
+
+def _decide(
+    event: EventRow,
+    action: ActionRow | None,
+    history: InstanceHistory | None,
+    timeline: Timeline | None,
+    *,
+    rows_checked: bool,
+) -> Decision:
+    """:func:`decide`; ``rows_checked``: :func:`infer` already found no other row of
+    the event's name in its action carrying a finish or a result (``_clashes``), so
+    only the action's own contradiction is left to look up."""
     role = roles.role_of(event.name, action.name if action else None)
     if role is Role.CONTROL_PLANE:
         return Decision(event.id, None, CONTROL_PLANE)
@@ -164,9 +178,12 @@ def decide(
         return Decision(event.id, None, UNKNOWN_EVENT)
     if action is None or history is None or timeline is None:
         return Decision(event.id, None, ACTION_MISSING)
-    if timeline.contradiction_of(event) is not None:
+    if rows_checked:
+        if event.action_id is not None and event.action_id in timeline.contradicted:
+            return Decision(event.id, None, CONTRADICTION)
+    elif timeline.contradiction_of(event) is not None:
         return Decision(event.id, None, CONTRADICTION)
-    if role in (Role.SOURCE, Role.DEST):
+    if role is Role.SOURCE or role is Role.DEST:
         return _move_event(event, role, action, timeline)
     if role is Role.BUILD and action.name == roles.CREATE:
         return _build_attempt(event, action, timeline)
@@ -193,6 +210,43 @@ def exclude(decision: Decision, rules: frozenset[str]) -> Decision:
     return decision
 
 
+def _clashes(
+    events: list[EventRow],
+    actions: dict[int, ActionRow],
+    histories: dict[str, InstanceHistory],
+) -> set[tuple[int | None, str | None]]:
+    """The (action id, event name) of repeated steps with two rows that each carry a
+    finish or a result, counted over the rows read as evidence and the rows being
+    decided (a successful step of an ordinary action is only the latter)."""
+    first: dict[tuple[int | None, str | None], int] = {}
+    clashes: set[tuple[int | None, str | None]] = set()
+    for event in events:
+        if event.finish is not None or event.result is not None:
+            key = (event.action_id, event.name)
+            if first.setdefault(key, event.id) != event.id:
+                clashes.add(key)
+    for key, seen in first.items():
+        action_id = key[0]
+        if action_id is None or key in clashes:
+            continue
+        action = actions.get(action_id)
+        history = histories.get(action.instance_uuid) if action and action.instance_uuid else None
+        if history is None:
+            continue
+        # A plain scan of the action's few rows: ``history.named`` would index
+        # every action of the chunk by name, most of them for nothing else.
+        name = key[1] or ""
+        for other in history.events.get(action_id, ()):
+            if (
+                other.id != seen
+                and (other.finish is not None or other.result is not None)
+                and (other.name or "") == name
+            ):
+                clashes.add(key)
+                break
+    return clashes
+
+
 def infer(
     events: Iterable[EventRow],
     actions: dict[int, ActionRow],
@@ -200,41 +254,33 @@ def infer(
     hosts: KnownHosts,
     excluded: frozenset[str] = frozenset(),
 ) -> list[Decision]:
-    """Decisions for a batch of NULL-host events (one timeline per instance).
+    """Decisions for a batch of NULL-host events (one timeline per instance), in
+    the order of ``events``.
 
     ``excluded``: rules whose values the operator does not want written.
     """
     events = list(events)
-    # Rows of one repeated step that each carry a finish or a result, counted
-    # over the rows read as evidence and the rows being decided (a successful
-    # step of an ordinary action is only the latter).
-    finished: dict[tuple[int | None, str | None], set[int]] = {}
-    for event in events:
-        if event.finish is not None or event.result is not None:
-            finished.setdefault((event.action_id, event.name), set()).add(event.id)
-    for key, ids in finished.items():
-        action = actions.get(key[0]) if key[0] is not None else None
-        history = histories.get(action.instance_uuid) if action and action.instance_uuid else None
-        if history is not None and key[0] is not None:
-            ids.update(
-                e.id
-                for e in history.named(key[0], key[1] or "")
-                if e.finish is not None or e.result is not None
-            )
-    timelines: dict[str, Timeline] = {}
-    decisions = []
-    for event in events:
-        ids = finished.get((event.action_id, event.name))
-        if ids is not None and len(ids) > 1:
-            decisions.append(Decision(event.id, None, CONTRADICTION))
-            continue
+    clashes = _clashes(events, actions, histories)
+    decisions: list[Decision | None] = [None] * len(events)
+    # Instance by instance: each timeline is built once, used for all of its
+    # instance's events, and let go before the next one (a chunk's timelines
+    # held together made the garbage collector walk them over and over).
+    by_instance: dict[str | None, list[int]] = {}
+    for index, event in enumerate(events):
         action = actions.get(event.action_id) if event.action_id is not None else None
-        history = histories.get(action.instance_uuid) if action and action.instance_uuid else None
+        uuid = action.instance_uuid if action is not None else None
+        by_instance.setdefault(uuid if uuid and uuid in histories else None, []).append(index)
+    for uuid, indices in by_instance.items():
+        history = histories[uuid] if uuid is not None else None
         timeline = None
-        if history is not None:
-            timeline = timelines.get(history.uuid)
-            if timeline is None:
-                timeline = timelines[history.uuid] = Timeline(history, hosts)
-        decision = decide(event, action, history, timeline)
-        decisions.append(exclude(decision, excluded) if excluded else decision)
-    return decisions
+        for index in indices:
+            event = events[index]
+            if clashes and (event.action_id, event.name) in clashes:
+                decisions[index] = Decision(event.id, None, CONTRADICTION)
+                continue
+            action = actions.get(event.action_id) if event.action_id is not None else None
+            if history is not None and timeline is None:
+                timeline = Timeline(history, hosts)
+            decision = _decide(event, action, history, timeline, rows_checked=True)
+            decisions[index] = exclude(decision, excluded) if excluded else decision
+    return decisions  # type: ignore[return-value]

@@ -25,7 +25,6 @@ rule of the values it settles:
 from __future__ import annotations
 
 import bisect
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -137,17 +136,17 @@ class Timeline:
         self.hosts = hosts
         self.broken = any(m.created is None for m in history.migrations)
         """A migration we cannot place in time: trust nothing segment-based."""
-        self.steps = analyze(history, hosts)
-        self.roles: dict[int, tuple[str | None, str]] = {}
-        for step in self.steps:
-            self.roles.update(step.roles)
-        self.actions = {a.id: a for a in history.actions}
         self.contradicted: dict[int, str] = {}
         """Action id -> the ``steps.BEHAVIOURS`` key its rows contradict."""
         for action in history.actions:
             why = contradiction(history, action.id)
             if why is not None:
                 self.contradicted[action.id] = why
+        self.steps = analyze(history, hosts, self.contradicted)
+        self.roles: dict[int, tuple[str | None, str]] = {}
+        for step in self.steps:
+            self.roles.update(step.roles)
+        self.actions = {a.id: a for a in history.actions}
         self.zones = self._merge([s for s in self.steps if s.zone is not None])
         self._starts = [z.t0 for z in self.zones]
         self._members = {
@@ -162,9 +161,6 @@ class Timeline:
             for step in zone.steps:
                 if step.kind == UNTRACKED and step.action.id not in own_zone:
                     self._members.setdefault(step.action.id, index)
-        self._names = Counter(
-            (action_id, e.name) for action_id, evs in history.events.items() for e in evs
-        )
         self.segments = [Segment() for _ in range(len(self.zones) + 1)]
         self.never_moved = not any(z.moves for z in self.zones)
         self._collect_evidence()
@@ -290,7 +286,16 @@ class Timeline:
 
     def repeated(self, event: EventRow) -> bool:
         """Whether the event's name repeats in its action (its finish and result are not its own)."""
-        return self._names[(event.action_id, event.name)] > 1
+        # Asked only of failed events: counted then, in the action's few rows,
+        # rather than for every event of every instance up front.
+        name = event.name
+        found = 0
+        for other in self.history.events.get(event.action_id, ()):  # type: ignore[arg-type]
+            if other.name == name:
+                found += 1
+                if found > 1:
+                    return True
+        return False
 
     def fault_host(self, event: EventRow, *, finish: datetime | None = None) -> str | None:
         """The single compute host that recorded a fault while this event failed."""

@@ -254,13 +254,12 @@ def _by_start(rows, key=lambda r: r.start):
     return sorted(rows, key=lambda r: (key(r) or datetime.min, getattr(r, "id", 0)))
 
 
-def decisions_of(tables: dict[str, list[dict]]) -> dict[int, Decision]:
-    """Decisions for every NULL-host event in ``tables`` (Nova table name -> rows as dicts,
-    ``shadow_*`` tables included).
-
-    One batch of every instance, as ``run_backfill`` takes it with
-    ``include_shadow``: the same ``infer`` call on the same model rows.
-    """
+def batch_of(
+    tables: dict[str, list[dict]],
+) -> tuple[list[EventRow], dict[int, ActionRow], dict[str, InstanceHistory], KnownHosts]:
+    """``infer``'s arguments for every NULL-host event in ``tables`` (Nova table name ->
+    rows as dicts, ``shadow_*`` tables included): the events in id order, the actions,
+    the histories and the known hosts."""
     t = tables
     uuids = sorted({a["instance_uuid"] for a in _both(t, "instance_actions") if a["instance_uuid"]})
     histories = {uuid: history_of(uuid, t) for uuid in uuids}
@@ -269,7 +268,16 @@ def decisions_of(tables: dict[str, list[dict]]) -> dict[int, Decision]:
         (_event_row(e) for e in _both(t, "instance_actions_events") if e["host"] is None),
         key=lambda e: e.id,
     )
-    return {d.event_id: d for d in infer(null, actions, histories, known_hosts_of(t))}
+    return null, actions, histories, known_hosts_of(t)
+
+
+def decisions_of(tables: dict[str, list[dict]]) -> dict[int, Decision]:
+    """Decisions for every NULL-host event in ``tables``.
+
+    One batch of every instance, as ``run_backfill`` takes it with
+    ``include_shadow``: the same ``infer`` call on the same model rows.
+    """
+    return {d.event_id: d for d in infer(*batch_of(tables))}
 
 
 def history_of(uuid: str, t: dict[str, list[dict]]) -> InstanceHistory:

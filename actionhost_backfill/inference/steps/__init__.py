@@ -108,8 +108,14 @@ __all__ = [
 ]
 
 
-def analyze(history: InstanceHistory, hosts: KnownHosts) -> list[Step]:
-    """The steps of an instance's history, in action order."""
+def analyze(
+    history: InstanceHistory, hosts: KnownHosts, contradictions: dict[int, str] | None = None
+) -> list[Step]:
+    """The steps of an instance's history, in action order.
+
+    ``contradictions``: :func:`contradiction` of every action that has one, when
+    the caller has it already (``Timeline``); else it is looked up here.
+    """
     linked, uncertain = link_rows(history, hosts)
     for action_id in uncertain:
         # Which of two neighbouring moves created a row is unknown: neither has rows.
@@ -144,13 +150,17 @@ def analyze(history: InstanceHistory, hosts: KnownHosts) -> list[Step]:
             step = confirm(history, action, last_cold)
         elif name in roles.LIVE_PARTNERS:
             step = live_partner(history, action, lives)
-        elif history.named(action.id, "compute_confirm_resize"):
+        elif any(e.name == "compute_confirm_resize" for e in history.events.get(action.id, ())):
             # Deleting a resized instance confirms it first under the delete's
             # request id: Queens attaches that confirm to the ``delete`` action.
             step = confirm(history, action, last_cold)
         else:
             step = None
-        why = contradiction(history, action.id)
+        why = (
+            contradiction(history, action.id)
+            if contradictions is None
+            else contradictions.get(action.id)
+        )
         if why is not None and step is not None:
             step = contradicted(step, history, hosts, why)
         if step is not None and action.id in uncertain:

@@ -54,6 +54,10 @@ def untracked_gap(
         return None  # a delete that worked: nothing moves the instance afterwards
     if next_action is not None and next_action.name in _NOT_ACTIVE_BEFORE:
         return None
+    if all(p1 is not None and p1 <= action.start for _, p1 in periods):
+        # Every period ended by the request (Kilo+ history after an Icehouse/Juno
+        # start): the stretch, which starts later, overlaps none of them.
+        return None
     end = max(last_time(history.events.get(action.id, [])) or action.start, action.start)
     low = end + _TICK
     high = next_action.start - _TICK if next_action is not None and next_action.start else None

@@ -26,6 +26,7 @@ from sqlalchemy.engine import URL
 
 from actionhost_backfill import db, dialects
 from actionhost_backfill.dialects import Dialect
+from actionhost_backfill.engine import collector
 from actionhost_backfill.engine.progress import Progress
 from actionhost_backfill.engine.sizing import MAX_BATCH, BatchSizer, pause
 from actionhost_backfill.engine.throttling import Throttle, ThrottleOptions
@@ -213,6 +214,7 @@ class Applier:
             if self.budget is not None:
                 self.budget -= applied.changed
             self.progress.update(applied.rows)
+            collector.between_batches()  # committed: no lock held
             if self.options.sleep and pause(self.options.sleep, self.stop):
                 break
         return False

@@ -28,7 +28,7 @@ from sqlalchemy.engine import URL
 from actionhost_backfill import db
 from actionhost_backfill.dialects import Dialect
 from actionhost_backfill.engine import backfill_checks as checks
-from actionhost_backfill.engine import pipeline
+from actionhost_backfill.engine import collector, pipeline
 from actionhost_backfill.engine.applier import Applier, prepare_session
 from actionhost_backfill.engine.backfill_options import BackfillOptions, BackfillResult
 from actionhost_backfill.engine.evidence import EvidenceSnapshot
@@ -184,10 +184,11 @@ class _Runner:
             with db.connect(engine) as conn:
                 ready = checks.preflight_backfill(conn, self.url, self.location, self.options)
                 conn.rollback()
-            if self.options.dry_run:
-                self._dry_run(engine, audit_available=ready)
-            else:
-                self._real_run(engine)
+            with collector.collect_between_batches():
+                if self.options.dry_run:
+                    self._dry_run(engine, audit_available=ready)
+                else:
+                    self._real_run(engine)
         except sa.exc.DBAPIError as exc:
             raise db.translate_error(exc, self.url) from None
         finally:

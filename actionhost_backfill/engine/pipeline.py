@@ -44,7 +44,14 @@ from actionhost_backfill import db, dialects
 from actionhost_backfill.dialects import Dialect, bulk
 from actionhost_backfill.engine.applier import Applier
 from actionhost_backfill.engine.fill import PlanFill
-from actionhost_backfill.engine.planner import NULL_EVENTS, PLAN_INSTANCES, Chunk, Planner
+from actionhost_backfill.engine.planner import (
+    CHUNK_EVENTS,
+    NULL_EVENTS,
+    PLAN_INSTANCES,
+    Chunk,
+    Planner,
+    cut,
+)
 from actionhost_backfill.engine.progress import silent
 from actionhost_backfill.errors import DatabaseUnavailable
 from actionhost_backfill.inference import EventRow
@@ -111,7 +118,7 @@ def decide_in_order(
     n = NULL_EVENTS
     columns = (n.c.id, n.c.action_id, n.c.event, n.c.start_time, n.c.finish_time, n.c.result)
     firsts = conn.execute(
-        sa.select(n.c.instance_uuid, sa.func.min(n.c.id))
+        sa.select(n.c.instance_uuid, sa.func.min(n.c.id), sa.func.count())
         .where(n.c.instance_uuid.is_not(None))
         .group_by(n.c.instance_uuid)
     ).all()
@@ -119,6 +126,8 @@ def decide_in_order(
     firsts.sort(key=lambda r: r[1])
     order = [r[0] for r in firsts]
     starts = [r[1] for r in firsts]
+    counts = [r[2] for r in firsts]
+    del firsts
     bar = planner.bar(total, f"plan {table}") if total else silent()
 
     def chunks() -> Iterator[Chunk | _Stopped]:
@@ -141,13 +150,13 @@ def decide_in_order(
             part = orphans[i : i + step]
             ahead = orphans[i + step].id - 1 if i + step < len(orphans) else frontier
             yield Chunk([], part, min(frontier, ahead), last=not order and ahead == upper)
-        for i in range(0, len(order), PLAN_INSTANCES):
+        for i, nxt in cut(counts, PLAN_INSTANCES, CHUNK_EVENTS):
             if planner.stop.is_set():
                 yield _Stopped()
                 return
             if lease is not None:
                 lease.check()
-            uuids = order[i : i + PLAN_INSTANCES]
+            uuids = order[i:nxt]
             rows = sorted(
                 conn.execute(
                     sa.select(*columns).where(snapshot.dialect.in_values(n.c.instance_uuid, uuids))
@@ -155,9 +164,10 @@ def decide_in_order(
                 key=lambda r: r[0],
             )
             conn.commit()
-            nxt = i + PLAN_INSTANCES
             frontier = starts[nxt] - 1 if nxt < len(order) else upper
-            yield Chunk(uuids, [EventRow(*r) for r in rows], frontier, last=frontier == upper)
+            events = [EventRow(*r) for r in rows]
+            del rows  # the driver's rows: the chunk keeps only its EventRows
+            yield Chunk(uuids, events, frontier, last=frontier == upper)
 
     handed = False
     try:

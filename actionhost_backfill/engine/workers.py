@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from actionhost_backfill.engine import collector
 from actionhost_backfill.errors import WorkerFailed
 from actionhost_backfill.inference import Decision, EventRow, infer
 
@@ -46,6 +47,11 @@ class Work:
 
 
 def _serve(pipe, exclude: frozenset[str]) -> None:  # runs in the worker process
+    with collector.collect_between_batches():
+        _serve_chunks(pipe, exclude)
+
+
+def _serve_chunks(pipe, exclude: frozenset[str]) -> None:
     hosts = None
     while True:
         try:
@@ -67,6 +73,7 @@ def _serve(pipe, exclude: frozenset[str]) -> None:  # runs in the worker process
             pipe.send(reply)
         except (BrokenPipeError, EOFError, OSError):
             return
+        collector.between_batches()
 
 
 class _Worker:
@@ -194,8 +201,10 @@ class Deciders:
                     yield head()
             while pending:
                 yield head()
-        finally:
-            # Chunks still being decided (the caller stopped early, or failed) are of
-            # no use now: those workers are stopped, the next stream starts afresh.
-            if any(w.busy for w in pool):
-                self.close()
+        except BaseException:
+            # A worker failed, or the caller stopped early or failed: chunks still
+            # being decided are of no use now, and a worker that reported a failure
+            # is not busy any more but no better: the pool is stopped, the next
+            # stream starts afresh.
+            self.close()
+            raise

@@ -201,10 +201,15 @@ class Deciders:
                     yield head()
             while pending:
                 yield head()
+        except GeneratorExit:
+            # The caller stopped reading (its last chunk, or a stop request): chunks
+            # still being decided are of no use, so those workers are stopped and the
+            # next stream starts afresh; idle workers serve the next stream.
+            if any(w.busy for w in pool):
+                self.close()
+            raise
         except BaseException:
-            # A worker failed, or the caller stopped early or failed: chunks still
-            # being decided are of no use now, and a worker that reported a failure
-            # is not busy any more but no better: the pool is stopped, the next
-            # stream starts afresh.
+            # A worker failed (it is idle now, but no better) or the caller did:
+            # the pool is stopped.
             self.close()
             raise

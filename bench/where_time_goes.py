@@ -23,15 +23,21 @@ every thread the run starts gets a profiler of its own and the statistics are
 merged: the split covers the planner and the applier.  A thread blocked on the
 other (the hand-over queue, a lock) is idle, not working: that time is shown
 apart, as ``waiting on the other thread``, and left out of the percentages.
+
+The cyclic garbage collector's time is charged by cProfile to whatever function
+was running when it started, in any layer: it is also measured on its own
+(``gc.callbacks``) and printed apart, with how many full collections ran.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import pstats
 import sys
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -107,6 +113,16 @@ def main() -> int:
         finally:
             mine.disable()
 
+    collecting: dict[str, float] = {"seconds": 0.0, "full": 0, "started": 0.0}
+
+    def timed(phase: str, info: dict) -> None:
+        if phase == "start":
+            collecting["started"] = time.perf_counter()
+            return
+        collecting["seconds"] += time.perf_counter() - collecting["started"]
+        collecting["full"] += info["generation"] == 2
+
+    gc.callbacks.append(timed)
     threading.Thread.run = profiled_run  # every thread the backfill starts
     profile.enable()
     try:
@@ -114,6 +130,7 @@ def main() -> int:
     finally:
         profile.disable()
         threading.Thread.run = run
+        gc.callbacks.remove(timed)
     location = resolve_state_location(url)
     engine = create_engine(url, location)
     with engine.connect() as conn:
@@ -132,6 +149,10 @@ def main() -> int:
     for name in LAYERS:
         print(f"{name:>10}: {split[name]:7.2f}s  {100 * split[name] / total:5.1f}%")
     print(f"   waiting on the other thread: {split['waiting']:.2f}s (not in the split)")
+    print(
+        f"   garbage collection: {collecting['seconds']:.2f}s, {collecting['full']} full "
+        "collections (charged above to the functions they interrupted)"
+    )
     if args.top:
         ranked = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[: args.top]
         for (filename, line, function), (_, _, tottime, _, _) in ranked:

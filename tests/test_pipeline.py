@@ -24,9 +24,13 @@ pytestmark = pytest.mark.backends("postgresql", "mysql")
 THROTTLE_LOG = "actionhost_backfill.engine.throttling"
 
 
-def _small_chunks(monkeypatch, instances: int = 5) -> None:
-    """Chunks of a few instances: many hand-overs and frontiers in a small history."""
+def _small_chunks(monkeypatch, instances: int = 5, events: int | None = None) -> None:
+    """Chunks of a few instances (or, with ``events``, cut by NULL events, instances
+    of every size): many hand-overs and frontiers in a small history."""
     monkeypatch.setattr(pipeline, "PLAN_INSTANCES", instances)
+    if events is not None:
+        monkeypatch.setattr(pipeline, "CHUNK_EVENTS", events)
+        monkeypatch.setattr(pipeline, "ORPHAN_EVENTS", 3)  # events whose action is gone
 
 
 def _record(monkeypatch, log: list[str]) -> None:
@@ -45,8 +49,9 @@ def _record(monkeypatch, log: list[str]) -> None:
     monkeypatch.setattr(PlanFill, "apply", applied)
 
 
+@pytest.mark.parametrize("cut_by", ["instances", "events"])
 def test_the_pipeline_writes_what_planning_first_writes(
-    backend, server_url, blank_db, tmp_path, request, monkeypatch
+    cut_by, backend, server_url, blank_db, tmp_path, request, monkeypatch
 ):
     serial = simulated(another_database(backend, server_url, tmp_path, request, "serial"))
     piped = simulated(blank_db)
@@ -55,13 +60,23 @@ def test_the_pipeline_writes_what_planning_first_writes(
         with monkeypatch.context() as m:
             m.setattr(pipeline, "pipelined", lambda conn: False)
             first = run_backfill(parse_url(serial.url), options)
-        _small_chunks(monkeypatch)
+        if cut_by == "instances":
+            _small_chunks(monkeypatch)
+        else:  # a chunk holds one instance or several, as their NULL events add up
+            _small_chunks(monkeypatch, instances=500, events=40)
+        pieces: list[tuple[int, int]] = []
+        cut = pipeline.cut
+        monkeypatch.setattr(
+            pipeline, "cut", lambda *a: [p for p in cut(*a) if pieces.append(p) or True]
+        )
         log: list[str] = []
         _record(monkeypatch, log)
         second = run_backfill(parse_url(piped.url), options)
         assert first.outcome == second.outcome == "complete"
         # Batches were written while decisions were still being made.
         assert "apply" in log[: len(log) - log[::-1].index("decide")]
+        sizes = [stop - start for start, stop in pieces]
+        assert len(sizes) > 1 and (max(sizes) > 1 if cut_by == "events" else max(sizes) == 5)
         assert table_state(piped) == table_state(serial)
         assert audit_state(piped) == audit_state(serial)  # event by event, rule included
         assert second.filled_by_rule == first.filled_by_rule

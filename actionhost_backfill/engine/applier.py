@@ -200,7 +200,8 @@ class Applier:
             if self.budget is not None:
                 size = max(1, min(size, self.budget))
             started = time.monotonic()
-            applied, upto, retries = self._one_batch(work, checkpoint, size, started)
+            with collector.in_batch():
+                applied, upto, retries = self._one_batch(work, checkpoint, size, started)
             if upto is None:
                 return retries >= 0
             checkpoint.last_id = upto

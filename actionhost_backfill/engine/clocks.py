@@ -13,8 +13,9 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from actionhost_backfill.engine.temp_tables import TemporaryTables
 from actionhost_backfill.inference import roles, skew
-from actionhost_backfill.nova.tables import nova
+from actionhost_backfill.nova.tables import column_type, columns_of, nova
 
 
 def _actions_with_events(present: set[str]):
@@ -28,15 +29,18 @@ def _actions_with_events(present: set[str]):
 
 
 def measure(
-    conn: sa.Connection, present: set[str], migrations: sa.Table | None = None
+    conn: sa.Connection,
+    present: set[str],
+    migrations: sa.Table | None = None,
+    temps: TemporaryTables | None = None,
 ) -> skew.SkewReport:
     """Per month of the actions' ``start_time``: the actions with events, how long
     before its action each early first event started (live and archived), and,
     given the snapshot's migration rows, how long before its move each early row
     was created."""
     report = skew.SkewReport()
-    if migrations is not None:
-        _measure_rows(conn, present, migrations, report)
+    if migrations is not None and temps is not None:
+        _measure_rows(conn, present, migrations, report, temps)
     for a, e in _actions_with_events(present):
         first = (
             sa.select(e.c.action_id, sa.func.min(e.c.start_time).label("first"))
@@ -64,27 +68,43 @@ def measure(
     return report
 
 
+#: Instances whose migration rows and moves are judged together: the client holds
+#: one range of them at a time, never the cell's (1.1 M rows at 10 M events held
+#: at once peaked the whole backfill at 611 MB).
+RANGE_INSTANCES = 2_000
+
+#: The row-creating moves of every instance: one row per action, with when its
+#: last event started or finished (temporary, on the snapshot's connection).
+MOVES = "ah_moves"
+
+
+def _moves_table(temps: TemporaryTables) -> sa.Table:
+    if MOVES not in temps.metadata.tables:
+        sa.Table(
+            MOVES,
+            temps.metadata,
+            *columns_of("instance_actions", "instance_uuid", "action", "start_time"),
+            # When its last event started and finished (Nova's event times).
+            sa.Column("started", column_type("instance_actions_events", "start_time")),
+            sa.Column("finished", column_type("instance_actions_events", "finish_time")),
+        )
+    return temps.metadata.tables[MOVES]
+
+
 def _measure_rows(
-    conn: sa.Connection, present: set[str], migrations: sa.Table, report: skew.SkewReport
+    conn: sa.Connection,
+    present: set[str],
+    migrations: sa.Table,
+    report: skew.SkewReport,
+    temps: TemporaryTables,
 ) -> None:
     """The migration rows and the moves that may have made them, judged by
-    :func:`~actionhost_backfill.inference.skew.record_early_rows`."""
-    rows: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+    :func:`~actionhost_backfill.inference.skew.record_early_rows`, a range of
+    instances at a time: the moves are gathered once on the server (indexed by
+    instance), the rows read from the snapshot's copy (indexed likewise)."""
     m = migrations
-    for uuid, created, kind, old, new in conn.execute(
-        sa.select(
-            m.c.instance_uuid,
-            m.c.created_at,
-            m.c.migration_type,
-            m.c.old_instance_type_id,
-            m.c.new_instance_type_id,
-        ).where(m.c.created_at.is_not(None))
-    ):
-        rows[uuid].append((created, roles.family_of_row(roles.migration_type(kind, old, new))))
-    if not rows:
-        return
     creators = sorted({name for names in roles.ROW_CREATORS.values() for name in names})
-    moves: dict[str, list[tuple[datetime, str, datetime | None]]] = defaultdict(list)
+    parts = []
     for a, e in _actions_with_events(present):
         ended = (
             sa.select(
@@ -95,14 +115,61 @@ def _measure_rows(
             .group_by(e.c.action_id)
             .subquery()
         )
-        for uuid, name, start, started, finished in conn.execute(
+        parts.append(
             sa.select(
-                a.c.instance_uuid, a.c.action, a.c.start_time, ended.c.started, ended.c.finished
+                a.c.instance_uuid,
+                a.c.action,
+                a.c.start_time,
+                ended.c.started,
+                ended.c.finished,
             )
             .select_from(a.outerjoin(ended, ended.c.action_id == a.c.id))
             .where(a.c.action.in_(creators), a.c.start_time.is_not(None))
-        ):
-            if uuid in rows:
-                ends = [t for t in (started, finished) if t is not None]
-                moves[uuid].append((start, name, max(ends) if ends else None))
-    skew.record_early_rows(report, rows, moves)
+        )
+    if not parts:
+        return  # no move has events to judge a row by
+    moves = _moves_table(temps)
+    temps.create_temp(
+        MOVES, parts[0] if len(parts) == 1 else sa.union_all(*parts), ["instance_uuid"]
+    )
+    try:
+        owners = [
+            r[0]
+            for r in conn.execute(
+                sa.select(m.c.instance_uuid)
+                .where(m.c.created_at.is_not(None), m.c.instance_uuid.is_not(None))
+                .distinct()
+                .order_by(m.c.instance_uuid)
+            )
+        ]
+        for i in range(0, len(owners), RANGE_INSTANCES):
+            lo, hi = owners[i], owners[min(i + RANGE_INSTANCES, len(owners)) - 1]
+            rows: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+            for uuid, created, kind, old, new in conn.execute(
+                sa.select(
+                    m.c.instance_uuid,
+                    m.c.created_at,
+                    m.c.migration_type,
+                    m.c.old_instance_type_id,
+                    m.c.new_instance_type_id,
+                ).where(m.c.created_at.is_not(None), m.c.instance_uuid.between(lo, hi))
+            ):
+                rows[uuid].append(
+                    (created, roles.family_of_row(roles.migration_type(kind, old, new)))
+                )
+            made: dict[str, list[tuple[datetime, str, datetime | None]]] = defaultdict(list)
+            for uuid, name, start, started, finished in conn.execute(
+                sa.select(
+                    moves.c.instance_uuid,
+                    moves.c.action,
+                    moves.c.start_time,
+                    moves.c.started,
+                    moves.c.finished,
+                ).where(moves.c.instance_uuid.between(lo, hi))
+            ):
+                if uuid in rows:
+                    ends = [t for t in (started, finished) if t is not None]
+                    made[uuid].append((start, name, max(ends) if ends else None))
+            skew.record_early_rows(report, rows, made)
+    finally:
+        temps.drop_temp(MOVES)

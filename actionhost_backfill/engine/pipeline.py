@@ -47,6 +47,7 @@ from actionhost_backfill.engine.fill import PlanFill
 from actionhost_backfill.engine.planner import (
     CHUNK_EVENTS,
     NULL_EVENTS,
+    ORPHAN_EVENTS,
     PLAN_INSTANCES,
     Chunk,
     Planner,
@@ -59,8 +60,8 @@ from actionhost_backfill.redact import mask_url
 from actionhost_backfill.state.lease import RunnerLock
 from actionhost_backfill.state.runs import Checkpoint
 
-#: Decided chunks (of :data:`~actionhost_backfill.engine.planner.PLAN_INSTANCES`
-#: instances) the planner may hold ahead of the applier.
+#: Decided chunks (:func:`~actionhost_backfill.engine.planner.cut`) the planner
+#: may hold ahead of the applier.
 LEAD = 4
 
 #: The interpreter's thread switch interval while planning and applying overlap.
@@ -86,6 +87,36 @@ class Decided:
 
 class _Stopped:
     """The planner saw a stop request."""
+
+
+_switching = threading.Lock()
+_switching_runs = 0
+_switch_before = 0.0
+
+
+@contextlib.contextmanager
+def _fine_switching() -> Iterator[None]:
+    """While planning and applying overlap, the switch interval is :data:`SWITCH_SECONDS`.
+
+    The planner thread computes while the applier mostly waits on the server; at
+    the default 5 ms switch interval each of a batch's statements waits up to that
+    long for the interpreter after its answer arrives, lengthening the time the
+    batch holds its row locks.  Pipelines may overlap (``--parallel-cells`` runs
+    cells in threads): the first sets the interval, the last puts it back.
+    """
+    global _switching_runs, _switch_before
+    with _switching:
+        if _switching_runs == 0:
+            _switch_before = sys.getswitchinterval()
+            sys.setswitchinterval(SWITCH_SECONDS)
+        _switching_runs += 1
+    try:
+        yield
+    finally:
+        with _switching:
+            _switching_runs -= 1
+            if _switching_runs == 0:
+                sys.setswitchinterval(_switch_before)
 
 
 def create_plan(conn: sa.Connection, plan: sa.Table) -> None:
@@ -140,7 +171,7 @@ def decide_in_order(
         ]
         conn.commit()
         frontier = (starts[0] - 1) if starts else upper
-        step = PLAN_INSTANCES * 20
+        step = ORPHAN_EVENTS
         for i in range(0, len(orphans), step):
             if planner.stop.is_set():
                 yield _Stopped()
@@ -266,37 +297,31 @@ def plan_and_apply(
         name="planner",
         daemon=True,
     )
-    # The planner thread computes while the applier mostly waits on the server; at
-    # the default 5 ms switch interval each of a batch's statements waits up to that
-    # long for the interpreter after its answer arrives, lengthening the time the
-    # batch holds its row locks.
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(SWITCH_SECONDS)
-    thread.start()
-    try:
-        while True:
-            try:
-                item = handoff.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                if not thread.is_alive() and handoff.empty():
-                    return False  # halted without a word: only on our own request
-                continue
-            if isinstance(item, BaseException):
-                raise item
-            if isinstance(item, _Stopped):
-                return False
-            bulk.insert_rows(wconn, work.plan.name, ("event_id", "host", "rule"), item.rows)
-            wconn.commit()
-            work.frontier = item.frontier
-            while not applier.run(work, checkpoint):
-                if not next_pass():
+    with _fine_switching():
+        thread.start()
+        try:
+            while True:
+                try:
+                    item = handoff.get(timeout=POLL_SECONDS)
+                except queue.Empty:
+                    if not thread.is_alive() and handoff.empty():
+                        return False  # halted without a word: only on our own request
+                    continue
+                if isinstance(item, BaseException):
+                    raise item
+                if isinstance(item, _Stopped):
                     return False
-            if item.last:
-                return True
-    finally:
-        sys.setswitchinterval(switch)
-        halt.set()
-        while thread.is_alive():
-            with contextlib.suppress(queue.Empty):
-                handoff.get(timeout=POLL_SECONDS)
-        thread.join()
+                bulk.insert_rows(wconn, work.plan.name, ("event_id", "host", "rule"), item.rows)
+                wconn.commit()
+                work.frontier = item.frontier
+                while not applier.run(work, checkpoint):
+                    if not next_pass():
+                        return False
+                if item.last:
+                    return True
+        finally:
+            halt.set()
+            while thread.is_alive():
+                with contextlib.suppress(queue.Empty):
+                    handoff.get(timeout=POLL_SECONDS)
+            thread.join()

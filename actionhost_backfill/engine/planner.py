@@ -36,12 +36,18 @@ from actionhost_backfill.state.tables import FILLED, LEFT_NULL
 
 #: Instances whose events are decided together: at most this many ...
 PLAN_INSTANCES = 500
-#: ... and at most about this many NULL events (one instance with more is a chunk
+#: ... and at most this many NULL events (one instance with more is a chunk
 #: alone).  A chunk's rows and evidence are what the planner holds in memory, and
-#: instances differ by orders of magnitude in events.  At 1 M events on PostgreSQL
-#: (66 NULL events per instance) 500 instances a chunk peaked at 301 MB RSS and
-#: about 8,000 events at 155 MB, in the same time.
+#: instances differ by orders of magnitude in events.  The bound counts NULL
+#: events only: an instance's evidence also holds its events with a host (after
+#: the cut-over, or filled by an earlier run), so a chunk of instances with long
+#: recorded histories and few NULL events is larger; the 500 instances bound it.
+#: At 1 M events on PostgreSQL (66 NULL events per instance) chunks of 500
+#: instances peaked at 301 MB RSS, chunks cut at 8,000 events at 145 MB, in the
+#: same time (docs/benchmarks.md, "Garbage collection").
 CHUNK_EVENTS = 8_000
+#: Events whose action is gone carry no evidence: a chunk of them is this long.
+ORPHAN_EVENTS = 10_000
 
 _PLAN_TABLES = sa.MetaData()
 #: The range's NULL-host events with their instance, decided a chunk of
@@ -272,7 +278,7 @@ class Planner:
                 sa.select(*columns)
                 .where(n.c.instance_uuid.is_(None), n.c.id > after)
                 .order_by(n.c.id)
-                .limit(instances * 20)
+                .limit(ORPHAN_EVENTS)
             ).all()
             self.conn.commit()
             if not rows:

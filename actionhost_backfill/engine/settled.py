@@ -174,15 +174,22 @@ def drop_settled(
         .where(_settled_by(settling, n.c.id, event_table))
         .scalar_subquery()
     )
-    rows = conn.execute(sa.select(n.c.id, n.c.instance_uuid, latest.label("run_id"))).all()
+    # Counted per (instance, run) on the server: one row per NULL event would put
+    # a rerun's millions of events through the client at once.
+    per_event = sa.select(n.c.instance_uuid, latest.label("run_id")).subquery()
+    rows = conn.execute(
+        sa.select(per_event.c.instance_uuid, per_event.c.run_id, sa.func.count()).group_by(
+            per_event.c.instance_uuid, per_event.c.run_id
+        )
+    ).all()
     thresholds = settling.seen
     conn.commit()
     decided: dict[str, datetime] = {}
     unsettled: set[str] = set()
     orphans = 0
-    for _id, uuid, run_id in rows:
+    for uuid, run_id, events in rows:
         if uuid is None:
-            orphans += run_id is not None
+            orphans += events if run_id is not None else 0
             continue
         if run_id is None:
             unsettled.add(uuid)

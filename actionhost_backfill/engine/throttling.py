@@ -22,6 +22,7 @@ from sqlalchemy.engine import URL
 
 from actionhost_backfill import dialects
 from actionhost_backfill.dialects import galera as galera_node
+from actionhost_backfill.engine import collector
 from actionhost_backfill.errors import ActionHostError, BadInput
 from actionhost_backfill.redact import mask_url
 
@@ -273,6 +274,7 @@ class Throttle:
                     shown = reason
                 if self.stop.wait(self.poll):
                     return True
+                collector.between_batches()  # paused between batches: no lock held
                 found = self._look()
         finally:
             spent = time.monotonic() - started

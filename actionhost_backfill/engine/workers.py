@@ -202,14 +202,17 @@ class Deciders:
             while pending:
                 yield head()
         except GeneratorExit:
-            # The caller stopped reading (its last chunk, or a stop request): chunks
-            # still being decided are of no use, so those workers are stopped and the
-            # next stream starts afresh; idle workers serve the next stream.
-            if any(w.busy for w in pool):
+            # The caller stopped reading (after its last chunk, on a stop request,
+            # or failing itself).  With chunks still being decided the pool is
+            # stopped (their answers are of no use) and the next stream starts
+            # afresh; else it serves the next stream.  Only this stream's pool: a
+            # stream closed late must not stop a newer one's.
+            if any(w.busy for w in pool) and self._pool is pool:
                 self.close()
             raise
         except BaseException:
-            # A worker failed (it is idle now, but no better) or the caller did:
-            # the pool is stopped.
-            self.close()
+            # A worker failed (it is idle now, but no better), or reading the
+            # chunks did: the pool is stopped.
+            if self._pool is pool:
+                self.close()
             raise

@@ -95,3 +95,31 @@ def test_between_batches_outside_a_run_does_nothing(monkeypatch):
 def _collector_left_as_found():
     yield
     assert collector._active == 0 and gc.isenabled()
+
+
+def test_a_collection_waits_while_another_runs_batch_is_open(monkeypatch):
+    monkeypatch.setattr(collector, "COLLECT_SECONDS", 0.0)
+    with collector.collect_between_batches():
+        with collector.in_batch():  # another cell's write transaction
+            assert not collector.between_batches()
+            monkeypatch.setattr(collector, "DEFER_SECONDS", 0.0)
+            assert collector.between_batches()  # waited long enough: collects anyway
+        monkeypatch.setattr(collector, "DEFER_SECONDS", 60.0)
+        assert collector.between_batches()  # no batch open
+
+
+def test_objects_a_host_program_froze_stay_frozen():
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with collector.collect_between_batches():
+            pass
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+
+
+def test_a_run_leaves_nothing_frozen():
+    with collector.collect_between_batches():
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0

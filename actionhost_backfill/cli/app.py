@@ -133,6 +133,20 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
+class QuietPoolResets(logging.Filter):
+    """Drop SQLAlchemy's traceback for a connection it could not reset on its way
+    back to the pool.  That happens when the server dropped the connection (a
+    restart, ``KILL``): the toolkit reports the lost connection itself, in one
+    line with its exit code, and the pool's traceback says nothing more.
+    ``--debug`` shows it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.name.startswith("sqlalchemy.pool")
+            and str(record.msg).startswith("Exception during reset")
+        )
+
+
 @app.callback()
 def root(
     debug: Annotated[
@@ -154,3 +168,7 @@ def root(
         stream=sys.stderr,
     )
     install_log_scrubber()
+    if not debug:
+        for handler in logging.getLogger().handlers:
+            if not any(isinstance(f, QuietPoolResets) for f in handler.filters):
+                handler.addFilter(QuietPoolResets())

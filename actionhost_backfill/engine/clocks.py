@@ -103,6 +103,17 @@ def _measure_rows(
     instances at a time: the moves are gathered once on the server (indexed by
     instance), the rows read from the snapshot's copy (indexed likewise)."""
     m = migrations
+    owners = [
+        r[0]
+        for r in conn.execute(
+            sa.select(m.c.instance_uuid)
+            .where(m.c.created_at.is_not(None), m.c.instance_uuid.is_not(None))
+            .distinct()
+            .order_by(m.c.instance_uuid)
+        )
+    ]
+    if not owners:
+        return  # no migration row to judge: the moves need not be gathered
     creators = sorted({name for names in roles.ROW_CREATORS.values() for name in names})
     parts = []
     for a, e in _actions_with_events(present):
@@ -133,15 +144,6 @@ def _measure_rows(
         MOVES, parts[0] if len(parts) == 1 else sa.union_all(*parts), ["instance_uuid"]
     )
     try:
-        owners = [
-            r[0]
-            for r in conn.execute(
-                sa.select(m.c.instance_uuid)
-                .where(m.c.created_at.is_not(None), m.c.instance_uuid.is_not(None))
-                .distinct()
-                .order_by(m.c.instance_uuid)
-            )
-        ]
         for i in range(0, len(owners), RANGE_INSTANCES):
             lo, hi = owners[i], owners[min(i + RANGE_INSTANCES, len(owners)) - 1]
             rows: dict[str, list[tuple[datetime, str]]] = defaultdict(list)

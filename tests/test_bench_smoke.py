@@ -12,13 +12,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_benchmark_smoke(backend, server_url, tmp_path):
+def _bench(tmp_path, *options: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """bench/run.py with ``options`` at 1,500 events; its output and its one result."""
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [
             sys.executable,
             str(ROOT / "bench" / "run.py"),
-            *("--backend", backend, "--events", "1500", "--naive-sample", "20"),
+            *("--events", "1500", *options),
             *("--workdir", str(tmp_path), "--json", str(out)),
         ],
         capture_output=True,
@@ -26,8 +27,13 @@ def test_benchmark_smoke(backend, server_url, tmp_path):
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "| backend | events |" in done.stdout
     (result,) = json.loads(out.read_text())["results"]
+    return done, result
+
+
+def test_benchmark_smoke(backend, server_url, tmp_path):
+    done, result = _bench(tmp_path, "--backend", backend, "--naive-sample", "20")
+    assert "| backend | events |" in done.stdout
     assert result["backend"] == backend
     assert 0 < result["limit_rows"] <= result["filled"]
     assert result["naive_rows"] == 20 and result["peak_rss_mb"] > 0
@@ -40,20 +46,9 @@ def test_benchmark_smoke(backend, server_url, tmp_path):
 def test_benchmark_on_a_throwaway_cell_server(backend, server_url, tmp_path):
     """--mariadb-server cell measures on a server of its own with a production cell's
     InnoDB settings, and removes it afterwards."""
-    out = tmp_path / "bench.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "run.py"),
-            *("--backend", "mysql", "--events", "1500", "--naive-sample", "5"),
-            *("--mariadb-server", "cell", "--workdir", str(tmp_path), "--json", str(out)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    done, result = _bench(
+        tmp_path, "--backend", "mysql", "--naive-sample", "5", "--mariadb-server", "cell"
     )
-    assert done.returncode == 0, done.stderr[-2000:]
-    (result,) = json.loads(out.read_text())["results"]
     assert result["server"]["innodb_buffer_pool_size"] == "4096M"
     assert result["server"]["innodb_log_file_size"] == "1024M"
     assert "innodb_buffer_pool_size 4096M" in done.stdout

@@ -3,7 +3,8 @@
 This module touches the database (the judgement itself is pure): per month,
 the actions with events and those whose first event started before them,
 live and archived; the migration rows of the evidence snapshot and the moves
-that may have created them.
+that may have created them.  Each events table is read once, aggregated per
+action on the server.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 
 from actionhost_backfill.engine.temp_tables import TemporaryTables
 from actionhost_backfill.inference import roles, skew
-from actionhost_backfill.nova.tables import column_type, columns_of, nova
+from actionhost_backfill.nova.tables import EVENTS, column_type, columns_of, nova
 
 
 def _actions_with_events(present: set[str]):
@@ -28,44 +29,90 @@ def _actions_with_events(present: set[str]):
             yield nova(actions_name), nova(events_name)
 
 
-def measure(
-    conn: sa.Connection,
-    present: set[str],
-    migrations: sa.Table | None = None,
-    temps: TemporaryTables | None = None,
-) -> skew.SkewReport:
+def measure(temps: TemporaryTables, present: set[str], migrations: sa.Table) -> skew.SkewReport:
     """Per month of the actions' ``start_time``: the actions with events, how long
-    before its action each early first event started (live and archived), and,
-    given the snapshot's migration rows, how long before its move each early row
-    was created."""
+    before its action each early first event started (live and archived), and how
+    long before its move each early row of ``migrations`` (the snapshot's copy)
+    was created.
+
+    Each events table is aggregated once per action into a temporary table
+    (:data:`TIMES`) that every one of these questions reads (where the snapshot
+    copies through the client, each reads the aggregate as a subquery)."""
+    conn = temps.conn
     report = skew.SkewReport()
-    if migrations is not None and temps is not None:
-        _measure_rows(conn, present, migrations, report, temps)
-    for a, e in _actions_with_events(present):
-        first = (
-            sa.select(e.c.action_id, sa.func.min(e.c.start_time).label("first"))
-            .where(e.c.start_time.is_not(None), ~e.c.event.startswith("api_", autoescape=True))
-            .group_by(e.c.action_id)
-            .subquery()
-        )
-        year = sa.extract("year", a.c.start_time)
-        month = sa.extract("month", a.c.start_time)
-        for y, m, count in conn.execute(
-            sa.select(year, month, sa.func.count())
-            .select_from(a.join(first, first.c.action_id == a.c.id))
-            .where(a.c.start_time.is_not(None))
-            .group_by(year, month)
-        ):
-            key = f"{int(y):04d}-{int(m):02d}"
-            report.checked[key] = report.checked.get(key, 0) + int(count)
-        for start, began in conn.execute(
-            sa.select(a.c.start_time, first.c.first)
-            .select_from(a.join(first, first.c.action_id == a.c.id))
-            .where(a.c.start_time.is_not(None), first.c.first < a.c.start_time)
-        ):
-            if isinstance(start, datetime) and isinstance(began, datetime):
-                skew.record_early_event(report, start, began)
+    pairs = []
+    try:
+        for n, (a, e) in enumerate(_actions_with_events(present)):
+            pairs.append((a, _action_times(temps, e, f"{TIMES}{n}")))
+        for a, times in pairs:
+            _measure_events(conn, a, times, report)
+        _measure_rows(conn, pairs, migrations, report, temps)
+    finally:
+        for _, times in pairs:
+            if isinstance(times, sa.Table):
+                temps.drop_temp(times.name)
     return report
+
+
+#: Per action, when its first non-API event started and when its last event
+#: started and finished: one per (actions, events) pair, numbered (temporary,
+#: on the snapshot's connection).
+TIMES = "ah_times"
+
+
+def _action_times(temps: TemporaryTables, e: sa.Table, name: str) -> sa.Table | sa.Subquery:
+    """The events of ``e`` aggregated per action: into the temporary table ``name``,
+    or, where the snapshot copies through the client, as a subquery (the copy
+    would bring a row per action through the client; each question then
+    aggregates on the server, as many times as it is asked)."""
+    # The first event nova-api did not stamp itself: the conductor's clock.
+    conductors = sa.and_(
+        e.c.start_time.is_not(None), ~e.c.event.startswith("api_", autoescape=True)
+    )
+    select = sa.select(
+        e.c.action_id,
+        sa.func.min(sa.case((conductors, e.c.start_time))).label("first"),
+        sa.func.max(e.c.start_time).label("started"),
+        sa.func.max(e.c.finish_time).label("finished"),
+    ).group_by(e.c.action_id)
+    if temps.copy_through_client:
+        return select.subquery()
+    if name not in temps.metadata.tables:
+        sa.Table(
+            name,
+            temps.metadata,
+            *columns_of(EVENTS, "action_id"),
+            sa.Column("first", column_type(EVENTS, "start_time")),
+            sa.Column("started", column_type(EVENTS, "start_time")),
+            sa.Column("finished", column_type(EVENTS, "finish_time")),
+        )
+    temps.create_temp(name, select, ["action_id"])
+    return temps.metadata.tables[name]
+
+
+def _measure_events(
+    conn: sa.Connection, a: sa.Table, times: sa.Table | sa.Subquery, report: skew.SkewReport
+) -> None:
+    """The actions of ``a`` with a conductor-stamped event, per month, and those whose
+    first such event started before the action."""
+    joined = a.join(times, times.c.action_id == a.c.id)
+    year = sa.extract("year", a.c.start_time)
+    month = sa.extract("month", a.c.start_time)
+    for y, m, count in conn.execute(
+        sa.select(year, month, sa.func.count())
+        .select_from(joined)
+        .where(a.c.start_time.is_not(None), times.c.first.is_not(None))
+        .group_by(year, month)
+    ):
+        key = f"{int(y):04d}-{int(m):02d}"
+        report.checked[key] = report.checked.get(key, 0) + int(count)
+    for start, began in conn.execute(
+        sa.select(a.c.start_time, times.c.first)
+        .select_from(joined)
+        .where(a.c.start_time.is_not(None), times.c.first < a.c.start_time)
+    ):
+        if isinstance(start, datetime) and isinstance(began, datetime):
+            skew.record_early_event(report, start, began)
 
 
 #: Instances whose migration rows and moves are judged together: the client holds
@@ -93,7 +140,7 @@ def _moves_table(temps: TemporaryTables) -> sa.Table:
 
 def _measure_rows(
     conn: sa.Connection,
-    present: set[str],
+    pairs: list[tuple[sa.Table, sa.Table | sa.Subquery]],
     migrations: sa.Table,
     report: skew.SkewReport,
     temps: TemporaryTables,
@@ -115,28 +162,12 @@ def _measure_rows(
     if not owners:
         return  # no migration row to judge: the moves need not be gathered
     creators = sorted({name for names in roles.ROW_CREATORS.values() for name in names})
-    parts = []
-    for a, e in _actions_with_events(present):
-        ended = (
-            sa.select(
-                e.c.action_id,
-                sa.func.max(e.c.start_time).label("started"),
-                sa.func.max(e.c.finish_time).label("finished"),
-            )
-            .group_by(e.c.action_id)
-            .subquery()
-        )
-        parts.append(
-            sa.select(
-                a.c.instance_uuid,
-                a.c.action,
-                a.c.start_time,
-                ended.c.started,
-                ended.c.finished,
-            )
-            .select_from(a.outerjoin(ended, ended.c.action_id == a.c.id))
-            .where(a.c.action.in_(creators), a.c.start_time.is_not(None))
-        )
+    parts = [
+        sa.select(a.c.instance_uuid, a.c.action, a.c.start_time, times.c.started, times.c.finished)
+        .select_from(a.outerjoin(times, times.c.action_id == a.c.id))
+        .where(a.c.action.in_(creators), a.c.start_time.is_not(None))
+        for a, times in pairs
+    ]
     if not parts:
         return  # no move has events to judge a row by
     moves = _moves_table(temps)

@@ -306,7 +306,7 @@ class EvidenceTables(TemporaryTables):
                 ["instance_uuid"],
             )
         self.eras = eras_mod.eras_for(self._era_proofs(), self.releases)
-        self.skew_report = clocks.measure(conn, self.present, self.t_mig, temps=self)
+        self.skew_report = clocks.measure(self, self.present, self.t_mig)
         self.hosts = replace(
             self._known_hosts(), untracked=self.eras.untracked, skew=self.skew_report.skew
         )

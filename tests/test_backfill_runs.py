@@ -421,6 +421,25 @@ def test_until_complete_takes_in_events_written_during_the_run(cell, until_compl
         assert not any(late_hosts), "without --until-complete the run stops at its starting horizon"
 
 
+@pytest.mark.backends("postgresql")
+def test_postgresql_sessions_keep_temporary_tables_in_memory(cell):
+    """Every toolkit session starts with temp_buffers raised (PostgreSQL refuses the
+    change once a session has used a temporary table), and temporary tables work."""
+    from actionhost_backfill.dialects.postgresql import TEMP_BUFFERS
+
+    engine = create_engine(parse_url(cell.url))
+    try:
+        for _ in range(2):  # each new session, not only the first
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql("SHOW temp_buffers").scalar() == TEMP_BUFFERS
+                conn.exec_driver_sql("CREATE TEMPORARY TABLE ah_probe (x integer)")
+                conn.exec_driver_sql("INSERT INTO ah_probe VALUES (1)")
+                assert conn.exec_driver_sql("SELECT x FROM ah_probe").scalar() == 1
+                conn.rollback()
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.backends("mysql")
 def test_mysql_statement_binlog_snapshot_copies_through_the_client(cell, backend, monkeypatch):
     """Under statement-based binlog READ COMMITTED is unsafe; the snapshot must not lock rows."""

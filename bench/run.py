@@ -337,6 +337,7 @@ def compare(url: str, baseline: Path, rounds: int = 2) -> dict:
                 seconds[name].append(result["elapsed_seconds"])
                 with engine.connect() as conn:
                     forget_runs(conn, location.schema)
+                settle(url)
     finally:
         engine.dispose()
     best = {name: min(values) for name, values in seconds.items()}
@@ -366,6 +367,7 @@ def compare_drivers(url: str, rounds: int = 2) -> dict:
                 seconds[name].append(run_toolkit(driver_url)["elapsed_seconds"])
                 with engine.connect() as conn:
                     forget_runs(conn, location.schema)
+                settle(url)
     finally:
         engine.dispose()
     best = {name: min(values) for name, values in seconds.items()}
@@ -397,6 +399,7 @@ def compare_workers(url: str, counts: list[int], rounds: int = 2) -> dict:
                 )
                 with engine.connect() as conn:
                     forget_runs(conn, location.schema)
+                settle(url)
     finally:
         engine.dispose()
     return {
@@ -406,18 +409,23 @@ def compare_workers(url: str, counts: list[int], rounds: int = 2) -> dict:
 
 
 def settle(url: str) -> None:
-    """PostgreSQL: VACUUM the freshly loaded history, as autovacuum has a live cell's.
+    """PostgreSQL: VACUUM and CHECKPOINT, so that every measured run starts from a table
+    as autovacuum keeps a live cell's, with no maintenance due during the run.
 
     Rows just loaded carry no hint bits and no visibility map: the first run to
-    read them would set them (writing every page), so whichever run came first
-    (the baseline's, the toolkit's) paid for it.  The simulator ANALYZEs already.
+    read them would set them (writing every page).  Setting a run's hosts back
+    to NULL leaves a dead tuple per row it wrote: without a VACUUM the table
+    grows run after run and autovacuum starts during the next measurement (on
+    this 2-core machine, 1 M events, alternating runs of one commit grew from
+    52 to 68 s).  The simulator ANALYZEs already.
     """
     if not url.startswith("postgresql"):
         return
     admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.exec_driver_sql("VACUUM")
+            conn.exec_driver_sql("VACUUM (ANALYZE)")
+            conn.exec_driver_sql("CHECKPOINT")
     finally:
         admin.dispose()
 
@@ -461,8 +469,10 @@ def bench_one(
         with engine.connect() as conn:
             written = written_table(conn, state)
             reset(conn, written)
+            settle(url)
             limit = run_limit(conn, written)
             reset(conn, written)
+            settle(url)
             naive = run_naive(conn, written, naive_sample)
         engine.dispose()
         examined = toolkit["examined"]

@@ -46,8 +46,8 @@ from actionhost_backfill.engine.applier import Applier
 from actionhost_backfill.engine.fill import PlanFill
 from actionhost_backfill.engine.planner import (
     CHUNK_EVENTS,
+    NULL_EVENT_COLUMNS,
     NULL_EVENTS,
-    ORPHAN_EVENTS,
     PLAN_INSTANCES,
     Chunk,
     Planner,
@@ -147,7 +147,6 @@ def decide_in_order(
     conn, snapshot = planner.conn, planner.snapshot
     total = planner.prepare(table, after, upper)
     n = NULL_EVENTS
-    columns = (n.c.id, n.c.action_id, n.c.event, n.c.start_time, n.c.finish_time, n.c.result)
     firsts = conn.execute(
         sa.select(n.c.instance_uuid, sa.func.min(n.c.id), sa.func.count())
         .where(n.c.instance_uuid.is_not(None))
@@ -163,23 +162,14 @@ def decide_in_order(
 
     def chunks() -> Iterator[Chunk | _Stopped]:
         # Events whose action is gone (no instance, no evidence), in id order.
-        orphans = [
-            EventRow(*r)
-            for r in conn.execute(
-                sa.select(*columns).where(n.c.instance_uuid.is_(None)).order_by(n.c.id)
-            ).all()
-        ]
-        conn.commit()
         frontier = (starts[0] - 1) if starts else upper
-        step = ORPHAN_EVENTS
-        for i in range(0, len(orphans), step):
+        for part, following in planner.orphan_chunks():
             if planner.stop.is_set():
                 yield _Stopped()
                 return
             if lease is not None:
                 lease.check()
-            part = orphans[i : i + step]
-            ahead = orphans[i + step].id - 1 if i + step < len(orphans) else frontier
+            ahead = following - 1 if following is not None else frontier
             yield Chunk([], part, min(frontier, ahead), last=not order and ahead == upper)
         for i, nxt in cut(counts, PLAN_INSTANCES, CHUNK_EVENTS):
             if planner.stop.is_set():
@@ -190,7 +180,9 @@ def decide_in_order(
             uuids = order[i:nxt]
             rows = sorted(
                 conn.execute(
-                    sa.select(*columns).where(snapshot.dialect.in_values(n.c.instance_uuid, uuids))
+                    sa.select(*NULL_EVENT_COLUMNS).where(
+                        snapshot.dialect.in_values(n.c.instance_uuid, uuids)
+                    )
                 ).all(),
                 key=lambda r: r[0],
             )

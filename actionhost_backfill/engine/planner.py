@@ -59,6 +59,11 @@ NULL_EVENTS = sa.Table(
     *columns_of("instance_actions", "instance_uuid"),
     *columns_of(EVENTS, "event", "start_time", "finish_time", "result"),
 )
+#: What the rules are given of each NULL-host event (an ``EventRow``, host aside).
+NULL_EVENT_COLUMNS = tuple(
+    NULL_EVENTS.c[name]
+    for name in ("id", "action_id", "event", "start_time", "finish_time", "result")
+)
 #: The plan: one decision per event, applied in id order (``engine/fill.py``).
 PLAN = sa.Table(
     "ah_plan",
@@ -247,7 +252,6 @@ class Planner:
         """The NULL-host events, a chunk of whole instances at a time (uuid order),
         then the events whose action is gone (id order, no instance)."""
         n = NULL_EVENTS
-        columns = (n.c.id, n.c.action_id, n.c.event, n.c.start_time, n.c.finish_time, n.c.result)
         # The instance list is read once (tens of bytes per instance): asking
         # the server for "the next 500 after X" each time made MariaDB group
         # the whole rest of the table per chunk.
@@ -264,7 +268,7 @@ class Planner:
             # instead of looking the instances up.
             rows = sorted(
                 self.conn.execute(
-                    sa.select(*columns).where(
+                    sa.select(*NULL_EVENT_COLUMNS).where(
                         self.snapshot.dialect.in_values(n.c.instance_uuid, uuids)
                     )
                 ).all(),
@@ -272,19 +276,32 @@ class Planner:
             )
             self.conn.commit()
             yield uuids, [EventRow(*r) for r in rows]
-        after = 0
-        while True:
-            rows = self.conn.execute(
-                sa.select(*columns)
-                .where(n.c.instance_uuid.is_(None), n.c.id > after)
-                .order_by(n.c.id)
-                .limit(ORPHAN_EVENTS)
-            ).all()
-            self.conn.commit()
-            if not rows:
-                break
-            yield [], [EventRow(*r) for r in rows]
-            after = rows[-1][0]
+        for events, _ in self.orphan_chunks():
+            yield [], events
+
+    def orphan_chunks(self) -> Iterator[tuple[list[EventRow], int | None]]:
+        """The NULL-host events whose action is gone (no instance, no evidence), in id
+        order, :data:`ORPHAN_EVENTS` at a time, each chunk with the id of the next
+        such event (None after the last): read a chunk at a time, never all at once."""
+        size = ORPHAN_EVENTS
+        page = self._orphans_after(0, size + 1)
+        while page:
+            events, ahead = page[:size], page[size:]
+            yield events, (ahead[0].id if ahead else None)
+            if not ahead:
+                return
+            page = self._orphans_after(events[-1].id, size + 1)
+
+    def _orphans_after(self, after: int, limit: int) -> list[EventRow]:
+        n = NULL_EVENTS
+        rows = self.conn.execute(
+            sa.select(*NULL_EVENT_COLUMNS)
+            .where(n.c.instance_uuid.is_(None), n.c.id > after)
+            .order_by(n.c.id)
+            .limit(limit)
+        ).all()
+        self.conn.commit()
+        return [EventRow(*r) for r in rows]
 
     def _checked_chunks(self, lease: RunnerLock | None) -> Iterator[Chunk | object]:
         """:meth:`_null_chunks`, the stop request and the lease looked at before each."""

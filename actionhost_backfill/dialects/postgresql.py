@@ -22,9 +22,10 @@ from actionhost_backfill.errors import BadInput
 #: snapshot and the planner's copy of the NULL-host events are about 230 MB per
 #: million events and are read back a chunk of instances at a time, all over
 #: the tables: beyond ``temp_buffers`` every read goes through the kernel's
-#: page cache instead.  At 1 M events (docs/benchmarks.md) the snapshot took
-#: 1.7 s less and the planner's chunk reads 40 % less server time.  The memory
-#: is taken only as temporary tables fill it; a session without any uses none.
+#: page cache instead.  At 1 M events (docs/benchmarks.md, "second series";
+#: measured with 512MB, 256MB holds those 231 MB) the snapshot took 1.7 s less
+#: and the planner's chunk reads 40 % less server time.  The memory is taken
+#: only as temporary tables fill it; a session without any uses none.
 TEMP_BUFFERS = "256MB"
 
 

@@ -46,7 +46,6 @@ from actionhost_backfill.engine.applier import Applier
 from actionhost_backfill.engine.fill import PlanFill
 from actionhost_backfill.engine.planner import (
     CHUNK_EVENTS,
-    NULL_EVENT_COLUMNS,
     NULL_EVENTS,
     PLAN_INSTANCES,
     Chunk,
@@ -55,7 +54,6 @@ from actionhost_backfill.engine.planner import (
 )
 from actionhost_backfill.engine.progress import silent
 from actionhost_backfill.errors import DatabaseUnavailable
-from actionhost_backfill.inference import EventRow
 from actionhost_backfill.redact import mask_url
 from actionhost_backfill.state.lease import RunnerLock
 from actionhost_backfill.state.runs import Checkpoint
@@ -144,7 +142,7 @@ def decide_in_order(
 ) -> Iterator[Decided | _Stopped]:
     """Decide the NULL events of ``(after, upper]``: orphans, then instances in the order
     of their first NULL event, a chunk at a time, each with its frontier."""
-    conn, snapshot = planner.conn, planner.snapshot
+    conn = planner.conn
     total = planner.prepare(table, after, upper)
     n = NULL_EVENTS
     firsts = conn.execute(
@@ -178,19 +176,8 @@ def decide_in_order(
             if lease is not None:
                 lease.check()
             uuids = order[i:nxt]
-            rows = sorted(
-                conn.execute(
-                    sa.select(*NULL_EVENT_COLUMNS).where(
-                        snapshot.dialect.in_values(n.c.instance_uuid, uuids)
-                    )
-                ).all(),
-                key=lambda r: r[0],
-            )
-            conn.commit()
             frontier = starts[nxt] - 1 if nxt < len(order) else upper
-            events = [EventRow(*r) for r in rows]
-            del rows  # the driver's rows: the chunk keeps only its EventRows
-            yield Chunk(uuids, events, frontier, last=frontier == upper)
+            yield Chunk(uuids, planner.null_events(uuids), frontier, last=frontier == upper)
 
     handed = False
     try:

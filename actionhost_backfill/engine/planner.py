@@ -264,20 +264,25 @@ class Planner:
         self.conn.commit()
         for start, stop in cut([r[1] for r in everyone], instances, CHUNK_EVENTS):
             uuids = [r[0] for r in everyone[start:stop]]
-            # Sorted here: "ORDER BY id" lets MariaDB walk the whole id index
-            # instead of looking the instances up.
-            rows = sorted(
-                self.conn.execute(
-                    sa.select(*NULL_EVENT_COLUMNS).where(
-                        self.snapshot.dialect.in_values(n.c.instance_uuid, uuids)
-                    )
-                ).all(),
-                key=lambda r: r[0],
-            )
-            self.conn.commit()
-            yield uuids, [EventRow(*r) for r in rows]
+            yield uuids, self.null_events(uuids)
         for events, _ in self.orphan_chunks():
             yield [], events
+
+    def null_events(self, uuids: list[str]) -> list[EventRow]:
+        """The NULL-host events of these instances, in id order."""
+        n = NULL_EVENTS
+        # Sorted here: "ORDER BY id" lets MariaDB walk the whole id index
+        # instead of looking the instances up.
+        rows = sorted(
+            self.conn.execute(
+                sa.select(*NULL_EVENT_COLUMNS).where(
+                    self.snapshot.dialect.in_values(n.c.instance_uuid, uuids)
+                )
+            ).all(),
+            key=lambda r: r[0],
+        )
+        self.conn.commit()
+        return [EventRow(*r) for r in rows]
 
     def orphan_chunks(self) -> Iterator[tuple[list[EventRow], int | None]]:
         """The NULL-host events whose action is gone (no instance, no evidence), in id

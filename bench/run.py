@@ -14,8 +14,9 @@ On MySQL/MariaDB the rows and bytes the server sent the toolkit (global
 crossed the client, planning reads and everything else.
 
 Between measurements the written rows are set back to NULL, so each starts from
-the same table.  On PostgreSQL the loaded history is vacuumed first, as a live
-cell's tables are (:func:`settle`).  Prints a Markdown table (and ``--json``) for docs/benchmarks.md.
+the same table.  On PostgreSQL the loaded history is vacuumed first and after
+every such reset, as a live cell's tables are (:func:`settle`).  Prints a
+Markdown table (and ``--json``) for docs/benchmarks.md.
 
     python bench/run.py --events 1000000 --backend postgresql --backend mysql
     python bench/run.py --events 2000 --backend sqlite --naive-sample 50   # smoke
@@ -221,7 +222,8 @@ def written_table(conn: sa.Connection, state: str) -> str:
 
 
 def reset(conn: sa.Connection, written: str) -> int:
-    """Set the written rows back to NULL (each measurement starts from the same table)."""
+    """Set the written rows back to NULL (each measurement starts from the same table),
+    then :func:`settle` it."""
     if conn.dialect.name == "mysql":
         sql = f"UPDATE instance_actions_events e JOIN {written} w ON w.id = e.id SET e.host = NULL"
     else:
@@ -230,6 +232,7 @@ def reset(conn: sa.Connection, written: str) -> int:
         )
     rows = conn.exec_driver_sql(sql).rowcount
     conn.commit()
+    settle(conn.engine.url)
     return rows
 
 
@@ -314,7 +317,8 @@ def baseline_checkout(ref: str) -> Path:
 
 def forget_runs(conn: sa.Connection, state: str) -> None:
     """Set back to NULL every host the runs filled (live and shadow) and empty the
-    state tables, so the next backfill starts a fresh run on the same data."""
+    state tables, so the next backfill starts a fresh run on the same data; then
+    :func:`settle` the table."""
     for events in ("instance_actions_events", "shadow_instance_actions_events"):
         conn.exec_driver_sql(
             f"UPDATE {events} SET host = NULL WHERE id IN (SELECT event_id FROM {state}.audit "
@@ -323,6 +327,7 @@ def forget_runs(conn: sa.Connection, state: str) -> None:
     for table in ("audit", "run_counts", "checkpoints", "runner_lease", "runs"):
         conn.exec_driver_sql(f"DELETE FROM {state}.{table}")
     conn.commit()
+    settle(conn.engine.url)
 
 
 def compare(url: str, baseline: Path, rounds: int = 2) -> dict:
@@ -337,7 +342,6 @@ def compare(url: str, baseline: Path, rounds: int = 2) -> dict:
                 seconds[name].append(result["elapsed_seconds"])
                 with engine.connect() as conn:
                     forget_runs(conn, location.schema)
-                settle(url)
     finally:
         engine.dispose()
     best = {name: min(values) for name, values in seconds.items()}
@@ -367,7 +371,6 @@ def compare_drivers(url: str, rounds: int = 2) -> dict:
                 seconds[name].append(run_toolkit(driver_url)["elapsed_seconds"])
                 with engine.connect() as conn:
                     forget_runs(conn, location.schema)
-                settle(url)
     finally:
         engine.dispose()
     best = {name: min(values) for name, values in seconds.items()}
@@ -399,7 +402,6 @@ def compare_workers(url: str, counts: list[int], rounds: int = 2) -> dict:
                 )
                 with engine.connect() as conn:
                     forget_runs(conn, location.schema)
-                settle(url)
     finally:
         engine.dispose()
     return {
@@ -408,7 +410,7 @@ def compare_workers(url: str, counts: list[int], rounds: int = 2) -> dict:
     }
 
 
-def settle(url: str) -> None:
+def settle(url: str | sa.URL) -> None:
     """PostgreSQL: VACUUM and CHECKPOINT, so that every measured run starts from a table
     as autovacuum keeps a live cell's, with no maintenance due during the run.
 
@@ -419,7 +421,7 @@ def settle(url: str) -> None:
     this 2-core machine, 1 M events, alternating runs of one commit grew from
     52 to 68 s).  The simulator ANALYZEs already.
     """
-    if not url.startswith("postgresql"):
+    if sa.make_url(url).get_backend_name() != "postgresql":
         return
     admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     try:
@@ -469,10 +471,8 @@ def bench_one(
         with engine.connect() as conn:
             written = written_table(conn, state)
             reset(conn, written)
-            settle(url)
             limit = run_limit(conn, written)
             reset(conn, written)
-            settle(url)
             naive = run_naive(conn, written, naive_sample)
         engine.dispose()
         examined = toolkit["examined"]

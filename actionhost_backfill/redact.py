@@ -11,8 +11,8 @@ cover driver errors, SQLAlchemy's messages and ``--debug`` tracebacks.
 Nothing else is ever altered: a password such as ``1``, ``cell`` or
 ``postgres`` may also be part of a host, a database name or a count, and
 those are printed exactly (masking by substring turned ``127.0.0.1`` into
-``***27.0.0.***`` and broke ``--json``).  :func:`mask_url` renders a URL
-with ``***`` in place of the password, as Alembic does.
+``***27.0.0.***`` and broke ``--json``).  :func:`mask_url` prints a URL
+with ``***`` in place of the password and nothing else changed.
 """
 
 from __future__ import annotations
@@ -76,8 +76,23 @@ def scrub(text: str) -> str:
     return _KEY_VALUE.sub(keyed, text)
 
 
+#: Where SQLAlchemy reads a URL's password: ``name://user:PASSWORD@``, the user
+#: holding no ``:`` or ``/`` and the password no ``@`` (``sqlalchemy.engine.url``).
+_URL_PASSWORD = re.compile(r"^(?P<head>[\w+]+://[^:/]*:)(?P<password>[^@]*)@")
+
+#: Query parameters that carry a password (libpq reads ``?password=``).
+_SECRET_KEYS = frozenset({"password", "passwd", "pwd"})
+
+
 def mask_url(url: str | URL | None) -> str:
-    """Render a database URL for humans: never the password."""
+    """Render a database URL for humans: never the password, nothing else changed.
+
+    A URL given as text is printed as typed, the password alone replaced (its
+    place is where SQLAlchemy parses it from, checked by parsing the result
+    again); a :class:`~sqlalchemy.engine.URL` is printed from its parts as they
+    are, without the percent-encoding or the sorted query that SQLAlchemy's
+    own rendering adds (``nova_{cell}`` stays ``nova_{cell}``).
+    """
     if url is None:
         return "(none)"
     try:
@@ -97,7 +112,51 @@ def mask_url(url: str | URL | None) -> str:
                 else f"(a value not shown, it may hold a password: {MASK})"
             )
         return text
-    return scrub(parsed.render_as_string(hide_password=True))
+    if isinstance(url, str):
+        typed = _masked_as_typed(url.strip(), parsed)
+        if typed is not None:
+            return scrub(typed)
+    return scrub(_render(parsed))
+
+
+def _masked_as_typed(text: str, parsed: URL) -> str | None:
+    """``text`` with its password replaced, or None when the replacement would
+    change anything else SQLAlchemy reads from it."""
+    if parsed.password is not None:
+        found = _URL_PASSWORD.match(text)
+        if found is None:
+            return None
+        text = f"{found.group('head')}{MASK}{text[found.end('password') :]}"
+    try:
+        again = make_url(text)
+    except Exception:
+        return None
+    if parsed.password is not None and again.password != MASK:
+        return None
+    same = again._replace(password=parsed.password) == parsed
+    return text if same else None
+
+
+def _render(url: URL) -> str:
+    """``url`` from its parts as they are, the password (and a query's) masked."""
+    text = f"{url.drivername}://"
+    if url.username is not None:
+        text += url.username + (f":{MASK}" if url.password is not None else "") + "@"
+    elif url.password is not None:
+        text += f":{MASK}@"
+    if url.host is not None:
+        text += f"[{url.host}]" if ":" in url.host else url.host
+    if url.port is not None:
+        text += f":{url.port}"
+    if url.database is not None:
+        text += f"/{url.database}"
+    if url.query:
+        text += "?" + "&".join(
+            f"{key}={MASK if key.lower() in _SECRET_KEYS else value}"
+            for key, values in url.query.items()
+            for value in (values if isinstance(values, tuple) else (values,))
+        )
+    return text
 
 
 class ScrubbingFilter(logging.Filter):

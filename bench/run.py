@@ -3,7 +3,9 @@
 One command, per backend and per size, in the same run on the same data:
 
 * **toolkit**: ``actionhost-backfill backfill --include-shadow --json`` with default
-  settings, end to end, in a child process (its peak RSS read from ``wait4``);
+  settings, end to end, in a child process (its peak RSS and CPU time read from
+  ``wait4``: wall time on a shared machine swings more between identical runs
+  than the CPU time the runner spends);
 * **limit**: one set-based ``UPDATE`` writing the same hosts to the same rows from a
   precomputed id -> host table (no batching, no resumability, no inference);
 * **naive**: a per-row loop on a sample (select the event, look up its instance's
@@ -151,7 +153,8 @@ def fresh_database(backend: str, workdir: Path) -> tuple[str, callable]:
 _RSS_WRAPPER = (
     "import resource, subprocess, sys\n"
     "code = subprocess.call(sys.argv[1:])\n"
-    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
+    "used = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "print(used.ru_maxrss, used.ru_utime + used.ru_stime, file=sys.stderr)\n"
     "sys.exit(code)\n"
 )
 
@@ -197,7 +200,12 @@ def run_toolkit(url: str, checkout: Path = ROOT, extra: tuple[str, ...] = ()) ->
         None if before is None else {k: after[k] - before[k] for k in ("rows", "bytes")}
     )
     result["wall_seconds"] = seconds
-    result["peak_rss_mb"] = round(int(err[-1]) / 1024, 1)
+    rss, cpu = err[-1].split()
+    result["peak_rss_mb"] = round(int(rss) / 1024, 1)
+    # The runner's own CPU time (its workers' included): on a machine shared
+    # with other guests wall time swings by 15 % between identical runs, the
+    # work the runner does much less; the server's work is not in it.
+    result["cpu_seconds"] = round(float(cpu), 2)
     return result
 
 
@@ -335,21 +343,27 @@ def compare(url: str, baseline: Path, rounds: int = 2) -> dict:
     location = resolve_state_location(parse_url(url))
     engine = create_engine(parse_url(url), location)
     seconds: dict[str, list[float]] = {"toolkit": [], "baseline": []}
+    cpu: dict[str, list[float]] = {"toolkit": [], "baseline": []}
     try:
         for _ in range(rounds):
             for name, checkout in (("baseline", baseline), ("toolkit", ROOT)):
                 result = run_toolkit(url, checkout)
                 seconds[name].append(result["elapsed_seconds"])
+                cpu[name].append(result["cpu_seconds"])
                 with engine.connect() as conn:
                     forget_runs(conn, location.schema)
     finally:
         engine.dispose()
     best = {name: min(values) for name, values in seconds.items()}
+    least = {name: min(values) for name, values in cpu.items()}
     return {
         "toolkit_seconds": best["toolkit"],
         "baseline_seconds": best["baseline"],
         "toolkit_to_baseline_throughput": round(best["baseline"] / best["toolkit"], 3),
         "rounds": seconds,
+        "toolkit_cpu_seconds": least["toolkit"],
+        "baseline_cpu_seconds": least["baseline"],
+        "cpu_rounds": cpu,
     }
 
 
@@ -514,6 +528,7 @@ def bench_one(
             "batch_p99_ms": round(1000 * toolkit["batch_seconds"]["p99"], 1),
             "batches": toolkit["batches"],
             "peak_rss_mb": toolkit["peak_rss_mb"],
+            "toolkit_cpu_seconds": toolkit["cpu_seconds"],
             "baseline": versus,
             "drivers": by_driver,
         }
@@ -551,6 +566,7 @@ COLUMNS = (
     ("events", "events"),
     ("null_events_examined", "NULL examined"),
     ("toolkit_seconds", "toolkit s"),
+    ("toolkit_cpu_seconds", "runner CPU s"),
     ("toolkit_events_per_s", "toolkit ev/s"),
     ("limit_rows_per_s", "limit rows/s"),
     ("ratio_toolkit_to_limit", "toolkit/limit"),
@@ -686,7 +702,8 @@ def _main(args: argparse.Namespace) -> int:
             print(
                 f"\n{r['backend']} {r['events']:,} events: toolkit {b['toolkit_seconds']:.2f}s, "
                 f"baseline {args.baseline} {b['baseline_seconds']:.2f}s: throughput ratio "
-                f"{b['toolkit_to_baseline_throughput']:.3f} (best of {len(b['rounds']['toolkit'])})"
+                f"{b['toolkit_to_baseline_throughput']:.3f} (best of {len(b['rounds']['toolkit'])}); "
+                f"runner CPU {b['toolkit_cpu_seconds']:.2f}s vs {b['baseline_cpu_seconds']:.2f}s"
             )
         if r.get("drivers"):
             d = r["drivers"]

@@ -156,9 +156,11 @@ class EvidenceSnapshot(EvidenceTables):
         ev = self.t_ev
         for chunk in chunks(uuids):
             for r in conn.execute(
+                # In EventRow's order: a row becomes one without being indexed
+                # column by column (about two rows per event decided).
                 sa.select(
-                    ev.c.action_id,
                     ev.c.id,
+                    ev.c.action_id,
                     ev.c.event,
                     ev.c.start_time,
                     ev.c.finish_time,
@@ -166,7 +168,8 @@ class EvidenceSnapshot(EvidenceTables):
                     ev.c.host,
                 ).where(self._in(ev.c.instance_uuid, chunk))
             ).all():
-                events[r[0]].append(EventRow(r[1], r[0], r[2], r[3], r[4], r[5], r[6]))
+                event = EventRow(*r)
+                events[event.action_id].append(event)
 
         shelve: dict[str, dict[str, list]] = defaultdict(lambda: {"hosts": [], "times": []})
         if "instance_system_metadata" in self.present:

@@ -71,7 +71,16 @@ SUCCESS = "Success"
 FAILED = "Error"
 
 
-@dataclass(frozen=True, slots=True)
+#: The rows the rules read and the decisions they return: values, built once
+#: and never changed.  Not ``frozen=True``: a frozen dataclass sets each field
+#: through ``object.__setattr__``, which made building one ``EventRow`` cost
+#: 1.75 µs instead of 0.30 µs, and a run builds about two per event (the event
+#: decided and the same event as evidence) and a decision.  Equality and the
+#: hash stay by value, as a frozen dataclass's were.
+row = dataclass(slots=True, unsafe_hash=True)
+
+
+@row
 class EventRow:
     id: int
     action_id: int | None
@@ -83,7 +92,7 @@ class EventRow:
     """The host Nova recorded (Rocky+); None when NULL or written by this toolkit."""
 
 
-@dataclass(frozen=True, slots=True)
+@row
 class ActionRow:
     id: int
     instance_uuid: str | None
@@ -93,7 +102,7 @@ class ActionRow:
     project_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@row
 class MigrationRow:
     id: int
     instance_uuid: str
@@ -110,14 +119,14 @@ class MigrationRow:
     """Whether ``migration_type`` was written (Liberty+); Kilo rows have it NULL."""
 
 
-@dataclass(frozen=True, slots=True)
+@row
 class FaultRow:
     host: str | None
     created: datetime | None
     message: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@row
 class InstanceRow:
     uuid: str
     host: str | None
@@ -126,7 +135,7 @@ class InstanceRow:
     launched_at: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@row
 class ShelveRecord:
     """The ``shelved_host`` / ``shelved_at`` system metadata of one instance.
 
@@ -139,7 +148,7 @@ class ShelveRecord:
     times: tuple[datetime, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@row
 class VolumeRecord:
     """A volume attachment whose saved ``connection_info`` names a connector host."""
 
@@ -264,7 +273,7 @@ class KnownHosts:
         return self.skew.margin(when)
 
 
-@dataclass(frozen=True, slots=True)
+@row
 class Decision:
     event_id: int
     host: str | None

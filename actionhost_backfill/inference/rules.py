@@ -225,25 +225,28 @@ def _clashes(
             key = (event.action_id, event.name)
             if first.setdefault(key, event.id) != event.id:
                 clashes.add(key)
+    # Per action, the ids of its rows read as evidence that carry a finish or a
+    # result, by name: one pass over each action's rows, however many of its
+    # names are asked about (``history.named`` would also index the rows
+    # without, for nothing else).
+    finished: dict[int, dict[str, list[int]]] = {}
     for key, seen in first.items():
         action_id = key[0]
         if action_id is None or key in clashes:
             continue
-        action = actions.get(action_id)
-        history = histories.get(action.instance_uuid) if action and action.instance_uuid else None
-        if history is None:
-            continue
-        # A plain scan of the action's few rows: ``history.named`` would index
-        # every action of the chunk by name, most of them for nothing else.
-        name = key[1] or ""
-        for other in history.events.get(action_id, ()):
-            if (
-                other.id != seen
-                and (other.finish is not None or other.result is not None)
-                and (other.name or "") == name
-            ):
-                clashes.add(key)
-                break
+        by_name = finished.get(action_id)
+        if by_name is None:
+            action = actions.get(action_id)
+            uuid = action.instance_uuid if action else None
+            history = histories.get(uuid) if uuid else None
+            if history is None:
+                continue
+            by_name = finished[action_id] = {}
+            for other in history.events.get(action_id, ()):
+                if other.finish is not None or other.result is not None:
+                    by_name.setdefault(other.name or "", []).append(other.id)
+        if any(other != seen for other in by_name.get(key[1] or "", ())):
+            clashes.add(key)
     return clashes
 
 

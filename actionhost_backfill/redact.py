@@ -24,6 +24,11 @@ from sqlalchemy.engine import URL, make_url
 
 MASK = "***"
 
+#: Names under which a password is passed as a key (libpq's ``password=``, a
+#: query string's ``?password=``, a dict of connect arguments).
+_SECRET_KEYS = ("password", "passwd", "pwd")
+_SECRET_KEY = "(?:" + "|".join(_SECRET_KEYS) + ")"
+
 #: ``scheme://user:`` opening a URL's userinfo, and the rest of that URL (to a space or quote).
 _URL_USERINFO = re.compile(
     r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"<>]*:)(?P<rest>[^\s'\"<>]*)"
@@ -31,13 +36,13 @@ _URL_USERINFO = re.compile(
 #: ``password=secret``, ``password='sec ret'``, ``&passwd=..`` (never PyMySQL's
 #: ``(using password: YES)``, which holds none).
 _KEY_VALUE = re.compile(
-    r"(?P<head>\b(?:password|passwd|pwd)\s*=\s*)"
+    rf"(?P<head>\b{_SECRET_KEY}\s*=\s*)"
     r"(?P<secret>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s'\",;&)}\]]+)",
     re.IGNORECASE,
 )
 #: ``'password': 'secret'`` in the repr of a dict of connect arguments.
 _DICT_ITEM = re.compile(
-    r"(?P<head>(['\"])(?:password|passwd|pwd)\2\s*:\s*)"
+    rf"(?P<head>(['\"]){_SECRET_KEY}\2\s*:\s*)"
     r"(?P<secret>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|b'(?:[^'\\]|\\.)*')",
     re.IGNORECASE,
 )
@@ -80,9 +85,6 @@ def scrub(text: str) -> str:
 #: holding no ``:`` or ``/`` and the password no ``@`` (``sqlalchemy.engine.url``).
 _URL_PASSWORD = re.compile(r"^(?P<head>[\w+]+://[^:/]*:)(?P<password>[^@]*)@")
 
-#: Query parameters that carry a password (libpq reads ``?password=``).
-_SECRET_KEYS = frozenset({"password", "passwd", "pwd"})
-
 
 def mask_url(url: str | URL | None) -> str:
     """Render a database URL for humans: never the password, nothing else changed.
@@ -122,19 +124,17 @@ def mask_url(url: str | URL | None) -> str:
 def _masked_as_typed(text: str, parsed: URL) -> str | None:
     """``text`` with its password replaced, or None when the replacement would
     change anything else SQLAlchemy reads from it."""
+    expected = parsed
     if parsed.password is not None:
         found = _URL_PASSWORD.match(text)
         if found is None:
             return None
         text = f"{found.group('head')}{MASK}{text[found.end('password') :]}"
+        expected = parsed.set(password=MASK)
     try:
-        again = make_url(text)
+        return text if make_url(text) == expected else None
     except Exception:
         return None
-    if parsed.password is not None and again.password != MASK:
-        return None
-    same = again._replace(password=parsed.password) == parsed
-    return text if same else None
 
 
 def _render(url: URL) -> str:

@@ -150,7 +150,7 @@ def fresh_database(backend: str, workdir: Path) -> tuple[str, callable]:
 
 #: Runs a command and prints its peak RSS (KiB) as the last line of stderr: the
 #: wrapper's only child is the command, so RUSAGE_CHILDREN is exactly its own.
-_RSS_WRAPPER = (
+_USAGE_WRAPPER = (
     "import resource, subprocess, sys\n"
     "code = subprocess.call(sys.argv[1:])\n"
     "used = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
@@ -185,7 +185,7 @@ def run_toolkit(url: str, checkout: Path = ROOT, extra: tuple[str, ...] = ()) ->
     before = client_traffic(url)
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", _RSS_WRAPPER, *command],
+        [sys.executable, "-c", _USAGE_WRAPPER, *command],
         capture_output=True,
         cwd=checkout,
         env={**os.environ, "PYTHONPATH": str(checkout)},

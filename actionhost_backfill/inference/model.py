@@ -77,10 +77,10 @@ FAILED = "Error"
 #: 1.75 µs instead of 0.30 µs, and a run builds about two per event (the event
 #: decided and the same event as evidence) and a decision.  Equality and the
 #: hash stay by value, as a frozen dataclass's were.
-row = dataclass(slots=True, unsafe_hash=True)
+_row = dataclass(slots=True, unsafe_hash=True)
 
 
-@row
+@_row
 class EventRow:
     id: int
     action_id: int | None
@@ -92,7 +92,7 @@ class EventRow:
     """The host Nova recorded (Rocky+); None when NULL or written by this toolkit."""
 
 
-@row
+@_row
 class ActionRow:
     id: int
     instance_uuid: str | None
@@ -102,7 +102,7 @@ class ActionRow:
     project_id: str | None = None
 
 
-@row
+@_row
 class MigrationRow:
     id: int
     instance_uuid: str
@@ -119,14 +119,14 @@ class MigrationRow:
     """Whether ``migration_type`` was written (Liberty+); Kilo rows have it NULL."""
 
 
-@row
+@_row
 class FaultRow:
     host: str | None
     created: datetime | None
     message: str | None = None
 
 
-@row
+@_row
 class InstanceRow:
     uuid: str
     host: str | None
@@ -135,7 +135,7 @@ class InstanceRow:
     launched_at: datetime | None = None
 
 
-@row
+@_row
 class ShelveRecord:
     """The ``shelved_host`` / ``shelved_at`` system metadata of one instance.
 
@@ -148,7 +148,7 @@ class ShelveRecord:
     times: tuple[datetime, ...]
 
 
-@row
+@_row
 class VolumeRecord:
     """A volume attachment whose saved ``connection_info`` names a connector host."""
 
@@ -273,7 +273,7 @@ class KnownHosts:
         return self.skew.margin(when)
 
 
-@row
+@_row
 class Decision:
     event_id: int
     host: str | None

@@ -299,8 +299,9 @@ def backfill_command(
         int,
         typer.Option(
             "--workers",
-            help="Processes running the rules on chunks of instances (the evidence is still "
-            "read on one connection; the decisions are the same for any N; see runbook 3).",
+            help="Planners, each in a process of its own with its own connection, reading "
+            "and deciding a share of the instances (the decisions are the same for any N; "
+            "see runbook 3).",
         ),
     ] = 1,
     releases: ReleasesOption = None,

@@ -33,7 +33,8 @@ class BackfillOptions(WriteOptions):
     exclude_rules: frozenset[str] = frozenset()
     """Rules whose values are not written (``--exclude-rule``): NULL, ``excluded-rule``."""
     workers: int = 1
-    """``--workers``: processes running the rules (``engine/workers.py``); 1: in the planner."""
+    """``--workers``: planners each reading and deciding a share of the instances in a
+    process of its own (``engine/workers.py``); 1: one planner, in the runner."""
 
     def validate(self) -> None:
         super().validate()

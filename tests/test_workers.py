@@ -4,6 +4,7 @@ one planner, event by event, and no worker process outliving its parent.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import signal
 import threading
@@ -14,12 +15,13 @@ import pytest
 import sqlalchemy as sa
 
 from actionhost_backfill.db import create_engine, parse_url
-from actionhost_backfill.engine import planner, workers
+from actionhost_backfill.engine import backfill_options, planner, workers
 from actionhost_backfill.engine.backfill import BackfillOptions, run_backfill
 from actionhost_backfill.engine.evidence import EvidenceSnapshot
 from actionhost_backfill.engine.progress import silent
-from actionhost_backfill.errors import BadInput, WorkerFailed
+from actionhost_backfill.errors import BadInput, DatabaseUnavailable, WorkerFailed
 from actionhost_backfill.sim.simulate import SimulationOptions
+from tests import harness
 from tests.harness import wait_until
 from tests.reliability.common import (
     HISTORY,
@@ -234,39 +236,94 @@ def test_runs_stopped_mid_range_by_max_rows_resume_with_shares_to_the_same_end(
         cell.dispose()
 
 
+def test_without_workers_a_large_backlog_is_decided_by_two_planners(
+    backend, server_url, blank_db, tmp_path, request, monkeypatch
+):
+    reference = simulated(another_database(backend, server_url, tmp_path, request, "reference"))
+    cell = simulated(blank_db)
+    try:
+        one = run_backfill(parse_url(reference.url), BackfillOptions(batch_size=50, workers=1))
+        monkeypatch.setattr(backfill_options, "AUTO_EVENTS", 100)
+        monkeypatch.setattr(backfill_options.os, "cpu_count", lambda: 2)
+        chosen = run_backfill(parse_url(cell.url), BackfillOptions(batch_size=50))
+        assert (one.workers, chosen.workers) == (1, 2)
+        assert table_state(cell) == table_state(reference)
+        assert audit_state(cell) == audit_state(reference)
+    finally:
+        reference.dispose()
+        cell.dispose()
+
+
+def test_the_number_of_planners_is_the_operators_or_chosen_by_backlog_and_cpus(monkeypatch):
+    choose = backfill_options.workers_for
+    monkeypatch.setattr(backfill_options.os, "cpu_count", lambda: 2)
+    assert choose(3, 0) == 3  # --workers wins
+    assert choose(1, 10**9) == 1
+    assert choose(None, backfill_options.AUTO_EVENTS - 1) == 1  # too few to pay
+    assert choose(None, backfill_options.AUTO_EVENTS) == backfill_options.AUTO_WORKERS == 2
+    monkeypatch.setattr(backfill_options.os, "cpu_count", lambda: 1)
+    assert choose(None, 10**9) == 1  # one core: no second planner to run
+
+
 def test_workers_must_be_at_least_one():
     with pytest.raises(BadInput, match="--workers must be between 1 and"):
         BackfillOptions(workers=0).validate()
 
 
-def test_a_failing_planner_raises_and_every_planner_stops(blank_db):
+@contextlib.contextmanager
+def _two_planners(blank_db):
+    """Two share planners on a small simulated cell, and a coordinator planner."""
     cell = simulated(blank_db, dataclasses.replace(HISTORY, events=1500))
     url, location = parse_url(cell.url), cell.location
     engine = create_engine(url, location)
     shares = workers.Shares(
-        2,
-        url,
-        location,
-        lock_timeout=5,
-        basis={},
-        exclude=frozenset(),
-        audit_available=False,
+        2, url, location, lock_timeout=5, basis={}, exclude=frozenset(), audit_available=False
     )
     try:
         with engine.connect() as conn:
             snapshot = EvidenceSnapshot(conn, location, audit_available=False)
             shares.take(snapshot)
             assert len(shares.pids()) == 2
-            coordinator = planner.Planner(
-                conn, snapshot, url=url, stop=threading.Event(), bar=lambda *_: silent()
+            yield (
+                cell,
+                shares,
+                planner.Planner(
+                    conn, snapshot, url=url, stop=threading.Event(), bar=lambda *_: silent()
+                ),
             )
-            with pytest.raises(
-                WorkerFailed, match=r"planner-0 failed: .*run the same command again"
-            ):
-                list(shares.decide_in_order(coordinator, "no_such_events", 0, 10, lease=None))
-            assert shares.pids() == []  # both stopped, none left deciding a stale range
-            snapshot.drop()
     finally:
         shares.close()
         engine.dispose()
         cell.dispose()
+
+
+def test_a_failing_planner_raises_and_every_planner_stops(blank_db):
+    with _two_planners(blank_db) as (_, shares, coordinator):
+        with pytest.raises(WorkerFailed, match=r"planner-0 failed: .*run the same command again"):
+            list(shares.decide_in_order(coordinator, "no_such_events", 0, 10, lease=None))
+        assert shares.pids() == []  # both stopped, none left deciding a stale range
+
+
+@pytest.mark.backends("postgresql", "mysql")
+def test_a_planner_that_loses_the_server_says_so_as_the_runner_would(blank_db, backend):
+    with _two_planners(blank_db) as (cell, shares, coordinator):
+        database = cell.sa_url.database
+        with harness.admin_engine(backend).connect() as admin:
+            if backend == "postgresql":
+                admin.exec_driver_sql(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+                )
+            else:
+                for (connection_id,) in admin.exec_driver_sql(
+                    "SELECT id FROM information_schema.processlist "
+                    f"WHERE db = '{database}' AND id <> CONNECTION_ID()"
+                ).all():
+                    admin.exec_driver_sql(f"KILL CONNECTION {connection_id}")
+        with pytest.raises(
+            DatabaseUnavailable, match=r"lost its connection .*run the same command"
+        ):
+            list(
+                shares.decide_in_order(coordinator, "instance_actions_events", 0, 10**9, lease=None)
+            )
+        assert shares.pids() == []

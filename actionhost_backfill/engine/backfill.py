@@ -30,7 +30,11 @@ from actionhost_backfill.dialects import Dialect
 from actionhost_backfill.engine import backfill_checks as checks
 from actionhost_backfill.engine import collector, pipeline
 from actionhost_backfill.engine.applier import Applier, prepare_session
-from actionhost_backfill.engine.backfill_options import BackfillOptions, BackfillResult
+from actionhost_backfill.engine.backfill_options import (
+    BackfillOptions,
+    BackfillResult,
+    workers_for,
+)
 from actionhost_backfill.engine.evidence import EvidenceSnapshot
 from actionhost_backfill.engine.fill import PlanFill
 from actionhost_backfill.engine.planner import Planner
@@ -221,10 +225,11 @@ class _Runner:
                 audit_available=audit_available,
                 releases=parse_releases(self.options.releases),
             )
-            self.shares = self._shares(audit_available)
-            self._take_snapshot(snapshot)
             horizons = {t: self.max_id(conn, t) for t in self.options.tables()}
+            pending = sum(self.pending(conn, t, 0, h) for t, h in horizons.items())
             conn.rollback()
+            self.shares = self._shares(pending, audit_available)
+            self._take_snapshot(snapshot)
             planner = self.planner(conn, snapshot)
             budget = self.options.max_rows
             try:
@@ -290,7 +295,6 @@ class _Runner:
                     audit_available=True,
                     releases=parse_releases(self.options.releases),
                 )
-                self.shares = self._shares(audit_available=True)
                 resuming = runs.latest_unfinished(conn, self.st, runs.BACKFILL)
                 conn.rollback()
                 planned = None
@@ -420,7 +424,6 @@ class _Runner:
         snapshot: EvidenceSnapshot,
         planned: int | None,
     ) -> None:
-        self._take_snapshot(snapshot)
         checkpoints = {t: run.checkpoints[t] for t in self.options.tables()}
         total = planned
         if total is None:
@@ -430,6 +433,8 @@ class _Runner:
                 if not c.done
             )
         conn.rollback()
+        self.shares = self._shares(total, audit_available=True)
+        self._take_snapshot(snapshot)
         planner = self.planner(conn, snapshot)
         bar = self._bar(total, f"run {run.id}")
         throttle = self.throttle
@@ -585,11 +590,13 @@ class _Runner:
 
     # -- helpers -----------------------------------------------------------
 
-    def _shares(self, audit_available: bool) -> Shares | None:
-        if self.options.workers == 1:
+    def _shares(self, pending: int, audit_available: bool) -> Shares | None:
+        """The planners for ``pending`` NULL-host events; None: the runner's planner."""
+        workers = self.result.workers = workers_for(self.options.workers, pending)
+        if workers == 1:
             return None
         return Shares(
-            self.options.workers,
+            workers,
             self.url,
             self.location,
             lock_timeout=self.options.lock_timeout,

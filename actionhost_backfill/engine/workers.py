@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import multiprocessing
+import signal
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -59,8 +60,9 @@ from actionhost_backfill.engine.evidence_tables import Share
 from actionhost_backfill.engine.planner import Decided, Planner, Stopped
 from actionhost_backfill.engine.progress import silent
 from actionhost_backfill.engine.settled import Settled, settling_runs
-from actionhost_backfill.errors import WorkerFailed
+from actionhost_backfill.errors import DatabaseUnavailable, WorkerFailed
 from actionhost_backfill.nova.tables import nova
+from actionhost_backfill.redact import mask_url
 from actionhost_backfill.state.lease import RunnerLock
 from actionhost_backfill.state.location import StateLocation
 from actionhost_backfill.state.tables import state
@@ -116,13 +118,20 @@ class _Orders:
 
 
 def _serve(pipe, orders: _Orders) -> None:  # runs in the planner's process
+    # Ctrl-C and a service manager's SIGTERM reach the whole process group: the
+    # runner turns them into a stop and closes the pipe; the planner ends with it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with contextlib.suppress(EOFError, BrokenPipeError, ConnectionResetError):
         try:
             with collector.collect_between_batches():
                 _plan_share(pipe, orders)
         except (EOFError, BrokenPipeError, ConnectionResetError):
             raise
-        except Exception as exc:  # handed to the runner, raised there
+        except sa.exc.DBAPIError as exc:  # handed to the runner, raised there
+            lost = db.is_connection_lost(exc)
+            pipe.send(("lost" if lost else "error", f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:
             pipe.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
@@ -185,7 +194,7 @@ class _Planner:
         )
         self.process.start()
         theirs.close()  # the planner's end lives there only: its EOF is our exit
-        self.share = orders.share
+        self.url = orders.url
 
     def send(self, *message) -> None:
         try:
@@ -202,6 +211,12 @@ class _Planner:
                 f"planner {self.process.name} exited (code {self.process.exitcode}) "
                 f"(nothing undecided was written; the checkpoint is safe): {RESUME}"
             ) from None
+        if kind == "lost":
+            raise DatabaseUnavailable(
+                f"planner {self.process.name} lost its connection to {mask_url(self.url)} "
+                "(nothing undecided was written; the checkpoint is safe): once the server is "
+                "back, run the same command again to resume"
+            )
         if kind == "error":
             raise WorkerFailed(f"planner {self.process.name} failed: {values[0]}: {RESUME}")
         if kind != expected:

@@ -163,7 +163,7 @@ class Planner:
         (:mod:`~actionhost_backfill.engine.settled`); None: decide every NULL event."""
         self.settled = Settled()
         self.share = share
-        """Decide only these instances' events (a planner of ``engine/shares.py``)."""
+        """Decide only these instances' events (a planner of ``engine/workers.py``)."""
 
     @property
     def plan(self) -> sa.Table:

@@ -572,18 +572,7 @@ def test_server_gone_during_the_plans_bulk_load_is_intervene(cell, backend, monk
 
     def infer_then_server_gone(events, *evidence):
         decisions = original(events, *evidence)
-        with harness.admin_engine(backend).connect() as conn:
-            if backend == "postgresql":
-                conn.exec_driver_sql(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
-                )
-            else:
-                for (connection_id,) in conn.exec_driver_sql(
-                    "SELECT id FROM information_schema.processlist "
-                    f"WHERE db = '{database}' AND id <> CONNECTION_ID()"
-                ).all():
-                    conn.exec_driver_sql(f"KILL CONNECTION {connection_id}")
+        harness.cut_connections(backend, database)
         return decisions
 
     monkeypatch.setattr(planning, "infer", infer_then_server_gone)

@@ -307,19 +307,7 @@ def test_a_failing_planner_raises_and_every_planner_stops(blank_db):
 @pytest.mark.backends("postgresql", "mysql")
 def test_a_planner_that_loses_the_server_says_so_as_the_runner_would(blank_db, backend):
     with _two_planners(blank_db) as (cell, shares, coordinator):
-        database = cell.sa_url.database
-        with harness.admin_engine(backend).connect() as admin:
-            if backend == "postgresql":
-                admin.exec_driver_sql(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
-                )
-            else:
-                for (connection_id,) in admin.exec_driver_sql(
-                    "SELECT id FROM information_schema.processlist "
-                    f"WHERE db = '{database}' AND id <> CONNECTION_ID()"
-                ).all():
-                    admin.exec_driver_sql(f"KILL CONNECTION {connection_id}")
+        harness.cut_connections(backend, cell.sa_url.database)
         with pytest.raises(
             DatabaseUnavailable, match=r"lost its connection .*run the same command"
         ):

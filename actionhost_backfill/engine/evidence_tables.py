@@ -87,6 +87,10 @@ class SnapshotStats:
     clock_line: str = ""
 
 
+#: The counts of :class:`SnapshotStats` that the shares' tables add up to.
+_SHARED_COUNTS = ("events", "shelve_records", "volume_connectors", "archived_actions")
+
+
 class EvidenceTables(TemporaryTables):
     """The temporary evidence tables on one connection, and how they are taken."""
 
@@ -247,18 +251,10 @@ class EvidenceTables(TemporaryTables):
         self._judge_cell()
         shares = gather()
         self._set_hosts(set().union(*(hosts for _, hosts in shares)))
-        self.stats = SnapshotStats(
+        self.stats = self._stats(
+            started,
             migrations=self._count(self.t_mig),
-            events=sum(s.events for s, _ in shares),
-            shelve_records=sum(s.shelve_records for s, _ in shares),
-            volume_connectors=sum(s.volume_connectors for s, _ in shares),
-            archived_actions=sum(s.archived_actions for s, _ in shares),
-            compute_hosts=len(self.hosts.compute),
-            seconds=time.monotonic() - started,
-            taken_at=self.taken_at,
-            eras=self.eras,
-            clock=self.skew_report.to_dict(),
-            clock_line=self.skew_report.summary(),
+            **{key: sum(getattr(s, key) for s, _ in shares) for key in _SHARED_COUNTS},
         )
         self.conn.commit()
         return self.stats
@@ -267,13 +263,20 @@ class EvidenceTables(TemporaryTables):
         return self.conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() or 0
 
     def _counted(self, started: float) -> SnapshotStats:
+        """:attr:`stats` of the tables this snapshot took."""
         count = self._count
-        return SnapshotStats(
+        return self._stats(
+            started,
             migrations=count(self.t_mig),
             events=count(self.t_ev),
             shelve_records=count(self.t_meta) if "instance_system_metadata" in self.present else 0,
             volume_connectors=count(self.t_vol) if self.has_bdm else 0,
             archived_actions=count(self.t_sact) if self.has_shadow["instance_actions"] else 0,
+        )
+
+    def _stats(self, started: float, **counts: int) -> SnapshotStats:
+        return SnapshotStats(
+            **counts,
             compute_hosts=len(self.hosts.compute),
             seconds=time.monotonic() - started,
             taken_at=self.taken_at,

@@ -7,11 +7,11 @@
     python bench/rules_profile.py --load /tmp/x.work                    # same inputs, other code
 
 The evidence is loaded exactly as a backfill loads it: a dry run
-(``run_backfill``, ``--include-shadow``) on ``--db`` (or on a history
-``simulate`` writes into a temporary SQLite file), whose planner hands each
-chunk to :func:`~actionhost_backfill.inference.infer` through
-``engine.workers``; each call's arguments are pickled on the way (as
-``--workers N`` pickles them to its processes), before the rules see them.
+(``run_backfill``, ``--include-shadow``, one planner: ``--workers 1``) on
+``--db`` (or on a history ``simulate`` writes into a temporary SQLite file),
+whose planner hands each chunk to :func:`~actionhost_backfill.inference.infer`
+(``engine.planner``); each call's arguments are pickled on the way, before the
+rules see them.
 Then only the rules run: every repeat unpickles fresh copies of all the
 chunks (untimed: the histories keep per-instance caches, a second pass on the
 same objects would be too cheap; one chunk in memory at a time, as in a run)
@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from actionhost_backfill.db import parse_url  # noqa: E402
-from actionhost_backfill.engine import workers  # noqa: E402
+from actionhost_backfill.engine import planner  # noqa: E402
 from actionhost_backfill.engine.backfill import BackfillOptions, run_backfill  # noqa: E402
 from actionhost_backfill.inference import infer  # noqa: E402
 
@@ -49,17 +49,17 @@ from actionhost_backfill.inference import infer  # noqa: E402
 def capture(db: str) -> list[bytes]:
     """The pickled arguments of every ``infer`` call of a dry run on ``db``."""
     calls: list[bytes] = []
-    real = workers.infer
+    real = planner.infer
 
     def recording(events, actions, histories, hosts, excluded=frozenset()):
         calls.append(pickle.dumps((list(events), actions, histories, hosts, excluded), protocol=5))
         return real(events, actions, histories, hosts, excluded)
 
-    workers.infer = recording
+    planner.infer = recording
     try:
-        run_backfill(parse_url(db), BackfillOptions(dry_run=True, include_shadow=True))
+        run_backfill(parse_url(db), BackfillOptions(dry_run=True, include_shadow=True, workers=1))
     finally:
-        workers.infer = real
+        planner.infer = real
     return calls
 
 

@@ -23,6 +23,8 @@ every thread the run starts gets a profiler of its own and the statistics are
 merged: the split covers the planner and the applier.  A thread blocked on the
 other (the hand-over queue, a lock) is idle, not working: that time is shown
 apart, as ``waiting on the other thread``, and left out of the percentages.
+The run decides with one planner (``--workers 1``): planners in processes of
+their own (``engine/workers.py``) would do their work where no profiler sees it.
 
 The cyclic garbage collector's time is charged by cProfile to whatever function
 was running when it started, in any layer: it is also measured on its own
@@ -126,7 +128,7 @@ def main() -> int:
     threading.Thread.run = profiled_run  # every thread the backfill starts
     profile.enable()
     try:
-        result = run_backfill(url, BackfillOptions(include_shadow=True))
+        result = run_backfill(url, BackfillOptions(include_shadow=True, workers=1))
     finally:
         profile.disable()
         threading.Thread.run = run

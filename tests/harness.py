@@ -58,6 +58,26 @@ def admin_engine(backend: str) -> sa.Engine:
     return sa.create_engine(admin_url_for(backend), isolation_level="AUTOCOMMIT")
 
 
+def cut_connections(backend: str, database: str) -> None:
+    """End every session on ``database`` (a server restart, as its clients see it)."""
+    engine = admin_engine(backend)
+    try:
+        with engine.connect() as conn:
+            if backend == "postgresql":
+                conn.exec_driver_sql(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+                )
+            else:
+                for (connection_id,) in conn.exec_driver_sql(
+                    "SELECT id FROM information_schema.processlist "
+                    f"WHERE db = '{database}' AND id <> CONNECTION_ID()"
+                ).all():
+                    conn.exec_driver_sql(f"KILL CONNECTION {connection_id}")
+    finally:
+        engine.dispose()
+
+
 def create_database(backend: str, name: str) -> None:
     engine = admin_engine(backend)
     try:

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from actionhost_backfill.db import create_engine, parse_url
-from actionhost_backfill.engine import workers as rules_runner
+from actionhost_backfill.engine import planner as planning
 from actionhost_backfill.engine.backfill import BackfillOptions, run_backfill
 from actionhost_backfill.engine.evidence import EvidenceSnapshot
 from actionhost_backfill.engine.fill import PlanFill
@@ -137,7 +137,7 @@ def test_host_recorded_concurrently_is_never_overwritten(cell, backend, monkeypa
     expect = _prepare(cell)
     target = min(i for i, (host, _) in expect.items() if host)
     writer = sa.create_engine(cell.url, isolation_level="AUTOCOMMIT")
-    original = rules_runner.infer
+    original = planning.infer
 
     def load_while_nova_writes(events, *evidence):
         if any(e.id == target for e in events):
@@ -150,7 +150,7 @@ def test_host_recorded_concurrently_is_never_overwritten(cell, backend, monkeypa
                 )
         return original(events, *evidence)
 
-    monkeypatch.setattr(rules_runner, "infer", load_while_nova_writes)
+    monkeypatch.setattr(planning, "infer", load_while_nova_writes)
     try:
         result = run_backfill(parse_url(cell.url), BackfillOptions(batch_size=10))
     finally:
@@ -368,7 +368,7 @@ def test_sigterm_finishes_the_batch_and_exits_partial(cell, backend):
 @pytest.mark.parametrize("until_complete", [False, True])
 def test_until_complete_takes_in_events_written_during_the_run(cell, until_complete, monkeypatch):
     _prepare(cell)
-    original = rules_runner.infer
+    original = planning.infer
     added: list[int] = []
     writers: list[threading.Thread] = []
 
@@ -399,7 +399,7 @@ def test_until_complete_takes_in_events_written_during_the_run(cell, until_compl
             writers[0].start()
         return original(events, *evidence)
 
-    monkeypatch.setattr(rules_runner, "infer", load_while_old_computes_write)
+    monkeypatch.setattr(planning, "infer", load_while_old_computes_write)
     try:
         result = run_backfill(
             parse_url(cell.url),
@@ -567,26 +567,15 @@ def test_server_gone_during_the_plans_bulk_load_is_intervene(cell, backend, monk
 
     _prepare(cell)
     before = _table_state(cell)
-    original = rules_runner.infer
+    original = planning.infer
     database = cell.sa_url.database
 
     def infer_then_server_gone(events, *evidence):
         decisions = original(events, *evidence)
-        with harness.admin_engine(backend).connect() as conn:
-            if backend == "postgresql":
-                conn.exec_driver_sql(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
-                )
-            else:
-                for (connection_id,) in conn.exec_driver_sql(
-                    "SELECT id FROM information_schema.processlist "
-                    f"WHERE db = '{database}' AND id <> CONNECTION_ID()"
-                ).all():
-                    conn.exec_driver_sql(f"KILL CONNECTION {connection_id}")
+        harness.cut_connections(backend, database)
         return decisions
 
-    monkeypatch.setattr(rules_runner, "infer", infer_then_server_gone)
+    monkeypatch.setattr(planning, "infer", infer_then_server_gone)
     with pytest.raises(DatabaseUnavailable, match="run the same command again"):
         run_backfill(parse_url(cell.url), BackfillOptions())
     monkeypatch.undo()

@@ -27,17 +27,17 @@ THROTTLE_LOG = "actionhost_backfill.engine.throttling"
 def _small_chunks(monkeypatch, instances: int = 5, events: int | None = None) -> None:
     """Chunks of a few instances (or, with ``events``, cut by NULL events, instances
     of every size): many hand-overs and frontiers in a small history."""
-    monkeypatch.setattr(pipeline, "PLAN_INSTANCES", instances)
+    monkeypatch.setattr(planner, "PLAN_INSTANCES", instances)
     if events is not None:
-        monkeypatch.setattr(pipeline, "CHUNK_EVENTS", events)
+        monkeypatch.setattr(planner, "CHUNK_EVENTS", events)
         monkeypatch.setattr(planner, "ORPHAN_EVENTS", 3)  # events whose action is gone
 
 
 def _record(monkeypatch, log: list[str]) -> None:
-    decide, apply = Planner.decide_chunks, PlanFill.apply
+    decide, apply = Planner.decide_prepared, PlanFill.apply
 
-    def decided(self, chunks, **kw):
-        for done in decide(self, chunks, **kw):
+    def decided(self, upper, **kw):
+        for done in decide(self, upper, **kw):
             log.append("decide")
             yield done
 
@@ -45,7 +45,7 @@ def _record(monkeypatch, log: list[str]) -> None:
         log.append("apply")
         return apply(self, conn, after, upto, batch)
 
-    monkeypatch.setattr(Planner, "decide_chunks", decided)
+    monkeypatch.setattr(Planner, "decide_prepared", decided)
     monkeypatch.setattr(PlanFill, "apply", applied)
 
 
@@ -71,9 +71,9 @@ def test_the_pipeline_writes_what_planning_first_writes(
         else:  # a chunk holds one instance or several, as their NULL events add up
             _small_chunks(monkeypatch, instances=500, events=40)
         pieces: list[tuple[int, int]] = []
-        cut = pipeline.cut
+        cut = planner.cut
         monkeypatch.setattr(
-            pipeline, "cut", lambda *a: [p for p in cut(*a) if pieces.append(p) or True]
+            planner, "cut", lambda *a: [p for p in cut(*a) if pieces.append(p) or True]
         )
         log: list[str] = []
         _record(monkeypatch, log)

@@ -296,13 +296,16 @@ def backfill_command(
     include_disabled: IncludeDisabledOption = False,
     parallel_cells: ParallelCellsOption = 1,
     workers: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--workers",
-            help="Processes running the rules on chunks of instances (the evidence is still "
-            "read on one connection; the decisions are the same for any N; see runbook 3).",
+            help="Planners, each in a process of its own with its own connection, reading "
+            "and deciding a share of the instances; the decisions are the same for any N "
+            "(default: 2 when at least 200,000 NULL-host events are to be decided and the "
+            "machine has 2 CPUs or more, else 1; see runbook 3).",
+            show_default=False,
         ),
-    ] = 1,
+    ] = None,
     releases: ReleasesOption = None,
     exclude_rule: ExcludeRuleOption = None,
     json_output: JsonOption = False,

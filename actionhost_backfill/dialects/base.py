@@ -263,6 +263,11 @@ class Dialect:
         """``column IN (values)``."""
         return column.in_(values)
 
+    def by_bytes(self, column: sa.ColumnElement) -> sa.ColumnElement:
+        """``column`` compared byte by byte, whatever its collation (SQLite's own
+        comparison), so a range of it is the same range in every table."""
+        return column
+
     def copies_through_client(self, conn: sa.Connection) -> bool:
         """Whether ``CREATE TABLE ... SELECT`` would lock every row it reads (so the
         evidence snapshot copies through the client instead)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL
 
 from actionhost_backfill.dialects.base import (
@@ -121,6 +122,11 @@ class MySQL(MySQLPrivileges):
     def query_plan(self, conn: sa.Connection, compiled: str) -> str:
         rows = conn.exec_driver_sql(f"EXPLAIN {compiled}").mappings().all()
         return "\n".join(str(dict(r)) for r in rows)
+
+    def by_bytes(self, column: sa.ColumnElement) -> sa.ColumnElement:
+        """``CAST(... AS BINARY)``: byte order, whatever the column's character set and
+        collation (Nova's are case-insensitive)."""
+        return sa.cast(column, mysql.BINARY())
 
     def copies_through_client(self, conn: sa.Connection) -> bool:
         # Under REPEATABLE READ (statement-based binlog) CREATE ... SELECT would

@@ -106,6 +106,10 @@ class PostgreSQL(PostgreSQLPrivileges):
         element = sa.Integer() if isinstance(column.type, sa.Integer) else sa.String()
         return column == sa.any_(sa.bindparam(None, list(values), type_=postgresql.ARRAY(element)))
 
+    def by_bytes(self, column: sa.ColumnElement) -> sa.ColumnElement:
+        """The "C" collation: strcmp order, not the database's locale."""
+        return column.collate("C")
+
     def indexes(self, conn: sa.Connection, table: str) -> list[tuple[str, list[str], bool]]:
         """With validity: a failed CREATE INDEX CONCURRENTLY leaves an INVALID index."""
         rows = conn.execute(

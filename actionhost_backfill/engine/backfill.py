@@ -30,7 +30,11 @@ from actionhost_backfill.dialects import Dialect
 from actionhost_backfill.engine import backfill_checks as checks
 from actionhost_backfill.engine import collector, pipeline
 from actionhost_backfill.engine.applier import Applier, prepare_session
-from actionhost_backfill.engine.backfill_options import BackfillOptions, BackfillResult
+from actionhost_backfill.engine.backfill_options import (
+    BackfillOptions,
+    BackfillResult,
+    workers_for,
+)
 from actionhost_backfill.engine.evidence import EvidenceSnapshot
 from actionhost_backfill.engine.fill import PlanFill
 from actionhost_backfill.engine.planner import Planner
@@ -41,7 +45,7 @@ from actionhost_backfill.engine.throttling import (
     CriticalLoad,
     build_throttle,
 )
-from actionhost_backfill.engine.workers import Deciders
+from actionhost_backfill.engine.workers import Shares
 from actionhost_backfill.errors import (
     ActionHostError,
     BadInput,
@@ -95,8 +99,9 @@ class _Runner:
         self._evidence_until = None
         self._writer: sa.Connection | None = None
         """The applier's connection while deciding and applying overlap (engine/pipeline.py)."""
-        self.deciders = Deciders(options.workers, options.exclude_rules)
-        """Where the rules run: in the planner, or in ``--workers`` processes."""
+        self.shares: Shares | None = None
+        """With ``--workers N``: N planners, each reading and deciding its own share of
+        the instances (``engine/workers.py``); None: the runner's planner decides."""
 
     def _notice(self, text: str) -> None:
         """Tell the operator once, on stderr (through ``notify``), and keep it for --json."""
@@ -145,31 +150,44 @@ class _Runner:
             on_decided=sample,
             settled_by=settled_by,
             exclude=self.options.exclude_rules,
-            deciders=self.deciders,
         )
 
-    def _sample(self, table, events, decisions, evidence) -> None:
-        snapshot = self._snapshot
+    def _sample(self, table: str, rows: list[tuple[int, str | None, str]]) -> None:
+        """Keep the first ``--sample`` decisions of each rule, with their event, instance
+        and request (looked up for the few kept)."""
         seen = Counter(s["rule"] for s in self.result.samples)
-        by_id = {e.id: e for e in events}
         picked = []
-        for decision in decisions:
-            if seen[decision.rule] >= self.options.sample:
-                continue
-            seen[decision.rule] += 1
-            picked.append((decision, by_id[decision.event_id]))
-        requests = snapshot.request_ids(sorted({e.action_id for _, e in picked if e.action_id}))
-        for decision, event in picked:
-            action = evidence.actions.get(event.action_id)
+        for event_id, host, rule in rows:
+            if seen[rule] < self.options.sample:
+                seen[rule] += 1
+                picked.append((event_id, host, rule))
+        if not picked:
+            return
+        snapshot = self._snapshot
+        t = nova(table)
+        joined, owner = snapshot.with_owner(t)
+        events = {
+            r.id: r
+            for r in snapshot.conn.execute(
+                sa.select(t.c.id, t.c.event, t.c.action_id, owner.label("instance_uuid"))
+                .select_from(joined)
+                .where(t.c.id.in_([event_id for event_id, _, _ in picked]))
+            )
+        }
+        requests = snapshot.request_ids(
+            sorted({e.action_id for e in events.values() if e.action_id is not None})
+        )
+        for event_id, host, rule in picked:
+            event = events[event_id]
             self.result.samples.append(
                 {
                     "table": table,
-                    "event_id": event.id,
-                    "event": event.name,
-                    "instance_uuid": action.instance_uuid if action else None,
+                    "event_id": event_id,
+                    "event": event.event,
+                    "instance_uuid": event.instance_uuid,
                     "request_id": requests.get(event.action_id),
-                    "host": decision.host,
-                    "rule": decision.rule,
+                    "host": host,
+                    "rule": rule,
                 }
             )
 
@@ -192,7 +210,8 @@ class _Runner:
         except sa.exc.DBAPIError as exc:
             raise db.translate_error(exc, self.url) from None
         finally:
-            self.deciders.close()
+            if self.shares is not None:
+                self.shares.close()
             engine.dispose()
             self.result.elapsed = time.monotonic() - started
         return self.result
@@ -206,9 +225,11 @@ class _Runner:
                 audit_available=audit_available,
                 releases=parse_releases(self.options.releases),
             )
-            self._take_snapshot(snapshot)
             horizons = {t: self.max_id(conn, t) for t in self.options.tables()}
+            pending = sum(self.pending(conn, t, 0, h) for t, h in horizons.items())
             conn.rollback()
+            self.shares = self._shares(pending, audit_available)
+            self._take_snapshot(snapshot)
             planner = self.planner(conn, snapshot)
             budget = self.options.max_rows
             try:
@@ -217,7 +238,9 @@ class _Runner:
                     while self.result.outcome == "complete":
                         upper = planner.upper_bound(table, after, horizon, budget)
                         tally: Counter = Counter()
-                        decided = planner.plan_range(table, after, upper, tally=tally)
+                        decided = planner.plan_range(
+                            table, after, upper, tally=tally, shares=self.shares
+                        )
                         self._tally(tally)
                         if decided is None:
                             self.result.outcome = "interrupted"
@@ -401,7 +424,6 @@ class _Runner:
         snapshot: EvidenceSnapshot,
         planned: int | None,
     ) -> None:
-        self._take_snapshot(snapshot)
         checkpoints = {t: run.checkpoints[t] for t in self.options.tables()}
         total = planned
         if total is None:
@@ -411,6 +433,8 @@ class _Runner:
                 if not c.done
             )
         conn.rollback()
+        self.shares = self._shares(total, audit_available=True)
+        self._take_snapshot(snapshot)
         planner = self.planner(conn, snapshot)
         bar = self._bar(total, f"run {run.id}")
         throttle = self.throttle
@@ -502,10 +526,14 @@ class _Runner:
                     upper=upper,
                     lease=lease,
                     next_pass=lambda: self._next_pass(applier),
+                    shares=self.shares,
                 ):
                     return False
             else:
-                if planner.plan_range(table, checkpoint.last_id, upper, lease=lease) is None:
+                decided = planner.plan_range(
+                    table, checkpoint.last_id, upper, lease=lease, shares=self.shares
+                )
+                if decided is None:
                     return False  # stopped while planning
                 work = PlanFill(self.dialect, planner.plan, table, self.st, run.id)
                 while not applier.run(work, checkpoint):
@@ -562,8 +590,26 @@ class _Runner:
 
     # -- helpers -----------------------------------------------------------
 
+    def _shares(self, pending: int, audit_available: bool) -> Shares | None:
+        """The planners for ``pending`` NULL-host events; None: the runner's planner."""
+        workers = self.result.workers = workers_for(self.options.workers, pending)
+        if workers == 1:
+            return None
+        return Shares(
+            workers,
+            self.url,
+            self.location,
+            lock_timeout=self.options.lock_timeout,
+            basis=self.options.decisions(),
+            exclude=self.options.exclude_rules,
+            audit_available=audit_available,
+        )
+
     def _take_snapshot(self, snapshot: EvidenceSnapshot) -> None:
-        self.result.snapshot = snapshot.take()
+        if self.shares is not None:
+            self.result.snapshot = self.shares.take(snapshot)
+        else:
+            self.result.snapshot = snapshot.take()
 
     def _tally(self, counts: Counter) -> None:
         for (outcome, rule), rows in counts.items():

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -19,6 +20,21 @@ from actionhost_backfill.nova.tables import EVENTS, SHADOW_EVENTS
 
 #: The most planner processes ``--workers`` accepts.
 MAX_WORKERS = 64
+#: Without ``--workers``: this many planners (one per core of a 2-core machine: more
+#: measured no faster there, docs/benchmarks.md) ...
+AUTO_WORKERS = 2
+#: ... when at least this many NULL-host events are to be decided (below it, starting
+#: the planners and taking their shares costs about what they save), else one.
+AUTO_EVENTS = 200_000
+
+
+def workers_for(requested: int | None, pending: int) -> int:
+    """How many planners decide ``pending`` NULL-host events (``--workers``, or chosen)."""
+    if requested is not None:
+        return requested
+    if pending >= AUTO_EVENTS and (os.cpu_count() or 1) >= AUTO_WORKERS:
+        return AUTO_WORKERS
+    return 1
 
 
 @dataclass
@@ -32,12 +48,14 @@ class BackfillOptions(WriteOptions):
     """``--releases``: the operator's upgrade history (``inference.eras``); None: detect."""
     exclude_rules: frozenset[str] = frozenset()
     """Rules whose values are not written (``--exclude-rule``): NULL, ``excluded-rule``."""
-    workers: int = 1
-    """``--workers``: processes running the rules (``engine/workers.py``); 1: in the planner."""
+    workers: int | None = None
+    """``--workers``: planners each reading and deciding a share of the instances in a
+    process of its own (``engine/workers.py``); 1: one planner, in the runner; None:
+    :func:`workers_for` chooses."""
 
     def validate(self) -> None:
         super().validate()
-        if not 1 <= self.workers <= MAX_WORKERS:
+        if self.workers is not None and not 1 <= self.workers <= MAX_WORKERS:
             raise BadInput(f"--workers must be between 1 and {MAX_WORKERS} (got {self.workers})")
         parse_releases(self.releases)
 
@@ -96,6 +114,8 @@ class BackfillResult:
     notices: list[str] = field(default_factory=list)
     """What the operator was told on stderr before the run (e.g. no replica found)."""
     excluded_rules: frozenset[str] = frozenset()
+    workers: int = 1
+    """The planners that decided (``--workers``, or chosen: :func:`workers_for`)."""
 
     @property
     def filled(self) -> int:
@@ -164,6 +184,7 @@ class BackfillResult:
             "nothing_to_decide": self.nothing_to_decide,
             "already_decided": self.already_decided,
             "passes": self.passes,
+            "workers": self.workers,
             "notices": self.notices,
             "exit_code": self.exit_code,
         }

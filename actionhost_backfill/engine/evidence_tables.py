@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
@@ -48,6 +49,26 @@ from actionhost_backfill.state.location import StateLocation
 from actionhost_backfill.state.tables import FILLED, state
 
 
+@dataclass(frozen=True)
+class Share:
+    """One planner's share of the instances (``backfill --workers N``,
+    ``engine/workers.py``): those whose uuid, compared byte by byte, is at least
+    ``low`` and below ``high`` (None: unbounded).  The share without a lower
+    bound also holds the rows of no instance, so the shares together hold
+    every row, each exactly once."""
+
+    low: str | None = None
+    high: str | None = None
+
+    def holds(self, column: sa.ColumnElement, dialect) -> sa.ColumnElement[bool]:
+        key = dialect.by_bytes(column)
+        bounds = [key >= sa.literal(self.low, sa.String)] if self.low is not None else []
+        if self.high is not None:
+            bounds.append(key < sa.literal(self.high, sa.String))
+        inside = sa.and_(*bounds) if bounds else sa.true()
+        return inside if self.low is not None else sa.or_(inside, column.is_(None))
+
+
 @dataclass
 class SnapshotStats:
     migrations: int = 0
@@ -64,6 +85,10 @@ class SnapshotStats:
     clock: dict = field(default_factory=dict)
     """nova-api's clock against the conductors' (``skew.SkewReport.to_dict``)."""
     clock_line: str = ""
+
+
+#: The counts of :class:`SnapshotStats` that the shares' tables add up to.
+_SHARED_COUNTS = ("events", "shelve_records", "volume_connectors", "archived_actions")
 
 
 class EvidenceTables(TemporaryTables):
@@ -184,18 +209,95 @@ class EvidenceTables(TemporaryTables):
         return sa.union_all(*parts) if len(parts) > 1 else parts[0]
 
     def take(self, instances: list[str] | None = None) -> SnapshotStats:
-        """Build (or rebuild) the temporary evidence tables.
+        """Build (or rebuild) the temporary evidence tables, and judge the cell.
 
-        ``instances`` restricts them to those instances (``explain``); the
-        backfill and ``validate`` take everything.
+        ``instances`` restricts the tables to those instances (``explain``); the
+        backfill and ``validate`` take everything.  The eras are always the whole
+        cell's.
         """
         started = time.monotonic()
         self.taken_at = utcnow().replace(microsecond=0)
-        conn = self.conn
+        self._copy(lambda column: sa.true() if instances is None else column.in_(instances))
+        self._judge_cell()
+        self._set_hosts(self._recorded_hosts())
+        self.stats = self._counted(started)
+        self.conn.commit()
+        return self.stats
 
-        def only(column: sa.ColumnElement) -> sa.ColumnElement[bool]:
-            return sa.true() if instances is None else column.in_(instances)
+    def take_share(self, share: Share) -> tuple[SnapshotStats, set[str]]:
+        """The evidence tables of one planner's share of the instances
+        (``engine/workers.py``): their counts, and the hosts they record.  The
+        cell-wide facts are the coordinator's (:meth:`take_cell`), handed to
+        :attr:`hosts` afterwards."""
+        started = time.monotonic()
+        self.taken_at = utcnow().replace(microsecond=0)
+        self._copy(lambda column: share.holds(column, self.dialect))
+        recorded = self._recorded_hosts()
+        stats = self._counted(started)
+        self.conn.commit()
+        return stats, recorded
 
+    def take_cell(
+        self, gather: Callable[[], list[tuple[SnapshotStats, set[str]]]]
+    ) -> SnapshotStats:
+        """The cell-wide facts while planners take the evidence in shares
+        (``engine/workers.py``): eras, clock skew (from a copy of every migration
+        row) and the known hosts, with those the shares' tables record (what
+        ``gather`` returns once they are taken, :meth:`take_share`); the shares'
+        counts summed."""
+        started = time.monotonic()
+        self.taken_at = utcnow().replace(microsecond=0)
+        self._copy_migrations(lambda _column: sa.true())
+        self._judge_cell()
+        shares = gather()
+        self._set_hosts(set().union(*(hosts for _, hosts in shares)))
+        self.stats = self._stats(
+            started,
+            migrations=self._count(self.t_mig),
+            **{key: sum(getattr(s, key) for s, _ in shares) for key in _SHARED_COUNTS},
+        )
+        self.conn.commit()
+        return self.stats
+
+    def _count(self, table: sa.Table) -> int:
+        return self.conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() or 0
+
+    def _counted(self, started: float) -> SnapshotStats:
+        """:attr:`stats` of the tables this snapshot took."""
+        count = self._count
+        return self._stats(
+            started,
+            migrations=count(self.t_mig),
+            events=count(self.t_ev),
+            shelve_records=count(self.t_meta) if "instance_system_metadata" in self.present else 0,
+            volume_connectors=count(self.t_vol) if self.has_bdm else 0,
+            archived_actions=count(self.t_sact) if self.has_shadow["instance_actions"] else 0,
+        )
+
+    def _stats(self, started: float, **counts: int) -> SnapshotStats:
+        return SnapshotStats(
+            **counts,
+            compute_hosts=len(self.hosts.compute),
+            seconds=time.monotonic() - started,
+            taken_at=self.taken_at,
+            eras=self.eras,
+            clock=self.skew_report.to_dict(),
+            clock_line=self.skew_report.summary(),
+        )
+
+    def _judge_cell(self) -> None:
+        """Which releases wrote the rows, and nova-api's clock against the conductors'."""
+        self.eras = eras_mod.eras_for(self._era_proofs(), self.releases)
+        self.skew_report = clocks.measure(self, self.present, self.t_mig)
+
+    def _set_hosts(self, recorded: set[str]) -> None:
+        self.hosts = replace(
+            self._known_hosts(recorded),
+            untracked=self.eras.untracked,
+            skew=self.skew_report.skew,
+        )
+
+    def _copy_migrations(self, only: Callable[[sa.ColumnElement], sa.ColumnElement[bool]]) -> None:
         self.create_temp(
             "ah_mig",
             self._union(
@@ -204,6 +306,10 @@ class EvidenceTables(TemporaryTables):
             ),
             ["instance_uuid"],
         )
+
+    def _copy(self, only: Callable[[sa.ColumnElement], sa.ColumnElement[bool]]) -> None:
+        """The temporary evidence tables, of the instances ``only`` holds."""
+        self._copy_migrations(only)
 
         # Events carry their instance (through their action, live or archived)
         # so a chunk loads them by instance, like the rest.  Two primary-key
@@ -305,28 +411,6 @@ class EvidenceTables(TemporaryTables):
                 ).where(only(t.c.instance_uuid)),
                 ["instance_uuid"],
             )
-        self.eras = eras_mod.eras_for(self._era_proofs(), self.releases)
-        self.skew_report = clocks.measure(self, self.present, self.t_mig)
-        self.hosts = replace(
-            self._known_hosts(), untracked=self.eras.untracked, skew=self.skew_report.skew
-        )
-
-        count = lambda t: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar() or 0  # noqa: E731
-        self.stats = SnapshotStats(
-            migrations=count(self.t_mig),
-            events=count(self.t_ev),
-            shelve_records=count(self.t_meta) if "instance_system_metadata" in self.present else 0,
-            volume_connectors=count(self.t_vol) if self.has_bdm else 0,
-            archived_actions=count(self.t_sact) if self.has_shadow["instance_actions"] else 0,
-            compute_hosts=len(self.hosts.compute),
-            seconds=time.monotonic() - started,
-            taken_at=self.taken_at,
-            eras=self.eras,
-            clock=self.skew_report.to_dict(),
-            clock_line=self.skew_report.summary(),
-        )
-        conn.commit()
-        return self.stats
 
     def _era_proofs(self) -> eras_mod.Proofs:
         """What the whole cell proves about its releases (never restricted to some instances)."""
@@ -391,7 +475,10 @@ class EvidenceTables(TemporaryTables):
             services_version=int(version) if version else None,
         )
 
-    def _known_hosts(self) -> KnownHosts:
+    def _recorded_hosts(self) -> set[str]:
+        """The hosts the evidence tables record acting as computes: both ends of every
+        migration, the hosts of generic compute events, archived instances' hosts
+        (a share's tables give its share of them; the shares' union is the cell's)."""
         conn = self.conn
         hosts: set[str] = set()
         for column in (self.t_mig.c.source_compute, self.t_mig.c.dest_compute):
@@ -411,13 +498,20 @@ class EvidenceTables(TemporaryTables):
             )
             if r[0]
         )
-        i = nova("instances")
-        for column in (i.c.host, i.c.launched_on):
-            hosts.update(r[0] for r in conn.execute(sa.select(column).distinct()) if r[0])
         if self.has_shadow["instances"]:
             hosts.update(
                 r[0] for r in conn.execute(sa.select(self.t_sinst.c.host).distinct()) if r[0]
             )
+        return hosts
+
+    def _known_hosts(self, recorded: set[str]) -> KnownHosts:
+        """The cell's hosts: ``recorded`` (:meth:`_recorded_hosts`), live instances',
+        compute nodes' and services'."""
+        conn = self.conn
+        hosts = set(recorded)
+        i = nova("instances")
+        for column in (i.c.host, i.c.launched_on):
+            hosts.update(r[0] for r in conn.execute(sa.select(column).distinct()) if r[0])
         seen: dict[str, set[str]] = defaultdict(set)
         if "compute_nodes" in self.present:
             for name in ("compute_nodes", "shadow_compute_nodes"):

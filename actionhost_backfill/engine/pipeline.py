@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -44,19 +44,14 @@ from actionhost_backfill import db, dialects
 from actionhost_backfill.dialects import Dialect, bulk
 from actionhost_backfill.engine.applier import Applier
 from actionhost_backfill.engine.fill import PlanFill
-from actionhost_backfill.engine.planner import (
-    CHUNK_EVENTS,
-    NULL_EVENTS,
-    PLAN_INSTANCES,
-    Chunk,
-    Planner,
-    cut,
-)
-from actionhost_backfill.engine.progress import silent
+from actionhost_backfill.engine.planner import Planner, Stopped
 from actionhost_backfill.errors import DatabaseUnavailable
 from actionhost_backfill.redact import mask_url
 from actionhost_backfill.state.lease import RunnerLock
 from actionhost_backfill.state.runs import Checkpoint
+
+if TYPE_CHECKING:
+    from actionhost_backfill.engine.workers import Shares
 
 #: Decided chunks (:func:`~actionhost_backfill.engine.planner.cut`) the planner
 #: may hold ahead of the applier.
@@ -72,19 +67,6 @@ POLL_SECONDS = 0.2
 def pipelined(conn: sa.Connection) -> bool:
     """Whether this backend lets a second connection write while the planner reads."""
     return dialects.for_connection(conn).plans_while_applying
-
-
-@dataclass
-class Decided:
-    """One chunk's decisions, and the id up to which every NULL event is decided."""
-
-    rows: list[tuple[int, str | None, str]]
-    frontier: int
-    last: bool = False
-
-
-class _Stopped:
-    """The planner saw a stop request."""
 
 
 _switching = threading.Lock()
@@ -137,69 +119,6 @@ def release_plan(conn: sa.Connection, dialect: Dialect, plan: sa.Table) -> None:
     conn.close()
 
 
-def decide_in_order(
-    planner: Planner, table: str, after: int, upper: int, *, lease: RunnerLock | None
-) -> Iterator[Decided | _Stopped]:
-    """Decide the NULL events of ``(after, upper]``: orphans, then instances in the order
-    of their first NULL event, a chunk at a time, each with its frontier."""
-    conn = planner.conn
-    total = planner.prepare(table, after, upper)
-    n = NULL_EVENTS
-    firsts = conn.execute(
-        sa.select(n.c.instance_uuid, sa.func.min(n.c.id), sa.func.count())
-        .where(n.c.instance_uuid.is_not(None))
-        .group_by(n.c.instance_uuid)
-    ).all()
-    conn.commit()
-    firsts.sort(key=lambda r: r[1])
-    order = [r[0] for r in firsts]
-    starts = [r[1] for r in firsts]
-    counts = [r[2] for r in firsts]
-    del firsts
-    bar = planner.bar(total, f"plan {table}") if total else silent()
-
-    def chunks() -> Iterator[Chunk | _Stopped]:
-        # Events whose action is gone (no instance, no evidence), in id order.
-        frontier = (starts[0] - 1) if starts else upper
-        for part, following in planner.orphan_chunks():
-            if planner.stop.is_set():
-                yield _Stopped()
-                return
-            if lease is not None:
-                lease.check()
-            ahead = following - 1 if following is not None else frontier
-            yield Chunk([], part, min(frontier, ahead), last=not order and ahead == upper)
-        for i, nxt in cut(counts, PLAN_INSTANCES, CHUNK_EVENTS):
-            if planner.stop.is_set():
-                yield _Stopped()
-                return
-            if lease is not None:
-                lease.check()
-            uuids = order[i:nxt]
-            frontier = starts[nxt] - 1 if nxt < len(order) else upper
-            yield Chunk(uuids, planner.null_events(uuids), frontier, last=frontier == upper)
-
-    handed = False
-    try:
-        # Each chunk's evidence is read here in chunk order; the rules run in the
-        # planner or its workers (engine/workers.py) and come back in that order.
-        for done in planner.decide_chunks(chunks(), commit=True):
-            if isinstance(done, _Stopped):
-                yield done
-                return
-            work, decisions = done
-            chunk = work.tag
-            bar.update(len(decisions))
-            handed = True
-            yield Decided(
-                [(d.event_id, d.host, d.rule) for d in decisions], chunk.frontier, chunk.last
-            )
-        if not handed:
-            yield Decided([], upper, last=True)
-    finally:
-        bar.close()
-
-
 def _plan_thread(
     planner: Planner,
     table: str,
@@ -208,8 +127,10 @@ def _plan_thread(
     lease: RunnerLock | None,
     handoff: queue.Queue,
     halt: threading.Event,
+    shares: Shares | None,
 ) -> None:
-    """Decide into ``handoff``; any failure is handed over too, to be raised by the applier."""
+    """Decide into ``handoff`` (in ``shares``, when given); any failure is handed over
+    too, to be raised by the applier."""
 
     def give(item) -> bool:
         while not halt.is_set():
@@ -224,14 +145,19 @@ def _plan_thread(
     started = time.monotonic()
     waited = 0.0
     try:
-        for item in decide_in_order(planner, table, after, upper, lease=lease):
+        decided = (
+            planner.decide_in_order(table, after, upper, lease=lease)
+            if shares is None
+            else shares.decide_in_order(planner, table, after, upper, lease=lease)
+        )
+        for item in decided:
             if halt.is_set():
                 return
             paused = time.monotonic()
             if not give(item):
                 return
             waited += time.monotonic() - paused
-            if isinstance(item, _Stopped) or item.last:
+            if isinstance(item, Stopped) or item.last:
                 return
     except sa.exc.DBAPIError as exc:
         db.rollback_hard(conn)
@@ -262,8 +188,10 @@ def plan_and_apply(
     upper: int,
     lease: RunnerLock | None,
     next_pass: Callable[[], bool],
+    shares: Shares | None = None,
 ) -> bool:
-    """Decide ``(after, upper]`` of ``work.table`` in a thread while ``applier`` writes it;
+    """Decide ``(after, upper]`` of ``work.table`` in a thread (with ``shares``: in the
+    planners of :mod:`~actionhost_backfill.engine.workers`) while ``applier`` writes it;
     True when every decided event is applied, False when the applier stopped."""
     wconn = applier.conn
     wconn.execute(sa.delete(work.plan))
@@ -272,7 +200,7 @@ def plan_and_apply(
     halt = threading.Event()
     thread = threading.Thread(
         target=_plan_thread,
-        args=(planner, work.table, after, upper, lease, handoff, halt),
+        args=(planner, work.table, after, upper, lease, handoff, halt, shares),
         name="planner",
         daemon=True,
     )
@@ -288,7 +216,7 @@ def plan_and_apply(
                     continue
                 if isinstance(item, BaseException):
                     raise item
-                if isinstance(item, _Stopped):
+                if isinstance(item, Stopped):
                     return False
                 bulk.insert_rows(wconn, work.plan.name, ("event_id", "host", "rule"), item.rows)
                 wconn.commit()

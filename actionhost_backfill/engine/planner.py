@@ -2,11 +2,17 @@
 
 Planning only reads.  It copies the range's NULL-host events (with their
 instance) into a temporary table (``ah_null``; both it and the plan are declared
-here), then, a chunk of whole instances at a time,
-loads their evidence once (:class:`~actionhost_backfill.engine.evidence.EvidenceSnapshot`),
-runs the rules (:func:`~actionhost_backfill.inference.infer`) and bulk-loads
-the decisions into the plan (``ah_plan``) on the same connection.  A dry run
-counts the decisions instead of keeping them.
+here), then decides the events whose action is gone (no evidence), and the
+instances in the order of their first NULL event, a chunk of whole instances at
+a time: it loads their evidence once
+(:class:`~actionhost_backfill.engine.evidence.EvidenceSnapshot`) and runs the
+rules (:func:`~actionhost_backfill.inference.infer`).  Each chunk comes with its
+frontier, the id up to which every NULL event is then decided, so the applier
+may write up to it while planning goes on (``engine/pipeline.py``).  Otherwise
+the decisions are bulk-loaded into the plan (``ah_plan``) on the same
+connection, or, in a dry run, counted.  With ``--workers N`` planners in
+processes of their own decide a share of the instances each
+(``engine/workers.py``).
 """
 
 from __future__ import annotations
@@ -14,8 +20,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
@@ -24,15 +31,18 @@ from actionhost_backfill import db
 from actionhost_backfill.dialects import bulk
 from actionhost_backfill.engine import collector
 from actionhost_backfill.engine.evidence import EvidenceSnapshot
+from actionhost_backfill.engine.evidence_tables import Share
 from actionhost_backfill.engine.progress import Progress, silent
 from actionhost_backfill.engine.settled import Settled, Settling, drop_settled
-from actionhost_backfill.engine.workers import Deciders, Work
 from actionhost_backfill.errors import DatabaseUnavailable
-from actionhost_backfill.inference import Decision, EventRow
+from actionhost_backfill.inference import EventRow, infer
 from actionhost_backfill.nova.tables import EVENTS, columns_of, nova
 from actionhost_backfill.redact import mask_url
 from actionhost_backfill.state.lease import RunnerLock
 from actionhost_backfill.state.tables import FILLED, LEFT_NULL
+
+if TYPE_CHECKING:
+    from actionhost_backfill.engine.workers import Shares
 
 #: Instances whose events are decided together: at most this many ...
 PLAN_INSTANCES = 500
@@ -103,16 +113,27 @@ def cut(counts: list[int], instances: int, events: int) -> Iterator[tuple[int, i
 @dataclass
 class Chunk:
     """Whole instances (``uuids``; none for events whose action is gone) and their
-    NULL events, decided together; ``frontier`` and ``last`` for the pipeline."""
+    NULL events, decided together, and the id up to which every NULL event is decided
+    once they are (``last``: the range's last chunk)."""
 
     uuids: list[str]
     events: list[EventRow]
-    frontier: int | None = None
+    frontier: int
     last: bool = False
 
 
-#: In place of a chunk: the planner saw a stop request.
-_STOPPED = object()
+@dataclass
+class Decided:
+    """One chunk's decisions, ``(event id, host or None, rule)``, and the id up to which
+    every NULL event is decided (the **frontier**; ``last``: the range is decided)."""
+
+    rows: list[tuple[int, str | None, str]]
+    frontier: int
+    last: bool = False
+
+
+class Stopped:
+    """In place of a chunk: the planner saw a stop request."""
 
 
 class Planner:
@@ -124,10 +145,10 @@ class Planner:
         url: URL,
         stop: threading.Event,
         bar: Callable[[int | None, str], Progress],
-        on_decided: Callable[[str, list[EventRow], list[Decision], object], None] | None = None,
+        on_decided: Callable[[str, list[tuple[int, str | None, str]]], None] | None = None,
         settled_by: Settling | None = None,
         exclude: frozenset[str] = frozenset(),
-        deciders: Deciders | None = None,
+        share: Share | None = None,
     ):
         self.conn = conn
         self.snapshot = snapshot
@@ -141,8 +162,8 @@ class Planner:
         """Leave out events complete runs of these state tables already decided
         (:mod:`~actionhost_backfill.engine.settled`); None: decide every NULL event."""
         self.settled = Settled()
-        self.deciders = deciders or Deciders(1, exclude)
-        """Where the rules run (``engine/workers.py``): in line, or in worker processes."""
+        self.share = share
+        """Decide only these instances' events (a planner of ``engine/workers.py``)."""
 
     @property
     def plan(self) -> sa.Table:
@@ -152,6 +173,12 @@ class Planner:
         """Drop the planner's temporary tables."""
         for name in _PLAN_TABLES.tables:
             self.snapshot.drop_temp(name)
+        self.conn.commit()
+
+    def empty_plan(self) -> None:
+        """An empty plan table on the planner's connection."""
+        self.snapshot.drop_temp(PLAN.name)
+        self.snapshot.create_empty(PLAN)
         self.conn.commit()
 
     def upper_bound(self, table: str, after: int, horizon: int, budget: int | None) -> int:
@@ -185,26 +212,76 @@ class Planner:
         self.settled.add(left_out)
         return total
 
-    def decide_chunks(self, chunks: Iterable[Chunk | object], *, commit: bool = False) -> Iterator:
-        """``(work, decisions)`` for each :class:`Chunk` of ``chunks`` in their order (the
-        chunk is ``work.tag``, its evidence ``work.evidence``); other items pass through.
+    def decide_in_order(
+        self, table: str, after: int, upper: int, *, lease: RunnerLock | None
+    ) -> Iterator[Decided | Stopped]:
+        """Decide the NULL events of ``(after, upper]``: orphans, then instances in the
+        order of their first NULL event, a chunk at a time, each with its frontier."""
+        total = self.prepare(table, after, upper)
+        bar = self.bar(total, f"plan {table}") if total else silent()
+        try:
+            for item in self.decide_prepared(upper, lease=lease):
+                if isinstance(item, Decided):
+                    bar.update(len(item.rows))
+                yield item
+        finally:
+            bar.close()
 
-        The evidence of each chunk is read here, on the planner's connection, in
-        chunk order; the rules run where :attr:`deciders` runs them.  ``commit``:
-        end the read transaction after each chunk's evidence.
-        """
+    def decide_prepared(
+        self, upper: int, *, lease: RunnerLock | None
+    ) -> Iterator[Decided | Stopped]:
+        """:meth:`decide_in_order` once :meth:`prepare` has copied the range's NULL events."""
+        conn = self.conn
+        n = NULL_EVENTS
+        firsts = conn.execute(
+            sa.select(n.c.instance_uuid, sa.func.min(n.c.id), sa.func.count())
+            .where(n.c.instance_uuid.is_not(None))
+            .group_by(n.c.instance_uuid)
+        ).all()
+        conn.commit()
+        firsts.sort(key=lambda r: r[1])
+        order = [r[0] for r in firsts]
+        starts = [r[1] for r in firsts]
+        counts = [r[2] for r in firsts]
+        del firsts
 
-        def loaded():
-            for chunk in chunks:
-                if isinstance(chunk, Chunk):
-                    evidence = self.snapshot.load(chunk.uuids)
-                    if commit:
-                        self.conn.commit()
-                    yield Work(chunk.events, evidence, chunk)
-                else:
-                    yield chunk
+        def chunks() -> Iterator[Chunk | Stopped]:
+            # Events whose action is gone (no instance, no evidence), in id order.
+            frontier = (starts[0] - 1) if starts else upper
+            for part, following in self.orphan_chunks():
+                if self.stop.is_set():
+                    yield Stopped()
+                    return
+                if lease is not None:
+                    lease.check()
+                ahead = following - 1 if following is not None else frontier
+                yield Chunk([], part, min(frontier, ahead), last=not order and ahead == upper)
+            for i, nxt in cut(counts, PLAN_INSTANCES, CHUNK_EVENTS):
+                if self.stop.is_set():
+                    yield Stopped()
+                    return
+                if lease is not None:
+                    lease.check()
+                uuids = order[i:nxt]
+                frontier = starts[nxt] - 1 if nxt < len(order) else upper
+                yield Chunk(uuids, self.null_events(uuids), frontier, last=frontier == upper)
 
-        return self.deciders.decide(loaded())
+        handed = False
+        for chunk in chunks():
+            if isinstance(chunk, Stopped):
+                yield chunk
+                return
+            evidence = self.snapshot.load(chunk.uuids)
+            conn.commit()  # no snapshot held open while the rules run or the applier waits
+            decisions = infer(
+                chunk.events, evidence.actions, evidence.histories, evidence.hosts, self.exclude
+            )
+            handed = True
+            yield Decided(
+                [(d.event_id, d.host, d.rule) for d in decisions], chunk.frontier, chunk.last
+            )
+        if not handed:
+            yield Decided([], upper, last=True)
 
     def _prepare(self, table: str, after: int, upper: int) -> tuple[int, Settled]:
         """The NULL-host events of ``(after, upper]`` to decide, those complete runs
@@ -240,33 +317,13 @@ class Planner:
             .select_from(joined)
             .where(t.c.id > after, t.c.id <= upper, t.c.host.is_(None))
         )
+        if self.share is not None:
+            select = select.where(self.share.holds(owner, snapshot.dialect))
         snapshot.create_temp(NULL_EVENTS.name, select, ["instance_uuid", "id"], columns=NULL_EVENTS)
-        snapshot.drop_temp(PLAN.name)
-        snapshot.create_empty(PLAN)
-        self.conn.commit()
+        self.empty_plan()
         count = self.conn.execute(sa.select(sa.func.count()).select_from(NULL_EVENTS)).scalar()
         self.conn.commit()
         return int(count or 0)
-
-    def _null_chunks(self, instances: int) -> Iterator[tuple[list[str], list[EventRow]]]:
-        """The NULL-host events, a chunk of whole instances at a time (uuid order),
-        then the events whose action is gone (id order, no instance)."""
-        n = NULL_EVENTS
-        # The instance list is read once (tens of bytes per instance): asking
-        # the server for "the next 500 after X" each time made MariaDB group
-        # the whole rest of the table per chunk.
-        everyone = self.conn.execute(
-            sa.select(n.c.instance_uuid, sa.func.count())
-            .where(n.c.instance_uuid.is_not(None))
-            .group_by(n.c.instance_uuid)
-            .order_by(n.c.instance_uuid)
-        ).all()
-        self.conn.commit()
-        for start, stop in cut([r[1] for r in everyone], instances, CHUNK_EVENTS):
-            uuids = [r[0] for r in everyone[start:stop]]
-            yield uuids, self.null_events(uuids)
-        for events, _ in self.orphan_chunks():
-            yield [], events
 
     def null_events(self, uuids: list[str]) -> list[EventRow]:
         """The NULL-host events of these instances, in id order."""
@@ -308,16 +365,6 @@ class Planner:
         self.conn.commit()
         return [EventRow(*r) for r in rows]
 
-    def _checked_chunks(self, lease: RunnerLock | None) -> Iterator[Chunk | object]:
-        """:meth:`_null_chunks`, the stop request and the lease looked at before each."""
-        for uuids, events in self._null_chunks(PLAN_INSTANCES):
-            if self.stop.is_set():
-                yield _STOPPED
-                return
-            if lease is not None:
-                lease.check()
-            yield Chunk(uuids, events)
-
     def plan_range(
         self,
         table: str,
@@ -326,8 +373,10 @@ class Planner:
         *,
         lease: RunnerLock | None = None,
         tally: Counter | None = None,
+        shares: Shares | None = None,
     ) -> int | None:
-        """Decide the NULL-host events of ``(after, upper]``; return how many, None if stopped.
+        """Decide the NULL-host events of ``(after, upper]`` into the plan (in ``shares``'
+        planners, when given); return how many, None if stopped.
 
         ``tally``: count decisions per (outcome, rule) there instead of keeping them.
         """
@@ -335,34 +384,27 @@ class Planner:
         conn = self.conn
         decided = 0
         try:
-            total, left_out = self._prepare(table, after, upper)
-            self.settled.add(left_out)
-            bar = self.bar(total, f"plan {table}") if total else silent()
-            try:
-                for done in self.decide_chunks(self._checked_chunks(lease)):
-                    if done is _STOPPED:
-                        return None
-                    work, decisions = done
-                    events, evidence = work.events, work.evidence
-                    if self.on_decided is not None:
-                        self.on_decided(table, events, decisions, evidence)
-                    if tally is not None:
-                        tally.update(
-                            ((FILLED if d.filled else LEFT_NULL), d.rule) for d in decisions
-                        )
-                    else:
-                        bulk.insert_rows(
-                            conn,
-                            self.plan.name,
-                            ("event_id", "host", "rule"),
-                            [(d.event_id, d.host, d.rule) for d in decisions],
-                        )
-                    conn.commit()
-                    decided += len(decisions)
-                    bar.update(len(decisions))
-                    collector.between_batches()  # planning alone: no applier to stall
-            finally:
-                bar.close()
+            if shares is None:
+                stream = self.decide_in_order(table, after, upper, lease=lease)
+            else:
+                self.empty_plan()
+                stream = shares.decide_in_order(self, table, after, upper, lease=lease)
+            for item in stream:
+                if isinstance(item, Stopped):
+                    return None
+                rows = item.rows
+                if self.on_decided is not None:
+                    self.on_decided(table, rows)
+                if tally is not None:
+                    tally.update(
+                        ((FILLED if host is not None else LEFT_NULL), rule)
+                        for _, host, rule in rows
+                    )
+                else:
+                    bulk.insert_rows(conn, self.plan.name, ("event_id", "host", "rule"), rows)
+                conn.commit()
+                decided += len(rows)
+                collector.between_batches()  # planning alone: no applier to stall
         except sa.exc.DBAPIError as exc:
             db.rollback_hard(conn)
             if db.is_connection_lost(exc):

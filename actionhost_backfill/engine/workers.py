@@ -352,7 +352,8 @@ class Shares:
                     yield Decided(rows, min(frontiers.values()), last=not waiting)
         finally:
             # Stopped, failed, or the caller stopped reading mid-range: the
-            # planners' answers would be stale; the next range starts new ones.
+            # planners' answers would be stale, and the run ends here (take()
+            # starts new planners; a resumed run does).
             if waiting and self._pool is pool:
                 self.close()
             bar.close()

@@ -148,15 +148,62 @@ def fresh_database(backend: str, workdir: Path) -> tuple[str, callable]:
     return url.render_as_string(hide_password=False), drop
 
 
-#: Runs a command and prints its peak RSS (KiB) as the last line of stderr: the
-#: wrapper's only child is the command, so RUSAGE_CHILDREN is exactly its own.
-_USAGE_WRAPPER = (
-    "import resource, subprocess, sys\n"
-    "code = subprocess.call(sys.argv[1:])\n"
-    "used = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
-    "print(used.ru_maxrss, used.ru_utime + used.ru_stime, file=sys.stderr)\n"
-    "sys.exit(code)\n"
-)
+#: Runs a command and prints, as the last line of stderr: its peak RSS (KiB) and
+#: CPU seconds (the wrapper's only child is the command, so RUSAGE_CHILDREN is
+#: exactly the command's and its descendants'), then the peak of the summed RSS
+#: of the command and every process under it (the planners: ``wait4`` reports
+#: only the largest process), sampled every 0.1 s from /proc, and each of those
+#: processes' own peak (VmHWM, by name), as JSON.
+_USAGE_WRAPPER = """
+import json, os, resource, subprocess, sys, time
+
+def tree(root):
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, ()))
+    return found
+
+def status(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\\0")
+    except OSError:
+        return None
+    line = b" ".join(argv)
+    name = "resource_tracker" if b"resource_tracker" in line else "planner" if b"multiprocessing" in line else "runner"
+    kib = lambda key: int(fields.get(key, "0 kB").split()[0])
+    return name, kib("VmRSS"), kib("VmHWM")
+
+child = subprocess.Popen(sys.argv[1:])
+peak_sum, peaks = 0, {}
+while child.poll() is None:
+    total = 0
+    for pid in tree(child.pid):
+        seen = status(pid)
+        if seen is not None:
+            name, rss, hwm = seen
+            total += rss
+            peaks[pid] = (name, max(hwm, peaks.get(pid, (name, 0))[1]))
+    peak_sum = max(peak_sum, total)
+    time.sleep(0.1)
+used = resource.getrusage(resource.RUSAGE_CHILDREN)
+each = sorted(((name, kib) for name, kib in peaks.values()), key=lambda p: (p[0], -p[1]))
+print(used.ru_maxrss, used.ru_utime + used.ru_stime, peak_sum, json.dumps(each, separators=(",", ":")), file=sys.stderr)
+sys.exit(child.returncode)
+"""
 
 
 def client_traffic(url: str) -> dict[str, int] | None:
@@ -200,8 +247,12 @@ def run_toolkit(url: str, checkout: Path = ROOT, extra: tuple[str, ...] = ()) ->
         None if before is None else {k: after[k] - before[k] for k in ("rows", "bytes")}
     )
     result["wall_seconds"] = seconds
-    rss, cpu = err[-1].split()
+    rss, cpu, tree_kib, each = err[-1].split()
     result["peak_rss_mb"] = round(int(rss) / 1024, 1)
+    # All processes of the run together (runner, planners, multiprocessing's
+    # resource tracker), sampled: the peak of their summed RSS, and each one's peak.
+    result["tree_peak_rss_mb"] = round(int(tree_kib) / 1024, 1)
+    result["process_peak_rss_mb"] = [[name, round(kib / 1024, 1)] for name, kib in json.loads(each)]
     # The runner's own CPU time (its workers' included): on a machine shared
     # with other guests wall time swings by 15 % between identical runs, the
     # work the runner does much less; the server's work is not in it.
@@ -412,6 +463,7 @@ def compare_workers(url: str, counts: list[int], rounds: int = 2) -> dict:
                         "plan_seconds": result["plan_seconds"],
                         "examined": result["examined"],
                         "peak_rss_mb": result["peak_rss_mb"],
+                        "tree_peak_rss_mb": result["tree_peak_rss_mb"],
                     }
                 )
                 with engine.connect() as conn:
@@ -528,6 +580,8 @@ def bench_one(
             "batch_p99_ms": round(1000 * toolkit["batch_seconds"]["p99"], 1),
             "batches": toolkit["batches"],
             "peak_rss_mb": toolkit["peak_rss_mb"],
+            "tree_peak_rss_mb": toolkit["tree_peak_rss_mb"],
+            "process_peak_rss_mb": toolkit["process_peak_rss_mb"],
             "toolkit_cpu_seconds": toolkit["cpu_seconds"],
             "baseline": versus,
             "drivers": by_driver,
@@ -579,6 +633,7 @@ COLUMNS = (
     ("batch_p50_ms", "batch p50 ms"),
     ("batch_p99_ms", "batch p99 ms"),
     ("peak_rss_mb", "peak RSS MB"),
+    ("tree_peak_rss_mb", "all processes MB"),
 )
 
 

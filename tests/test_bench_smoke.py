@@ -38,6 +38,9 @@ def test_benchmark_smoke(backend, server_url, tmp_path):
     assert 0 < result["limit_rows"] <= result["filled"]
     assert result["naive_rows"] == 20 and result["peak_rss_mb"] > 0
     assert result["toolkit_cpu_seconds"] > 0  # the runner's CPU time, from wait4
+    # Every process of the run, sampled from /proc: the runner at least, named.
+    assert "runner" in {name for name, _ in result["process_peak_rss_mb"]}
+    assert result["tree_peak_rss_mb"] > 0
     assert result["ratio_toolkit_to_limit"] > 0 and result["batch_p99_ms"] > 0
     assert not list(tmp_path.glob("bench-*.sqlite"))  # databases are dropped afterwards
     assert result["server"]["version"]  # the figures name the server they were measured on

@@ -44,9 +44,7 @@ from actionhost_backfill import db, dialects
 from actionhost_backfill.dialects import Dialect, bulk
 from actionhost_backfill.engine.applier import Applier
 from actionhost_backfill.engine.fill import PlanFill
-from actionhost_backfill.engine.planner import Planner, Stopped
-from actionhost_backfill.errors import DatabaseUnavailable
-from actionhost_backfill.redact import mask_url
+from actionhost_backfill.engine.planner import Planner, Stopped, connection_lost
 from actionhost_backfill.state.lease import RunnerLock
 from actionhost_backfill.state.runs import Checkpoint
 
@@ -145,12 +143,7 @@ def _plan_thread(
     started = time.monotonic()
     waited = 0.0
     try:
-        decided = (
-            planner.decide_in_order(table, after, upper, lease=lease)
-            if shares is None
-            else shares.decide_in_order(planner, table, after, upper, lease=lease)
-        )
-        for item in decided:
+        for item in planner.decided(table, after, upper, lease=lease, shares=shares):
             if halt.is_set():
                 return
             paused = time.monotonic()
@@ -162,13 +155,7 @@ def _plan_thread(
     except sa.exc.DBAPIError as exc:
         db.rollback_hard(conn)
         if db.is_connection_lost(exc):
-            give(
-                DatabaseUnavailable(
-                    f"lost the connection to {mask_url(planner.url)} while planning {table} "
-                    f"after id {after} (nothing was written; the checkpoint is safe): once the "
-                    "server is back, run the same command again to resume"
-                )
-            )
+            give(connection_lost(planner.url, f"while planning {table} after id {after}"))
         else:
             give(exc)
     except BaseException as exc:  # handed to the applier's thread, raised there

@@ -86,6 +86,15 @@ PLAN = sa.Table(
 )
 
 
+def connection_lost(url: URL, where: str) -> DatabaseUnavailable:
+    """What planning says when the server goes away ``where`` (nothing is written
+    before it is decided, so the checkpoint is safe and the run resumes)."""
+    return DatabaseUnavailable(
+        f"lost the connection to {mask_url(url)} {where} (nothing was written; the "
+        "checkpoint is safe): once the server is back, run the same command again to resume"
+    )
+
+
 def still_null(t: sa.Table) -> sa.ColumnElement[bool]:
     """``host IS NULL`` in a form the host index cannot serve.
 
@@ -211,6 +220,24 @@ class Planner:
         total, left_out = self._prepare(table, after, upper)
         self.settled.add(left_out)
         return total
+
+    def decided(
+        self,
+        table: str,
+        after: int,
+        upper: int,
+        *,
+        lease: RunnerLock | None,
+        shares: Shares | None,
+    ) -> Iterator[Decided | Stopped]:
+        """The decisions of ``(after, upper]``, chunk by chunk, each with its frontier:
+        this planner's (:meth:`decide_in_order`), or with ``shares`` those of the share
+        planners (:meth:`~actionhost_backfill.engine.workers.Shares.decide_in_order`),
+        this planner's plan left empty."""
+        if shares is None:
+            return self.decide_in_order(table, after, upper, lease=lease)
+        self.empty_plan()
+        return shares.decide_in_order(self, table, after, upper, lease=lease)
 
     def decide_in_order(
         self, table: str, after: int, upper: int, *, lease: RunnerLock | None
@@ -384,12 +411,7 @@ class Planner:
         conn = self.conn
         decided = 0
         try:
-            if shares is None:
-                stream = self.decide_in_order(table, after, upper, lease=lease)
-            else:
-                self.empty_plan()
-                stream = shares.decide_in_order(self, table, after, upper, lease=lease)
-            for item in stream:
+            for item in self.decided(table, after, upper, lease=lease, shares=shares):
                 if isinstance(item, Stopped):
                     return None
                 rows = item.rows
@@ -408,10 +430,8 @@ class Planner:
         except sa.exc.DBAPIError as exc:
             db.rollback_hard(conn)
             if db.is_connection_lost(exc):
-                raise DatabaseUnavailable(
-                    f"lost the connection to {mask_url(self.url)} while planning {table} after id "
-                    f"{after} (nothing was written; the checkpoint is safe): once the server is "
-                    "back, run the same command again to resume"
+                raise connection_lost(
+                    self.url, f"while planning {table} after id {after}"
                 ) from None
             raise
         finally:

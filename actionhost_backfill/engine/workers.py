@@ -57,12 +57,11 @@ from actionhost_backfill.engine import collector
 from actionhost_backfill.engine import planner as planning
 from actionhost_backfill.engine.evidence import EvidenceSnapshot, SnapshotStats
 from actionhost_backfill.engine.evidence_tables import Share
-from actionhost_backfill.engine.planner import Decided, Planner, Stopped
+from actionhost_backfill.engine.planner import Decided, Planner, Stopped, connection_lost
 from actionhost_backfill.engine.progress import silent
 from actionhost_backfill.engine.settled import Settled, settling_runs
-from actionhost_backfill.errors import DatabaseUnavailable, WorkerFailed
+from actionhost_backfill.errors import WorkerFailed
 from actionhost_backfill.nova.tables import nova
-from actionhost_backfill.redact import mask_url
 from actionhost_backfill.state.lease import RunnerLock
 from actionhost_backfill.state.location import StateLocation
 from actionhost_backfill.state.tables import state
@@ -212,11 +211,7 @@ class _Planner:
                 f"(nothing undecided was written; the checkpoint is safe): {RESUME}"
             ) from None
         if kind == "lost":
-            raise DatabaseUnavailable(
-                f"planner {self.process.name} lost its connection to {mask_url(self.url)} "
-                "(nothing undecided was written; the checkpoint is safe): once the server is "
-                "back, run the same command again to resume"
-            )
+            raise connection_lost(self.url, f"in {self.process.name}")
         if kind == "error":
             raise WorkerFailed(f"planner {self.process.name} failed: {values[0]}: {RESUME}")
         if kind != expected:

@@ -42,9 +42,9 @@ def pymysql_converters() -> dict:
     """PyMySQL's converters, DATETIME and TIMESTAMP values decoded at C speed.
 
     PyMySQL parses each one in Python (a regular expression, then each field
-    converted and the datetime built from a list): a third of a planner's time
-    at 10M events on MariaDB (``docs/benchmarks.md``), a planner reading two
-    or more datetimes per event.  A value in the server's canonical form
+    converted and the datetime built from a list): a quarter of a planner's
+    busy time at 10M events on MariaDB (``docs/benchmarks.md``), a planner
+    reading two or more datetimes per event.  A value in the server's canonical form
     (``YYYY-MM-DD hh:mm:ss``, six fraction digits or none) is parsed by
     :meth:`datetime.fromisoformat` instead, which reads the same fields at the
     same positions; anything else (zero dates, invalid dates, other forms) and

@@ -87,11 +87,11 @@ PLAN = sa.Table(
 
 
 def connection_lost(url: URL, where: str) -> DatabaseUnavailable:
-    """What planning says when the server goes away ``where`` (nothing is written
-    before it is decided, so the checkpoint is safe and the run resumes)."""
+    """What planning says when the server goes away ``where``: no event is written
+    before it is decided, so the checkpoint is safe and the run resumes."""
     return DatabaseUnavailable(
-        f"lost the connection to {mask_url(url)} {where} (nothing was written; the "
-        "checkpoint is safe): once the server is back, run the same command again to resume"
+        f"lost the connection to {mask_url(url)} {where} (nothing undecided was written; "
+        "the checkpoint is safe): once the server is back, run the same command again to resume"
     )
 
 

@@ -196,7 +196,7 @@ while child.poll() is None:
         if seen is not None:
             name, rss, hwm = seen
             total += rss
-            peaks[pid] = (name, max(hwm, peaks.get(pid, (name, 0))[1]))
+            peaks[pid] = (name, hwm)  # VmHWM is the process's peak so far
     peak_sum = max(peak_sum, total)
     time.sleep(0.1)
 used = resource.getrusage(resource.RUSAGE_CHILDREN)

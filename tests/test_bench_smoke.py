@@ -41,6 +41,8 @@ def test_benchmark_smoke(backend, server_url, tmp_path):
     # Every process of the run, sampled from /proc: the runner at least, named.
     assert "runner" in {name for name, _ in result["process_peak_rss_mb"]}
     assert result["tree_peak_rss_mb"] > 0
+    # Shared pages counted once: never more than the summed RSS.
+    assert 0 < result["tree_peak_pss_mb"] <= result["tree_peak_rss_mb"]
     assert result["ratio_toolkit_to_limit"] > 0 and result["batch_p99_ms"] > 0
     assert not list(tmp_path.glob("bench-*.sqlite"))  # databases are dropped afterwards
     assert result["server"]["version"]  # the figures name the server they were measured on

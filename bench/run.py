@@ -152,8 +152,10 @@ def fresh_database(backend: str, workdir: Path) -> tuple[str, callable]:
 #: CPU seconds (the wrapper's only child is the command, so RUSAGE_CHILDREN is
 #: exactly the command's and its descendants'), then the peak of the summed RSS
 #: of the command and every process under it (the planners: ``wait4`` reports
-#: only the largest process), sampled every 0.1 s from /proc, and each of those
-#: processes' own peak (VmHWM, by name), as JSON.
+#: only the largest process), sampled every 0.1 s from /proc, the peak of their
+#: summed PSS (shared pages divided among the processes that map them, so the
+#: interpreter and libraries the processes share count once), and each
+#: process's own peak (VmHWM, by name), as JSON.
 _USAGE_WRAPPER = """
 import json, os, resource, subprocess, sys, time
 
@@ -187,21 +189,29 @@ def status(pid):
     kib = lambda key: int(fields.get(key, "0 kB").split()[0])
     return name, kib("VmRSS"), kib("VmHWM")
 
+def pss(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            return next((int(line.split()[1]) for line in f if line.startswith("Pss:")), 0)
+    except OSError:
+        return 0
+
 child = subprocess.Popen(sys.argv[1:])
-peak_sum, peaks = 0, {}
+peak_sum, peak_pss, peaks = 0, 0, {}
 while child.poll() is None:
-    total = 0
+    total = shared_once = 0
     for pid in tree(child.pid):
         seen = status(pid)
         if seen is not None:
             name, rss, hwm = seen
             total += rss
+            shared_once += pss(pid)
             peaks[pid] = (name, hwm)  # VmHWM is the process's peak so far
-    peak_sum = max(peak_sum, total)
+    peak_sum, peak_pss = max(peak_sum, total), max(peak_pss, shared_once)
     time.sleep(0.1)
 used = resource.getrusage(resource.RUSAGE_CHILDREN)
 each = sorted(((name, kib) for name, kib in peaks.values()), key=lambda p: (p[0], -p[1]))
-print(used.ru_maxrss, used.ru_utime + used.ru_stime, peak_sum, json.dumps(each, separators=(",", ":")), file=sys.stderr)
+print(used.ru_maxrss, used.ru_utime + used.ru_stime, peak_sum, peak_pss, json.dumps(each, separators=(",", ":")), file=sys.stderr)
 sys.exit(child.returncode)
 """
 
@@ -247,11 +257,13 @@ def run_toolkit(url: str, checkout: Path = ROOT, extra: tuple[str, ...] = ()) ->
         None if before is None else {k: after[k] - before[k] for k in ("rows", "bytes")}
     )
     result["wall_seconds"] = seconds
-    rss, cpu, tree_kib, each = err[-1].split()
+    rss, cpu, tree_kib, tree_pss_kib, each = err[-1].split()
     result["peak_rss_mb"] = round(int(rss) / 1024, 1)
     # All processes of the run together (runner, planners, multiprocessing's
-    # resource tracker), sampled: the peak of their summed RSS, and each one's peak.
+    # resource tracker), sampled: the peak of their summed RSS, of their summed
+    # PSS (what the run takes from the machine), and each one's peak.
     result["tree_peak_rss_mb"] = round(int(tree_kib) / 1024, 1)
+    result["tree_peak_pss_mb"] = round(int(tree_pss_kib) / 1024, 1)
     result["process_peak_rss_mb"] = [[name, round(kib / 1024, 1)] for name, kib in json.loads(each)]
     # The runner's own CPU time (its workers' included): on a machine shared
     # with other guests wall time swings by 15 % between identical runs, the
@@ -464,6 +476,7 @@ def compare_workers(url: str, counts: list[int], rounds: int = 2) -> dict:
                         "examined": result["examined"],
                         "peak_rss_mb": result["peak_rss_mb"],
                         "tree_peak_rss_mb": result["tree_peak_rss_mb"],
+                        "tree_peak_pss_mb": result["tree_peak_pss_mb"],
                     }
                 )
                 with engine.connect() as conn:
@@ -581,6 +594,7 @@ def bench_one(
             "batches": toolkit["batches"],
             "peak_rss_mb": toolkit["peak_rss_mb"],
             "tree_peak_rss_mb": toolkit["tree_peak_rss_mb"],
+            "tree_peak_pss_mb": toolkit["tree_peak_pss_mb"],
             "process_peak_rss_mb": toolkit["process_peak_rss_mb"],
             "toolkit_cpu_seconds": toolkit["cpu_seconds"],
             "baseline": versus,
@@ -634,6 +648,7 @@ COLUMNS = (
     ("batch_p99_ms", "batch p99 ms"),
     ("peak_rss_mb", "peak RSS MB"),
     ("tree_peak_rss_mb", "all processes MB"),
+    ("tree_peak_pss_mb", "all processes PSS MB"),
 )
 
 

@@ -18,17 +18,22 @@ to the total:
 * other: everything else (stdlib, tqdm, ...).
 
 On PostgreSQL and MariaDB the backfill decides in a planner thread while the
-calling thread applies (``engine/pipeline.py``).  cProfile sees one thread, so
-every thread the run starts gets a profiler of its own and the statistics are
-merged: the split covers the planner and the applier.  A thread blocked on the
-other (the hand-over queue, a lock) is idle, not working: that time is shown
-apart, as ``waiting on the other thread``, and left out of the percentages.
-The run decides with one planner (``--workers 1``): planners in processes of
-their own (``engine/workers.py``) would do their work where no profiler sees it.
+calling thread applies (``engine/pipeline.py``), and with ``--workers N`` (the
+default is the backfill's) its planners decide in processes of their own
+(``engine/workers.py``).  cProfile sees one thread, so every thread the run
+starts gets a profiler of its own, and so does every planner process: a
+``sitecustomize`` module put first on their ``PYTHONPATH`` profiles a
+process started by ``multiprocessing``'s spawn and writes its statistics
+when it exits.  All are merged: the split covers the runner, its threads and
+its planners.  A thread or process blocked on another (the hand-over queue, a
+lock, a planner's pipe, the runner waiting for the planners) is idle, not
+working: that time is shown apart, as ``waiting on another thread or
+process``, and left out of the percentages.
 
 The cyclic garbage collector's time is charged by cProfile to whatever function
 was running when it started, in any layer: it is also measured on its own
-(``gc.callbacks``) and printed apart, with how many full collections ran.
+(``gc.callbacks``, in the planners too) and printed apart, with how many full
+collections ran.
 """
 
 from __future__ import annotations
@@ -36,8 +41,11 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import json
+import os
 import pstats
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -63,6 +71,72 @@ _MYSQLCLIENT_SERVER = (
 )
 #: Layers reported; ``waiting`` is idle time, not part of the split.
 LAYERS = ("server", "driver", "sqlalchemy", "inference", "toolkit", "other")
+
+#: Put first on the planners' ``PYTHONPATH``: profiles a process that
+#: multiprocessing's spawn started (not its resource tracker) and, when it
+#: exits, writes its statistics and its garbage collections to $WHERE_TIME_GOES_DIR.
+_SITECUSTOMIZE = """
+import sys
+
+if "--multiprocessing-fork" in sys.argv:
+    import atexit, cProfile, gc, json, os, time
+
+    _out = os.path.join(os.environ["WHERE_TIME_GOES_DIR"], f"planner-{os.getpid()}")
+    _gc = {"seconds": 0.0, "full": 0, "started": 0.0}
+
+    def _timed(phase, info):
+        if phase == "start":
+            _gc["started"] = time.perf_counter()
+        else:
+            _gc["seconds"] += time.perf_counter() - _gc["started"]
+            _gc["full"] += info["generation"] == 2
+
+    def _write():
+        _profile.disable()
+        _profile.dump_stats(_out + ".pstats")
+        with open(_out + ".json", "w") as f:
+            json.dump({"seconds": _gc["seconds"], "full": _gc["full"]}, f)
+
+    gc.callbacks.append(_timed)
+    _profile = cProfile.Profile()
+    atexit.register(_write)
+    _profile.enable()
+"""
+
+
+def _idle_caller(caller: tuple, stats: dict) -> bool:
+    """Whether a C function called from ``caller`` waits on another process:
+    a planner on its pipe, the runner on its planners (``multiprocessing``,
+    directly or through ``selectors``)."""
+    filename = caller[0].replace("\\", "/")
+    if "/multiprocessing/" in filename:
+        return True
+    if filename.endswith("/selectors.py"):
+        callers = stats.get(caller, (0, 0, 0, 0, {}))[4]
+        return any("/multiprocessing/" in c[0].replace("\\", "/") for c in callers)
+    return False
+
+
+def layers_of(key: tuple, stats: dict) -> Counter:
+    """One function's self time by layer: a C function that some callers use to
+    wait on another process is split by caller."""
+    filename, _, function = key
+    _, _, tottime, _, callers = stats[key]
+    where = layer(filename, function)
+    idle = 0.0
+    if filename == "~" and where != "waiting":
+        idle = sum(t[2] for caller, t in callers.items() if _idle_caller(caller, stats))
+    split = Counter({where: tottime - idle})
+    split["waiting"] += idle
+    return split
+
+
+def split_by_layer(stats: dict) -> Counter:
+    """Every function's self time in one layer (``waiting`` apart)."""
+    split: Counter = Counter()
+    for key in stats:
+        split.update(layers_of(key, stats))
+    return split
 
 
 def layer(filename: str, function: str) -> str:
@@ -100,8 +174,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", required=True)
     parser.add_argument("--top", type=int, default=0, help="Also list the N costliest functions.")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="Planners (default: the backfill's default)."
+    )
     args = parser.parse_args()
     url = parse_url(args.db)
+    with tempfile.TemporaryDirectory(prefix="where-time-goes-") as planners:
+        Path(planners, "sitecustomize.py").write_text(_SITECUSTOMIZE)
+        saved = {name: os.environ.get(name) for name in ("PYTHONPATH", "WHERE_TIME_GOES_DIR")}
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (planners, saved["PYTHONPATH"]) if p)
+        os.environ["WHERE_TIME_GOES_DIR"] = planners
+        try:
+            return _profiled(url, args, Path(planners))
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+def _profiled(url, args, planners: Path) -> int:
     profile = cProfile.Profile()
     threads: list[cProfile.Profile] = []
     run = threading.Thread.run
@@ -128,7 +221,8 @@ def main() -> int:
     threading.Thread.run = profiled_run  # every thread the backfill starts
     profile.enable()
     try:
-        result = run_backfill(url, BackfillOptions(include_shadow=True, workers=1))
+        options = {} if args.workers is None else {"workers": args.workers}
+        result = run_backfill(url, BackfillOptions(include_shadow=True, **options))
     finally:
         profile.disable()
         threading.Thread.run = run
@@ -138,28 +232,34 @@ def main() -> int:
     with engine.connect() as conn:
         forget_runs(conn, location.schema)
     engine.dispose()
-    stats = pstats.Stats(profile, *threads)
-    split: Counter = Counter()
-    for (filename, _, function), (_, _, tottime, _, _) in stats.stats.items():
-        split[layer(filename, function)] += tottime
+    planner_stats = sorted(planners.glob("planner-*.pstats"))
+    for written in planners.glob("planner-*.json"):
+        theirs = json.loads(written.read_text())
+        collecting["seconds"] += theirs["seconds"]
+        collecting["full"] += theirs["full"]
+    stats = pstats.Stats(profile, *threads, *(str(p) for p in planner_stats))
+    split = split_by_layer(stats.stats)
     total = sum(split[name] for name in LAYERS)
     print(
         f"{result.examined:,} events in {result.elapsed:.1f}s under the profiler "
         f"(plan {result.plan_seconds:.1f}s, {result.batches} batches, "
-        f"{1 + len(threads)} threads profiled, {url.drivername})"
+        f"{1 + len(threads)} threads and {len(planner_stats)} planner processes "
+        f"profiled, {url.drivername})"
     )
     for name in LAYERS:
         print(f"{name:>10}: {split[name]:7.2f}s  {100 * split[name] / total:5.1f}%")
-    print(f"   waiting on the other thread: {split['waiting']:.2f}s (not in the split)")
+    print(f"   waiting on another thread or process: {split['waiting']:.2f}s (not in the split)")
     print(
         f"   garbage collection: {collecting['seconds']:.2f}s, {collecting['full']} full "
         "collections (charged above to the functions they interrupted)"
     )
     if args.top:
         ranked = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[: args.top]
-        for (filename, line, function), (_, _, tottime, _, _) in ranked:
+        for key, (_, _, tottime, _, _) in ranked:
+            filename, line, function = key
             where = f"{Path(filename).name}:{line}" if filename != "~" else "C"
-            print(f"  {tottime:7.2f}s  {layer(filename, function):>10}  {function} ({where})")
+            mostly = layers_of(key, stats.stats).most_common(1)[0][0]
+            print(f"  {tottime:7.2f}s  {mostly:>10}  {function} ({where})")
     return 0
 
 

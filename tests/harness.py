@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from actionhost_backfill import db as ahb_db
-from actionhost_backfill.cli import app
+from actionhost_backfill.cli import application
 from actionhost_backfill.dialects import family_of
 from actionhost_backfill.nova.models import create_cell_schema
 from actionhost_backfill.schema import revisions
@@ -278,7 +278,7 @@ def wait_for_batches(
 def cli(*args: str, env: dict | None = None):
     """Invoke the CLI as a user would; returns click's Result."""
     runner = CliRunner()
-    return runner.invoke(app, list(args), env=env, catch_exceptions=False)
+    return runner.invoke(application(), list(args), env=env, catch_exceptions=False)
 
 
 def another_database(backend: str, server_url: str, tmp_path, request, stem: str) -> str:

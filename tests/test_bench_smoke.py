@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from actionhost_backfill.sim.simulate import SimulationOptions
+from tests.reliability.common import simulated
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -41,6 +44,8 @@ def test_benchmark_smoke(backend, server_url, tmp_path):
     # Every process of the run, sampled from /proc: the runner at least, named.
     assert "runner" in {name for name, _ in result["process_peak_rss_mb"]}
     assert result["tree_peak_rss_mb"] > 0
+    # Shared pages counted once: never more than the summed RSS.
+    assert 0 < result["tree_peak_pss_mb"] <= result["tree_peak_rss_mb"]
     assert result["ratio_toolkit_to_limit"] > 0 and result["batch_p99_ms"] > 0
     assert not list(tmp_path.glob("bench-*.sqlite"))  # databases are dropped afterwards
     assert result["server"]["version"]  # the figures name the server they were measured on
@@ -57,3 +62,36 @@ def test_benchmark_on_a_throwaway_cell_server(backend, server_url, tmp_path):
     assert result["server"]["innodb_log_file_size"] == "1024M"
     assert "innodb_buffer_pool_size 4096M" in done.stdout
     assert not list(tmp_path.glob("ahbench-mariadb-*"))  # the server is removed afterwards
+
+
+@pytest.mark.backends("postgresql", "mysql")
+def test_where_time_goes_profiles_the_runner_and_every_planner(blank_db):
+    """bench/where_time_goes.py with two planner processes: both are profiled (their
+    statistics merged with the runner's), the split adds up, the run is forgotten."""
+    cell = simulated(blank_db, SimulationOptions(seed=5, instances=120, hosts=6))
+    null_before = cell.rows("SELECT count(*) FROM instance_actions_events WHERE host IS NULL")
+    done = subprocess.run(
+        [
+            *(sys.executable, str(ROOT / "bench" / "where_time_goes.py"), "--db", blank_db),
+            *("--workers", "2", "--top", "5"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "and 2 planner processes profiled" in done.stdout
+    shares = {
+        name: float(share.rstrip("%"))
+        for name, _, share in (
+            line.split() for line in done.stdout.splitlines() if line.endswith("%")
+        )
+    }
+    assert set(shares) == {"server:", "driver:", "sqlalchemy:", "inference:", "toolkit:", "other:"}
+    assert abs(sum(shares.values()) - 100) < 0.5
+    assert shares["inference:"] > 0  # the rules ran in the planners, and were seen there
+    # The run's hosts were set back to NULL: it can be profiled again.
+    assert (
+        cell.rows("SELECT count(*) FROM instance_actions_events WHERE host IS NULL") == null_before
+    )
+    cell.dispose()

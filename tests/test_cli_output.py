@@ -10,7 +10,7 @@ import sys
 import pytest
 import typer
 
-from actionhost_backfill.cli import app
+from actionhost_backfill.cli import application
 from actionhost_backfill.db import parse_url
 from actionhost_backfill.errors import ExitCode
 from actionhost_backfill.nova import novaconf
@@ -31,7 +31,7 @@ def _commands(command, path=()):
 
 def test_help_keeps_bracketed_words():
     """Rich markup read "[database]" as a style tag and dropped it from --help."""
-    root = typer.main.get_command(app)
+    root = typer.main.get_command(application())
     checked = 0
     for path, command in _commands(root):
         texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]

@@ -109,9 +109,9 @@ def _documented_commands() -> list[tuple[str, list[str]]]:
 def test_every_documented_command_and_flag_exists():
     from typer.main import get_command
 
-    from actionhost_backfill.cli import app
+    from actionhost_backfill.cli import application
 
-    root = get_command(app)
+    root = get_command(application())
     checked = 0
     for origin, words in _documented_commands():
         command, rest = root, list(words)

@@ -341,7 +341,12 @@ class EvidenceTables(TemporaryTables):
                 .where(owner.is_not(None), only(owner), _needed(t, action_name))
             )
 
-        self.create_temp("ah_ev", self._union("instance_actions_events", events), ["instance_uuid"])
+        self.create_temp(
+            "ah_ev",
+            self._union("instance_actions_events", events),
+            ["instance_uuid"],
+            grouped_by="instance_uuid",
+        )
 
         if "instance_system_metadata" in self.present:
             self.create_temp(

@@ -346,7 +346,13 @@ class Planner:
         )
         if self.share is not None:
             select = select.where(self.share.holds(owner, snapshot.dialect))
-        snapshot.create_temp(NULL_EVENTS.name, select, ["instance_uuid", "id"], columns=NULL_EVENTS)
+        snapshot.create_temp(
+            NULL_EVENTS.name,
+            select,
+            ["instance_uuid", "id"],
+            columns=NULL_EVENTS,
+            grouped_by="instance_uuid",
+        )
         self.empty_plan()
         count = self.conn.execute(sa.select(sa.func.count()).select_from(NULL_EVENTS)).scalar()
         self.conn.commit()

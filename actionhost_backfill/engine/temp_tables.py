@@ -32,12 +32,21 @@ class TemporaryTables:
         index_columns: list[str],
         *,
         columns: sa.Table | None = None,
+        grouped_by: str | None = None,
     ) -> None:
         """CREATE TEMPORARY TABLE ``name`` AS ``select``, indexed on ``index_columns``;
-        ``columns``: its declaration, when it is not in ``metadata``."""
+        ``columns``: its declaration, when it is not in ``metadata``.
+
+        ``grouped_by``: the rows are written in the order of this column, so the
+        rows of one value (an instance's events) lie together: reading a chunk
+        of values through the index then touches a few pages per value, not a
+        page per row scattered over the whole table.
+        """
         conn = self.conn
         self.drop_temp(name)
         conn.commit()
+        if grouped_by is not None:
+            select = select.order_by(sa.literal_column(grouped_by))
         if self.copy_through_client:
             self._copy_through_client(name, select, columns)
         else:

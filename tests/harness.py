@@ -275,6 +275,17 @@ def wait_for_batches(
         engine.dispose()
 
 
+def command_leaves(command, path: tuple[str, ...] = ()):
+    """Every command under a Click command or group, with its path (``("schema",
+    "upgrade")``): the commands themselves, not the groups that hold them."""
+    subcommands = getattr(command, "commands", None)
+    if subcommands is None:
+        yield path, command
+        return
+    for name, sub in subcommands.items():
+        yield from command_leaves(sub, (*path, name))
+
+
 def cli(*args: str, env: dict | None = None):
     """Invoke the CLI as a user would; returns click's Result."""
     runner = CliRunner()

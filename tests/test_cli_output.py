@@ -20,20 +20,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BRACKETED = re.compile(r"\[[a-z_]+\]")
 
 
-def _commands(command, path=()):
-    subcommands = getattr(command, "commands", None)
-    if subcommands is None:
-        yield path, command
-        return
-    for name, sub in subcommands.items():
-        yield from _commands(sub, (*path, name))
-
-
 def test_help_keeps_bracketed_words():
     """Rich markup read "[database]" as a style tag and dropped it from --help."""
     root = typer.main.get_command(application())
     checked = 0
-    for path, command in _commands(root):
+    for path, command in harness.command_leaves(root):
         texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]
         wanted = sorted({w for text in texts for w in BRACKETED.findall(text)})
         result = harness.cli(*path, "--help")

@@ -18,6 +18,7 @@ import textwrap
 import typer
 
 from actionhost_backfill import cli
+from tests.harness import command_leaves
 
 #: The console script as pip writes it, but spawning a process the way
 #: ``engine.workers`` starts a planner instead of running a command.
@@ -79,15 +80,10 @@ def test_the_application_registers_every_command_module():
     list would silently lose its commands."""
 
     def commands() -> set[str]:
-        """Every command's path: ``backfill``, ``schema upgrade``..."""
-        names, groups = set(), [((), typer.main.get_command(cli.application()))]
-        while groups:
-            path, group = groups.pop()
-            for name, command in group.commands.items():
-                names.add(" ".join((*path, name)))
-                if hasattr(command, "commands"):
-                    groups.append(((*path, name), command))
-        return names
+        """Every command's and group's path: ``backfill``, ``schema``, ``schema upgrade``..."""
+        root = typer.main.get_command(cli.application())
+        leaves = [path for path, _ in command_leaves(root)]
+        return {" ".join(path[:n]) for path in leaves for n in range(1, len(path) + 1)}
 
     registered = commands()
     for module in pkgutil.iter_modules(cli.__path__):

@@ -50,6 +50,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -181,17 +182,10 @@ def main() -> int:
     url = parse_url(args.db)
     with tempfile.TemporaryDirectory(prefix="where-time-goes-") as planners:
         Path(planners, "sitecustomize.py").write_text(_SITECUSTOMIZE)
-        saved = {name: os.environ.get(name) for name in ("PYTHONPATH", "WHERE_TIME_GOES_DIR")}
-        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (planners, saved["PYTHONPATH"]) if p)
-        os.environ["WHERE_TIME_GOES_DIR"] = planners
-        try:
+        path = os.pathsep.join(p for p in (planners, os.environ.get("PYTHONPATH")) if p)
+        # Set for the run (the planners inherit them), restored afterwards.
+        with mock.patch.dict(os.environ, PYTHONPATH=path, WHERE_TIME_GOES_DIR=planners):
             return _profiled(url, args, Path(planners))
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
 
 
 def _profiled(url, args, planners: Path) -> int:

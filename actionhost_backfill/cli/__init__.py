@@ -8,7 +8,7 @@ until it is used.  ``backfill --workers N`` starts its planners with
 ``spawn``, which runs the parent's main script again in each planner: the
 console script's ``from actionhost_backfill.cli import main``.  Were the
 commands (Typer, and everything they reach) imported here, every planner
-would load them, about 18 MB each, and never use them.
+would load them, about 17 MB each, and never use them.
 """
 
 from __future__ import annotations

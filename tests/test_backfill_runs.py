@@ -21,6 +21,7 @@ from actionhost_backfill.engine.evidence import EvidenceSnapshot
 from actionhost_backfill.engine.fill import PlanFill
 from actionhost_backfill.errors import RunnerBusy
 from actionhost_backfill.sim.history import HistoryBuilder
+from actionhost_backfill.state import runs
 from actionhost_backfill.state.lease import RunnerLock
 from tests import scenarios
 from tests.harness import Cell, cli, prepare_scenarios, wait_for_batches
@@ -503,6 +504,45 @@ def test_a_batch_is_a_few_set_based_statements(cell, monkeypatch):
         host == expect[i][0]
         for i, host in cell.rows("SELECT id, host FROM instance_actions_events")
         if host is not None and i in expect and expect[i][0] is not None
+    )
+
+
+def test_a_batchs_counts_are_one_statement_and_add_up_to_the_audit(cell, monkeypatch):
+    """The per-rule counters (``run_counts``) take one upsert per batch, however many
+    rules and reasons the batch holds, and end equal to the audit they summarise."""
+    _prepare(cell, copies=2)
+    calls: list[tuple[int, list[str]]] = []
+    adding = threading.Event()
+    original = runs.add_counts
+
+    def add_counts(conn, st, run_id, table, counts):
+        calls.append((sum(1 for n in counts.values() if n), []))
+        adding.set()
+        try:
+            return original(conn, st, run_id, table, counts)
+        finally:
+            adding.clear()
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if adding.is_set():
+            calls[-1][1].append(statement)
+
+    monkeypatch.setattr(runs, "add_counts", add_counts)
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
+    try:
+        result = run_backfill(parse_url(cell.url), BackfillOptions(batch_size=40))
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
+    assert result.batches == len(calls) > 3
+    assert max(pairs for pairs, _ in calls) >= 3, "some batch counts several rules"
+    assert all(len(statements) == 1 for _, statements in calls), calls
+    schema = cell.location.schema
+    assert cell.rows(
+        f"SELECT run_id, event_table, outcome, rule, row_count FROM {schema}.run_counts "
+        "ORDER BY 1, 2, 3, 4"
+    ) == cell.rows(
+        f"SELECT run_id, event_table, outcome, rule, count(*) FROM {schema}.audit "
+        "GROUP BY run_id, event_table, outcome, rule ORDER BY 1, 2, 3, 4"
     )
 
 

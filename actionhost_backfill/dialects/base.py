@@ -512,6 +512,15 @@ class Dialect:
         """The GRANT that lets ``user`` write ``table`` (in ``schema``, the state schema)."""
         raise NotImplementedError
 
+    def add_counts(
+        self, conn: sa.Connection, table: sa.Table, rows: list[dict], counter: str
+    ) -> None:
+        """Insert ``rows`` into ``table``; where a row with the same primary key is
+        there already, add the new row's ``counter`` to it instead.  One statement
+        (the server's own upsert), whatever the number of rows: a batch's counts
+        cost one round trip, not one per rule."""
+        raise NotImplementedError
+
     def fill_from_plan(
         self, conn: sa.Connection, plan: str, batch: FillBatch, outcomes: dict[str, str]
     ) -> None:

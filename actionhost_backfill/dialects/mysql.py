@@ -130,6 +130,14 @@ class MySQL(MySQLPrivileges):
     def drop_temp(self, conn: sa.Connection, name: str) -> None:
         conn.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {name}")
 
+    def add_counts(
+        self, conn: sa.Connection, table: sa.Table, rows: list[dict], counter: str
+    ) -> None:
+        insert = mysql.insert(table).values(rows)
+        conn.execute(
+            insert.on_duplicate_key_update({counter: table.c[counter] + insert.inserted[counter]})
+        )
+
     def fill_from_plan(
         self, conn: sa.Connection, plan: str, batch: FillBatch, outcomes: dict[str, str]
     ) -> None:

@@ -46,6 +46,13 @@ class PostgreSQL(PostgreSQLPrivileges):
     def analyze_temp(self, conn: sa.Connection, name: str) -> None:
         conn.exec_driver_sql(f"ANALYZE {name}")
 
+    def add_counts(
+        self, conn: sa.Connection, table: sa.Table, rows: list[dict], counter: str
+    ) -> None:
+        insert = postgresql.insert(table).values(rows)
+        added = {counter: table.c[counter] + insert.excluded[counter]}
+        conn.execute(insert.on_conflict_do_update(index_elements=table.primary_key, set_=added))
+
     def fill_from_plan(
         self, conn: sa.Connection, plan: str, batch: FillBatch, outcomes: dict[str, str]
     ) -> None:

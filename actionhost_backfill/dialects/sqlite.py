@@ -9,6 +9,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import URL
 
 from actionhost_backfill.dialects.base import (
@@ -77,6 +78,13 @@ class SQLite(Dialect):
         if not path or not os.path.exists(path):
             return "absent"
         return "readable" if os.access(path, os.R_OK) else "unreadable"
+
+    def add_counts(
+        self, conn: sa.Connection, table: sa.Table, rows: list[dict], counter: str
+    ) -> None:
+        insert = sqlite.insert(table).values(rows)
+        added = {counter: table.c[counter] + insert.excluded[counter]}
+        conn.execute(insert.on_conflict_do_update(index_elements=table.primary_key, set_=added))
 
     def fill_from_plan(
         self, conn: sa.Connection, plan: str, batch: FillBatch, outcomes: dict[str, str]

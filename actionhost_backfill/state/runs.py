@@ -9,7 +9,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from actionhost_backfill import __version__, db
+from actionhost_backfill import __version__, db, dialects
 from actionhost_backfill.clock import utcnow
 from actionhost_backfill.state.tables import StateTables
 
@@ -222,27 +222,14 @@ def set_state(
 def add_counts(
     conn: sa.Connection, st: StateTables, run_id: int, table: str, counts: Counter
 ) -> None:
-    """Add to the per-rule counters (one runner per database: no race)."""
-    rc = st.run_counts
-    for (outcome, rule), rows in counts.items():
-        if not rows:
-            continue
-        updated = conn.execute(
-            rc.update()
-            .where(
-                rc.c.run_id == run_id,
-                rc.c.event_table == table,
-                rc.c.outcome == outcome,
-                rc.c.rule == rule,
-            )
-            .values(row_count=rc.c.row_count + rows)
-        ).rowcount
-        if not updated:
-            conn.execute(
-                rc.insert().values(
-                    run_id=run_id, event_table=table, outcome=outcome, rule=rule, row_count=rows
-                )
-            )
+    """Add to the per-rule counters, in one statement (one runner per database: no race)."""
+    rows = [
+        {"run_id": run_id, "event_table": table, "outcome": outcome, "rule": rule, "row_count": n}
+        for (outcome, rule), n in sorted(counts.items())
+        if n
+    ]
+    if rows:
+        dialects.for_connection(conn).add_counts(conn, st.run_counts, rows, "row_count")
 
 
 def advance(

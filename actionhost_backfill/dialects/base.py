@@ -225,6 +225,13 @@ class MissingPrivilege:
         return f"{self.privilege} on {self.on} ({self.why}): run {self.grant}"
 
 
+def adding_on_conflict(insert, table: sa.Table, counter: str):
+    """``insert`` (PostgreSQL's or SQLite's INSERT construct, their shared upsert) adding
+    its ``counter`` to the row already there with the same primary key."""
+    added = {counter: table.c[counter] + insert.excluded[counter]}
+    return insert.on_conflict_do_update(index_elements=table.primary_key, set_=added)
+
+
 class Dialect:
     """PostgreSQL, MySQL/MariaDB and SQLite subclass this."""
 

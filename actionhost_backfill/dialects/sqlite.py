@@ -20,6 +20,7 @@ from actionhost_backfill.dialects.base import (
     PrivilegeRequest,
     SchemaChange,
     StateLocation,
+    adding_on_conflict,
 )
 from actionhost_backfill.errors import BadInput
 
@@ -82,9 +83,7 @@ class SQLite(Dialect):
     def add_counts(
         self, conn: sa.Connection, table: sa.Table, rows: list[dict], counter: str
     ) -> None:
-        insert = sqlite.insert(table).values(rows)
-        added = {counter: table.c[counter] + insert.excluded[counter]}
-        conn.execute(insert.on_conflict_do_update(index_elements=table.primary_key, set_=added))
+        conn.execute(adding_on_conflict(sqlite.insert(table).values(rows), table, counter))
 
     def fill_from_plan(
         self, conn: sa.Connection, plan: str, batch: FillBatch, outcomes: dict[str, str]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -467,33 +468,43 @@ def test_mysql_statement_binlog_snapshot_copies_through_the_client(cell, backend
     assert result.outcome == "complete"
 
 
+@contextlib.contextmanager
+def _statements_of(monkeypatch, owner, name: str):
+    """Each call of ``owner.name`` made inside: its arguments and the statements
+    (text, executemany) it sent to a server from its own thread (the planner's
+    thread, reading meanwhile, is not counted)."""
+    calls: list[tuple[tuple, list[tuple[str, bool]]]] = []
+    caller: list[int | None] = [None]
+    original = getattr(owner, name)
+
+    def wrapped(*args, **kwargs):
+        calls.append((args, []))
+        caller[0] = threading.get_ident()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            caller[0] = None
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if caller[0] == threading.get_ident():
+            calls[-1][1].append((statement, executemany))
+
+    monkeypatch.setattr(owner, name, wrapped)
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
+    try:
+        yield calls
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
+
+
 def test_a_batch_is_a_few_set_based_statements(cell, monkeypatch):
     """However big the batch, applying it costs the same few statements: no per-row SQL,
     no executemany, no event row read back into the client."""
     expect = _prepare(cell)
-    statements: list[list[tuple[str, bool]]] = []
-    applying = threading.Event()
-    original = PlanFill.apply
-
-    def apply(self, *args, **kwargs):
-        statements.append([])
-        applying.set()
-        try:
-            return original(self, *args, **kwargs)
-        finally:
-            applying.clear()
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        if applying.is_set():
-            statements[-1].append((statement, executemany))
-
-    monkeypatch.setattr(PlanFill, "apply", apply)
-    sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
-    try:
+    with _statements_of(monkeypatch, PlanFill, "apply") as calls:
         small = run_backfill(parse_url(cell.url), BackfillOptions(batch_size=5, max_rows=20))
         big = run_backfill(parse_url(cell.url), BackfillOptions(batch_size=100_000))
-    finally:
-        sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
+    statements = [batch for _, batch in calls]
     # --max-rows counts rows written: 20 hosts, in batches of at most 5 events.
     assert small.filled == 20 and small.batches >= 4 and big.batches == 1
     assert big.examined > 5 * small.batches, "the big batch covers many more rows"
@@ -511,30 +522,11 @@ def test_a_batchs_counts_are_one_statement_and_add_up_to_the_audit(cell, monkeyp
     """The per-rule counters (``run_counts``) take one upsert per batch, however many
     rules and reasons the batch holds, and end equal to the audit they summarise."""
     _prepare(cell, copies=2)
-    calls: list[tuple[int, list[str]]] = []
-    adding = threading.Event()
-    original = runs.add_counts
-
-    def add_counts(conn, st, run_id, table, counts):
-        calls.append((sum(1 for n in counts.values() if n), []))
-        adding.set()
-        try:
-            return original(conn, st, run_id, table, counts)
-        finally:
-            adding.clear()
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        if adding.is_set():
-            calls[-1][1].append(statement)
-
-    monkeypatch.setattr(runs, "add_counts", add_counts)
-    sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
-    try:
+    with _statements_of(monkeypatch, runs, "add_counts") as calls:
         result = run_backfill(parse_url(cell.url), BackfillOptions(batch_size=40))
-    finally:
-        sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
+    counters = [sum(1 for n in args[4].values() if n) for args, _ in calls]
     assert result.batches == len(calls) > 3
-    assert max(pairs for pairs, _ in calls) >= 3, "some batch counts several rules"
+    assert max(counters) >= 3, "some batch counts several rules"
     assert all(len(statements) == 1 for _, statements in calls), calls
     schema = cell.location.schema
     assert cell.rows(

@@ -184,6 +184,8 @@ def status(pid):
             argv = f.read().split(b"\\0")
     except OSError:
         return None
+    if "VmHWM" not in fields:
+        return None  # exited, not yet reaped: no memory, and no command line to name it by
     line = b" ".join(argv)
     name = "resource_tracker" if b"resource_tracker" in line else "planner" if b"multiprocessing" in line else "runner"
     kib = lambda key: int(fields.get(key, "0 kB").split()[0])

@@ -41,8 +41,12 @@ def test_benchmark_smoke(backend, server_url, tmp_path):
     assert 0 < result["limit_rows"] <= result["filled"]
     assert result["naive_rows"] == 20 and result["peak_rss_mb"] > 0
     assert result["toolkit_cpu_seconds"] > 0  # the runner's CPU time, from wait4
-    # Every process of the run, sampled from /proc: the runner at least, named.
-    assert "runner" in {name for name, _ in result["process_peak_rss_mb"]}
+    # Every process of the run, sampled from /proc: the runner at least, named,
+    # each with its peak (not what a last sample reads of a process that has
+    # exited: no memory, no command line).
+    peaks = result["process_peak_rss_mb"]
+    assert "runner" in {name for name, _ in peaks}
+    assert all(mb > 0 for _, mb in peaks), peaks
     assert result["tree_peak_rss_mb"] > 0
     # Shared pages counted once: never more than the summed RSS.
     assert 0 < result["tree_peak_pss_mb"] <= result["tree_peak_rss_mb"]

@@ -99,3 +99,30 @@ def test_where_time_goes_profiles_the_runner_and_every_planner(blank_db):
         cell.rows("SELECT count(*) FROM instance_actions_events WHERE host IS NULL") == null_before
     )
     cell.dispose()
+
+
+def test_the_frontier_profile_ends_with_everything_writable(blank_db):
+    """bench/frontier.py on a simulated cell: writable never exceeds decided, both
+    grow, and once every NULL event is decided every one is writable."""
+    cell = simulated(blank_db)
+    try:
+        done = subprocess.run(
+            (sys.executable, str(ROOT / "bench" / "frontier.py"), "--db", blank_db),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    finally:
+        cell.dispose()
+    assert done.returncode == 0, done.stderr
+    rows = [
+        [float(value.strip(" %")) for value in line.strip("|").split("|")]
+        for line in done.stdout.splitlines()
+        if line.startswith("| ") and line[2].isdigit()
+    ]
+    assert len(rows) >= 5
+    assert all(writable <= decided + 0.05 for decided, writable, _ in rows)
+    assert [r[0] for r in rows] == sorted(r[0] for r in rows)
+    assert [r[1] for r in rows] == sorted(r[1] for r in rows)
+    assert rows[-1][:2] == [100.0, 100.0]

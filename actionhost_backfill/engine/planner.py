@@ -304,11 +304,23 @@ class Planner:
                 chunk.events, evidence.actions, evidence.histories, evidence.hosts, self.exclude
             )
             handed = True
+            if chunk.last:
+                self._release_null_events()
             yield Decided(
                 [(d.event_id, d.host, d.rule) for d in decisions], chunk.frontier, chunk.last
             )
         if not handed:
+            self._release_null_events()
             yield Decided([], upper, last=True)
+
+    def _release_null_events(self) -> None:
+        """The range's NULL events are all read: drop their copy before handing on the
+        last chunk.  The applier may have most of the range still to write; the copy
+        (a row per NULL event) would hold the server's memory meanwhile, and on
+        MariaDB the buffer pool's pages (its temporary tables are InnoDB's).
+        :meth:`prepare` makes the next range's."""
+        self.snapshot.drop_temp(NULL_EVENTS.name)
+        self.conn.commit()
 
     def _prepare(self, table: str, after: int, upper: int) -> tuple[int, Settled]:
         """The NULL-host events of ``(after, upper]`` to decide, those complete runs

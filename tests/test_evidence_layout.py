@@ -10,15 +10,10 @@ cell the difference is whether the reads fit the server's buffer pool.
 from __future__ import annotations
 
 import itertools
-import threading
 
 import sqlalchemy as sa
 
-from actionhost_backfill.db import create_engine, parse_url
-from actionhost_backfill.engine.evidence import EvidenceSnapshot
-from actionhost_backfill.engine.planner import Planner
-from actionhost_backfill.engine.progress import silent
-from tests.reliability.common import simulated
+from tests.reliability.common import planner_on, simulated
 
 
 def _in_stored_order(conn: sa.Connection, table: str) -> list[str | None]:
@@ -36,21 +31,12 @@ def _scattered(owners: list[str | None]) -> list[str | None]:
 
 def test_each_instances_events_lie_together_in_the_snapshot(blank_db):
     cell = simulated(blank_db)
-    url, location = parse_url(cell.url), cell.location
-    engine = create_engine(url, location)
     try:
-        with engine.connect() as conn:
-            snapshot = EvidenceSnapshot(conn, location, audit_available=True)
-            snapshot.take()
+        with planner_on(cell) as (conn, planner):
             evidence = _in_stored_order(conn, "ah_ev")
-            planner = Planner(
-                conn, snapshot, url=url, stop=threading.Event(), bar=lambda *_: silent()
-            )
             (newest,) = conn.execute(sa.text("SELECT max(id) FROM instance_actions_events")).one()
             total = planner.prepare("instance_actions_events", 0, newest)
             null_events = _in_stored_order(conn, "ah_null")
-            planner.drop()
-            snapshot.drop()
         # Many instances, each with many events, written by time: without the
         # grouping most instances' rows would be interleaved with others'.
         instances, rows = len(set(evidence)), len(evidence)
@@ -59,5 +45,4 @@ def test_each_instances_events_lie_together_in_the_snapshot(blank_db):
         assert total == len(null_events) > 1000
         assert _scattered(null_events) == []
     finally:
-        engine.dispose()
         cell.dispose()

@@ -8,16 +8,11 @@ last chunk is handed on, not when the run ends.
 
 from __future__ import annotations
 
-import threading
-
 import sqlalchemy as sa
 
-from actionhost_backfill.db import create_engine, parse_url
 from actionhost_backfill.engine import planner as planning
-from actionhost_backfill.engine.evidence import EvidenceSnapshot
-from actionhost_backfill.engine.planner import NULL_EVENTS, Decided, Planner
-from actionhost_backfill.engine.progress import silent
-from tests.reliability.common import simulated
+from actionhost_backfill.engine.planner import NULL_EVENTS, Decided
+from tests.reliability.common import planner_on, simulated
 
 
 def _holds_null_events(conn: sa.Connection) -> bool:
@@ -29,15 +24,8 @@ def test_the_copy_of_null_events_is_dropped_before_the_last_chunk_is_handed_on(
 ):
     monkeypatch.setattr(planning, "PLAN_INSTANCES", 7)  # many chunks
     cell = simulated(blank_db)
-    url, location = parse_url(cell.url), cell.location
-    engine = create_engine(url, location)
     try:
-        with engine.connect() as conn:
-            snapshot = EvidenceSnapshot(conn, location, audit_available=True)
-            snapshot.take()
-            planner = Planner(
-                conn, snapshot, url=url, stop=threading.Event(), bar=lambda *_: silent()
-            )
+        with planner_on(cell) as (conn, planner):
             newest = conn.execute(sa.text("SELECT max(id) FROM instance_actions_events")).scalar()
             middle = newest // 2
             seen = []  # (last, whether the copy exists) as each chunk is handed on
@@ -47,8 +35,6 @@ def test_the_copy_of_null_events_is_dropped_before_the_last_chunk_is_handed_on(
                     assert isinstance(item, Decided)
                     seen.append((item.last, _holds_null_events(conn)))
                 conn.rollback()
-            planner.drop()
-            snapshot.drop()
         assert len(seen) > 4
         # Each range: every chunk but the last read the copy; the next range made its own.
         lasts = [i for i, (last, _) in enumerate(seen) if last]
@@ -56,5 +42,4 @@ def test_the_copy_of_null_events_is_dropped_before_the_last_chunk_is_handed_on(
         assert all(held for last, held in seen if not last)
         assert not any(held for last, held in seen if last)
     finally:
-        engine.dispose()
         cell.dispose()

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
-from actionhost_backfill.db import parse_url
+import sqlalchemy as sa
+
+from actionhost_backfill.db import create_engine, parse_url
+from actionhost_backfill.engine.evidence import EvidenceSnapshot
+from actionhost_backfill.engine.planner import Planner
+from actionhost_backfill.engine.progress import silent
 from actionhost_backfill.schema import revisions
 from actionhost_backfill.sim.simulate import SimulationOptions, simulate
 from tests import harness
@@ -21,6 +29,28 @@ def simulated(url: str, options: SimulationOptions = HISTORY) -> harness.Cell:
     simulate(parse_url(url), options)
     revisions.upgrade(parse_url(url))
     return harness.Cell(url)
+
+
+@contextlib.contextmanager
+def planner_on(cell: harness.Cell) -> Iterator[tuple[sa.Connection, Planner]]:
+    """A planner on a connection of its own to ``cell``, the evidence snapshot taken
+    (its tables on that connection); tables dropped and engine disposed afterwards."""
+    url, location = parse_url(cell.url), cell.location
+    engine = create_engine(url, location)
+    try:
+        with engine.connect() as conn:
+            snapshot = EvidenceSnapshot(conn, location, audit_available=True)
+            snapshot.take()
+            planner = Planner(
+                conn, snapshot, url=url, stop=threading.Event(), bar=lambda *_: silent()
+            )
+            try:
+                yield conn, planner
+            finally:
+                planner.drop()
+                snapshot.drop()
+    finally:
+        engine.dispose()
 
 
 def table_state(cell: harness.Cell) -> list[tuple]:

@@ -238,11 +238,11 @@ class Dialect:
     __dialect__: str | None = None
     """The SQLAlchemy dialect name this class serves (registered on definition)."""
     name = "base"
+    """The backend family (``StateLocation.backend``): MariaDB is ``mysql``."""
     may_be_galera = False
     """A server of this family may be a Galera node (asked before connecting)."""
     plans_while_applying = True
     """One connection may read (plan) while another writes batches (engine/pipeline.py)."""
-    """The backend family (``StateLocation.backend``): MariaDB is ``mysql``."""
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
